@@ -1,0 +1,1 @@
+"""sepbench: a benchmark suite for image source separation."""

@@ -1,0 +1,117 @@
+"""Running one cell: sources → mixtures → fit → separate → clamp → score. Runs in any process.
+
+The result travels back to the driver as plain data (a DataFrame, dicts, arrays); only the driver writes.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from benchmark.api import FitContext, TrainBudget
+from benchmark.metrics import score
+from benchmark.plan import Cell
+from benchmark.registry import get_method
+from datasets.mixtures import TrainingData, make_test_set
+from datasets.mnist import SourceImages, load_mnist
+
+N_EXAMPLES = 5  # the first test mixtures, kept per cell for example figures
+_SOURCES: dict[str, SourceImages] = {}
+
+
+@dataclass
+class CellResult:
+    """What a cell sends back: its rows (None if it failed), its metadata, and example separations."""
+
+    cell_id: str
+    status: str  # "done" or "failed"
+    meta: dict[str, Any]
+    rows: pd.DataFrame | None = None
+    examples: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def load_sources(data_dir: str | Path | None = None) -> SourceImages:
+    """MNIST, loaded once per process."""
+    key = str(data_dir)
+    if key not in _SOURCES:
+        _SOURCES[key] = load_mnist(data_dir)
+    return _SOURCES[key]
+
+
+def pick_device(gpu: float) -> torch.device:
+    """CUDA when the method asks for a GPU and one is visible, else the CPU."""
+    return torch.device("cuda") if gpu > 0 and torch.cuda.is_available() else torch.device("cpu")
+
+
+def dataset_key(cell: Cell) -> str:
+    spec = cell.dataset
+    return f"{spec.name}:{spec.train_size}:{spec.test_size}"
+
+
+def run_cell(cell: Cell, data_dir: str | Path | None = None, device: torch.device | None = None,
+             progress: Callable[[dict[str, Any]], None] | None = None) -> CellResult:
+    """Run ``cell`` to the end; an exception from the method becomes a failed result, not a crash."""
+    started = time.time()
+    device = device or pick_device(cell.resources.gpu)
+    meta: dict[str, Any] = {"id": cell.id, "config": cell.config(), "device": str(device),
+                            "host": platform.node(), "torch": torch.__version__, "started": started,
+                            "threads": torch.get_num_threads()}
+    logger = logging.getLogger(f"sepbench.cell.{cell.id}")
+    try:
+        sources = load_sources(data_dir)
+        task = cell.task
+        test = make_test_set(sources.test[:cell.dataset.test_size], task, cell.test_mixtures, dataset_key(cell))
+        method = get_method(cell.method)(task, **cell.params)
+        data = None
+        if cell.budget is not None:
+            images = sources.train[:cell.dataset.train_size].to(device)
+            data = TrainingData(images, task, cell.budget.mixtures, cell.seed)
+        ctx = FitContext(device=device, seed=cell.seed, budget=cell.budget or TrainBudget(),
+                         progress=progress or (lambda info: None), logger=logger)
+        torch.manual_seed(cell.seed)
+        t0 = time.perf_counter()
+        method.fit(data, ctx)
+        meta["fit_seconds"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        estimates = method.separate(test.y.to(device))
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        meta["separate_seconds"] = time.perf_counter() - t0
+        expected = tuple(test.x.shape)
+        if tuple(estimates.shape) != expected:
+            raise ValueError(f"separate() returned shape {tuple(estimates.shape)}, expected {expected}")
+        estimates = torch.nan_to_num(estimates.detach().float().cpu(), nan=0.0).clamp(0.0, 1.0)
+        t0 = time.perf_counter()
+        rows = score(estimates, test.x)
+        meta["score_seconds"] = time.perf_counter() - t0
+        meta["n_parameters"] = int(method.n_parameters())
+        meta["history"] = getattr(method, "history_", [])
+        meta["mixtures_per_s"] = cell.test_mixtures / max(meta["separate_seconds"], 1e-9)
+        examples = {
+            "y": test.y[:N_EXAMPLES].numpy(), "x": test.x[:N_EXAMPLES].numpy(),
+            "estimates": estimates[:N_EXAMPLES].numpy(),
+            "perm": rows["perm"].to_numpy()[:N_EXAMPLES * task.n_sources].reshape(-1, task.n_sources),
+        }
+        rows.insert(0, "cell", cell.id)
+        rows.insert(1, "method", cell.method)
+        rows.insert(2, "label", cell.label)
+        rows.insert(3, "scenario", cell.scenario.name)
+        rows.insert(4, "sigma", cell.sigma)
+        rows.insert(5, "seed", cell.seed)
+        meta.update(status="done", seconds=time.time() - started, mse=float(rows["mse"].mean()),
+                    ssim=float(rows["ssim"].mean()))
+        return CellResult(cell.id, "done", meta, rows, examples)
+    except Exception as exc:  # a failing method must not take the run down
+        meta.update(status="failed", seconds=time.time() - started, error=f"{type(exc).__name__}: {exc}",
+                    traceback=traceback.format_exc())
+        return CellResult(cell.id, "failed", meta)

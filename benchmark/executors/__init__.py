@@ -1,0 +1,32 @@
+"""Executors run cells and hand each result to the driver's callback; the driver writes it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Protocol
+
+from benchmark.cell import CellResult
+from benchmark.errors import UserError
+from benchmark.plan import Cell
+from benchmark.progress import RunProgress
+
+EXECUTORS = ("ray", "local")
+
+
+class Executor(Protocol):
+    def run(self, cells: Sequence[Cell], on_result: Callable[[CellResult], None], progress: RunProgress) -> None:
+        """Run every cell; call ``on_result`` in the driver for each, as soon as it finishes."""
+
+
+def make_executor(name: str, *, data_dir: str | Path | None = None, address: str | None = None) -> Executor:
+    """The executor called ``name`` ('ray' or 'local')."""
+    if name == "local":
+        from benchmark.executors.local import LocalExecutor
+
+        return LocalExecutor(data_dir=data_dir)
+    if name == "ray":
+        from benchmark.executors.ray import RayExecutor
+
+        return RayExecutor(data_dir=data_dir, address=address)
+    raise UserError(f"unknown executor {name!r} (known: {', '.join(EXECUTORS)})")

@@ -1,0 +1,257 @@
+"""Grid files: YAML parsed with ``safe_load`` and validated into frozen dataclasses.
+
+Every error names the file, the key and what was expected, and is raised before any work starts.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, replace
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from benchmark.api import TrainBudget
+from benchmark.errors import GridError
+
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str = "mnist"
+    train_size: int = 60000
+    test_size: int = 10000
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    weights: tuple[tuple[float, ...], ...]
+    downsample: int = 2
+
+
+@dataclass(frozen=True)
+class MethodEntry:
+    method: str
+    label: str
+    params: dict[str, Any] = field(default_factory=dict)
+    train: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Grid:
+    name: str
+    dataset: DatasetSpec
+    scenarios: tuple[Scenario, ...]
+    noise: tuple[float, ...]
+    seeds: tuple[int, ...]
+    train: TrainBudget
+    test_mixtures: int
+    methods: tuple[MethodEntry, ...]
+    plugins: tuple[str, ...] = ()
+    source: str = "<memory>"
+
+    def budget_for(self, entry: MethodEntry) -> TrainBudget:
+        """The grid's training defaults with the entry's overrides applied."""
+        return replace(self.train, **entry.train)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved grid, in the grid file's own format (written to the run directory)."""
+        return {
+            "name": self.name,
+            "dataset": asdict(self.dataset),
+            "scenarios": {s.name: {"weights": [list(r) for r in s.weights], "downsample": s.downsample}
+                          for s in self.scenarios},
+            "noise": list(self.noise),
+            "seeds": list(self.seeds),
+            "train": asdict(self.train),
+            "test": {"mixtures": self.test_mixtures},
+            "methods": [{"method": m.method, "label": m.label, "params": dict(m.params), "train": dict(m.train)}
+                        for m in self.methods],
+            "plugins": list(self.plugins),
+        }
+
+
+TOP_KEYS = {"name", "dataset", "scenarios", "noise", "seeds", "train", "test", "methods", "plugins"}
+TRAIN_KEYS = {"mixtures": int, "epochs": int, "batch_size": int, "lr": float, "precision": str}
+
+
+class _Checker:
+    """Type checks that raise a GridError naming the file and the key."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, key: str, message: str) -> GridError:
+        return GridError(f"{self.source}: {key}: {message}")
+
+    def typed(self, key: str, value: Any, kind: type) -> Any:
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if isinstance(value, bool) and kind is not bool or not isinstance(value, kind):
+            raise self.fail(key, f"expected {kind.__name__}, got {value!r}")
+        return value
+
+    def mapping(self, key: str, value: Any, allowed: set[str]) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise self.fail(key, f"expected a mapping, got {value!r}")
+        unknown = sorted(set(map(str, value)) - allowed)
+        if unknown:
+            raise self.fail(f"{key}.{unknown[0]}", f"unknown key (allowed: {', '.join(sorted(allowed))})")
+        return value
+
+    def positive_int(self, key: str, value: Any) -> int:
+        value = self.typed(key, value, int)
+        if value <= 0:
+            raise self.fail(key, f"expected a positive integer, got {value}")
+        return value
+
+    def sequence(self, key: str, value: Any) -> list[Any]:
+        if not isinstance(value, list) or not value:
+            raise self.fail(key, f"expected a non-empty list, got {value!r}")
+        return value
+
+
+def _train(check: _Checker, key: str, raw: Any, base: TrainBudget | None) -> dict[str, Any]:
+    raw = check.mapping(key, raw, set(TRAIN_KEYS))
+    out: dict[str, Any] = {}
+    for name, value in raw.items():
+        if name == "lr":
+            value = check.typed(f"{key}.lr", value, float)
+            if not (value > 0 and math.isfinite(value)):
+                raise check.fail(f"{key}.lr", f"expected a positive learning rate, got {value}")
+        elif name == "precision":
+            value = check.typed(f"{key}.precision", value, str)
+            if value not in PRECISIONS:
+                raise check.fail(f"{key}.precision", f"expected one of {', '.join(PRECISIONS)}, got {value!r}")
+        else:
+            value = check.positive_int(f"{key}.{name}", value)
+        out[name] = value
+    return out
+
+
+def _scenarios(check: _Checker, raw: Any) -> tuple[Scenario, ...]:
+    if not isinstance(raw, dict) or not raw:
+        raise check.fail("scenarios", f"expected a non-empty mapping of name → {{weights, downsample}}, got {raw!r}")
+    scenarios = []
+    for name, spec in raw.items():
+        key = f"scenarios.{name}"
+        spec = check.mapping(key, spec, {"weights", "downsample"})
+        if "weights" not in spec:
+            raise check.fail(key, "missing 'weights' (rows = observations, columns = sources)")
+        rows = check.sequence(f"{key}.weights", spec["weights"])
+        weights = []
+        for i, row in enumerate(rows):
+            row = check.sequence(f"{key}.weights[{i}]", row)
+            values = tuple(check.typed(f"{key}.weights[{i}]", v, float) for v in row)
+            if any(v < 0 or not math.isfinite(v) for v in values):
+                raise check.fail(f"{key}.weights[{i}]", f"weights must be finite and non-negative, got {row}")
+            weights.append(values)
+        if len({len(r) for r in weights}) != 1 or len(weights[0]) < 2:
+            raise check.fail(f"{key}.weights", "every row needs the same number (≥ 2) of source weights")
+        downsample = check.positive_int(f"{key}.downsample", spec.get("downsample", 2))
+        if 28 % downsample:
+            raise check.fail(f"{key}.downsample", f"must divide the image size 28, got {downsample}")
+        scenarios.append(Scenario(str(name), tuple(weights), downsample))
+    return tuple(scenarios)
+
+
+def _methods(check: _Checker, raw: Any) -> tuple[MethodEntry, ...]:
+    entries = []
+    for i, item in enumerate(check.sequence("methods", raw)):
+        key = f"methods[{i}]"
+        if isinstance(item, str):
+            entries.append(MethodEntry(item, item))
+            continue
+        item = check.mapping(key, item, {"method", "label", "params", "train"})
+        if "method" not in item:
+            raise check.fail(key, "missing 'method' (a registered method name)")
+        method = check.typed(f"{key}.method", item["method"], str)
+        label = check.typed(f"{key}.label", item.get("label", method), str)
+        params = item.get("params", {}) or {}
+        if not isinstance(params, dict):
+            raise check.fail(f"{key}.params", f"expected a mapping, got {params!r}")
+        train = _train(check, f"{key}.train", item.get("train", {}) or {}, None)
+        entries.append(MethodEntry(method, label, dict(params), train))
+    labels = [e.label for e in entries]
+    duplicates = sorted({x for x in labels if labels.count(x) > 1})
+    if duplicates:
+        raise check.fail("methods", f"label {duplicates[0]!r} is used twice: give variants distinct labels")
+    return tuple(entries)
+
+
+def parse_grid(raw: Any, source: str = "<memory>") -> Grid:
+    """Validate a parsed YAML document into a :class:`Grid` (methods are resolved later, by the planner)."""
+    check = _Checker(source)
+    raw = check.mapping("(top level)", raw, TOP_KEYS)
+    for required in ("name", "scenarios", "noise", "seeds", "methods"):
+        if required not in raw:
+            raise check.fail(required, "missing required key")
+    name = check.typed("name", raw["name"], str)
+    if not name or "/" in name or name.startswith("."):
+        raise check.fail("name", f"expected a plain directory name, got {name!r}")
+    dataset_raw = raw.get("dataset", "mnist")
+    if isinstance(dataset_raw, str):
+        dataset_raw = {"name": dataset_raw}
+    dataset_raw = check.mapping("dataset", dataset_raw, {"name", "train_size", "test_size"})
+    dataset = DatasetSpec(
+        name=check.typed("dataset.name", dataset_raw.get("name", "mnist"), str),
+        train_size=check.positive_int("dataset.train_size", dataset_raw.get("train_size", 60000)),
+        test_size=check.positive_int("dataset.test_size", dataset_raw.get("test_size", 10000)),
+    )
+    if dataset.name != "mnist":
+        raise check.fail("dataset.name", f"unknown dataset {dataset.name!r} (known: mnist)")
+    if dataset.train_size > 60000 or dataset.test_size > 10000:
+        raise check.fail("dataset", "MNIST has 60000 training and 10000 test images")
+    noise = []
+    for i, sigma in enumerate(check.sequence("noise", raw["noise"])):
+        sigma = check.typed(f"noise[{i}]", sigma, float)
+        if sigma < 0 or not math.isfinite(sigma):
+            raise check.fail(f"noise[{i}]", f"σ must be a finite number ≥ 0, got {sigma}")
+        noise.append(sigma)
+    seeds = []
+    for i, seed in enumerate(check.sequence("seeds", raw["seeds"])):
+        seeds.append(check.typed(f"seeds[{i}]", seed, int))
+    train = TrainBudget(**_train(check, "train", raw.get("train", {}) or {}, None))
+    test = check.mapping("test", raw.get("test", {}) or {}, {"mixtures"})
+    test_mixtures = check.positive_int("test.mixtures", test.get("mixtures", dataset.test_size))
+    plugins = raw.get("plugins", []) or []
+    if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
+        raise check.fail("plugins", f"expected a list of importable module names, got {plugins!r}")
+    return Grid(name, dataset, _scenarios(check, raw["scenarios"]), tuple(dict.fromkeys(noise)),
+                tuple(dict.fromkeys(seeds)), train, test_mixtures, _methods(check, raw["methods"]),
+                tuple(plugins), source)
+
+
+def packaged_grids() -> list[str]:
+    """Names of the grids shipped with sepbench."""
+    folder = resources.files("benchmark") / "grids"
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def resolve_grid_path(name_or_path: str) -> Path:
+    """A path as given, or the packaged grid of that bare name (``quick`` or ``quick.yaml``)."""
+    path = Path(name_or_path)
+    if path.exists():
+        return path
+    stem = path.name[:-5] if path.name.endswith(".yaml") else path.name
+    if path.parent == Path(".") and stem in packaged_grids():
+        return Path(str(resources.files("benchmark") / "grids" / f"{stem}.yaml"))
+    raise GridError(f"{name_or_path}: no such grid file (packaged grids: {', '.join(packaged_grids())})")
+
+
+def load_grid(name_or_path: str) -> Grid:
+    """Read and validate a grid file."""
+    path = resolve_grid_path(name_or_path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark else ""
+        raise GridError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    except OSError as exc:
+        raise GridError(f"{path}: cannot read: {exc.strerror}") from None
+    return parse_grid(raw, str(path))

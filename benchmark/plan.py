@@ -1,0 +1,117 @@
+"""Cells: the cartesian product method × scenario × σ × seed, with stable ids and skip reasons."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from benchmark.api import Resources, Task, TrainBudget
+from benchmark.errors import UserError
+from benchmark.grid import DatasetSpec, Grid, Scenario
+from benchmark.registry import get_method
+
+CELL_FORMAT = 1  # bump when a change makes old cell results incomparable
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One unit of work: train (if needed) and score one method on one (scenario, σ, seed)."""
+
+    method: str
+    label: str
+    params: dict[str, Any]
+    budget: TrainBudget | None  # None for methods that do not train
+    scenario: Scenario
+    sigma: float
+    seed: int
+    dataset: DatasetSpec
+    test_mixtures: int
+    resources: Resources = field(default_factory=Resources)
+    expected_seconds: float = 1.0
+
+    @property
+    def task(self) -> Task:
+        return Task(self.scenario.weights, self.scenario.downsample, self.sigma)
+
+    def config(self) -> dict[str, Any]:
+        """Everything that determines the cell's results, as plain JSON-able data."""
+        return {
+            "format": CELL_FORMAT,
+            "method": self.method,
+            "label": self.label,
+            "params": self.params,
+            "budget": asdict(self.budget) if self.budget else None,
+            "scenario": {"name": self.scenario.name, "weights": [list(r) for r in self.scenario.weights],
+                         "downsample": self.scenario.downsample},
+            "sigma": self.sigma,
+            "seed": self.seed,
+            "dataset": asdict(self.dataset),
+            "test_mixtures": self.test_mixtures,
+        }
+
+    @property
+    def id(self) -> str:
+        """A short hash of the full resolved configuration: same config, same id, in any run."""
+        blob = json.dumps(self.config(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+    def describe(self) -> str:
+        return f"{self.label} · {self.scenario.name} · σ={self.sigma:g} · seed {self.seed}"
+
+
+@dataclass(frozen=True)
+class Skip:
+    """A (method, scenario) pair the plan leaves out, and why."""
+
+    label: str
+    scenario: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    cells: tuple[Cell, ...]
+    skipped: tuple[Skip, ...]
+
+
+def estimate_seconds(cls: type, budget: TrainBudget | None, test_mixtures: int) -> float:
+    """A rough CPU duration of a cell, from the method's declared training throughput."""
+    seconds = 2.0 + test_mixtures * 2e-4  # loading data and scoring
+    if budget is not None and cls.cpu_mixtures_per_s > 0:
+        seconds += budget.epochs * budget.mixtures / cls.cpu_mixtures_per_s
+    return seconds
+
+
+def plan_grid(grid: Grid) -> Plan:
+    """Resolve methods and parameters and list the cells; any error is raised before work starts."""
+    cells: list[Cell] = []
+    skipped: list[Skip] = []
+    for entry in grid.methods:
+        cls = get_method(entry.method)
+        try:
+            params = cls.check_params(entry.params)
+        except UserError as exc:
+            raise UserError(f"{grid.source}: methods: {entry.label}: {exc}") from None
+        learned = cls.requires.needs_training
+        budget = grid.budget_for(entry) if learned else None
+        # a method that does not learn is deterministic: one seed stands for all
+        seeds = grid.seeds if learned else grid.seeds[:1]
+        served = 0
+        for scenario in grid.scenarios:
+            reason = cls.unsupported_reason(Task(scenario.weights, scenario.downsample, 0.0))
+            if reason:
+                skipped.append(Skip(entry.label, scenario.name, reason))
+                continue
+            served += 1
+            for sigma in grid.noise:
+                for seed in seeds:
+                    cells.append(Cell(entry.method, entry.label, params, budget, scenario, sigma, seed,
+                                      grid.dataset, grid.test_mixtures, cls.resources,
+                                      estimate_seconds(cls, budget, grid.test_mixtures)))
+        if not served:
+            reasons = "; ".join(f"{s.scenario}: {s.reason}" for s in skipped if s.label == entry.label)
+            raise UserError(f"{grid.source}: methods: {entry.label} cannot serve any scenario of the grid "
+                            f"({reasons})")
+    return Plan(tuple(cells), tuple(skipped))

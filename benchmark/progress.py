@@ -1,0 +1,64 @@
+"""Progress of a run as the driver sees it: cells done / running / failed / total, an ETA, a line per cell."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from typing import Any, TextIO
+
+
+def format_duration(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+class RunProgress:
+    """Counts cells and prints one line per finished cell with its headline metric and the run's ETA."""
+
+    def __init__(self, total: int, stream: TextIO | None = None) -> None:
+        self.total = total
+        self.done = 0
+        self.failed = 0
+        self.running = 0
+        self.stream = stream or sys.stderr
+        self.started = time.monotonic()
+
+    def line(self, text: str) -> None:
+        print(text, file=self.stream, flush=True)
+
+    def counts(self) -> str:
+        return f"{self.done} done, {self.running} running, {self.failed} failed, {self.total} total"
+
+    def eta(self) -> str:
+        finished = self.done + self.failed
+        if not finished:
+            return "ETA unknown"
+        remaining = (time.monotonic() - self.started) / finished * (self.total - finished)
+        return f"ETA {format_duration(remaining)}"
+
+    def started_cell(self, description: str) -> None:
+        self.running += 1
+
+    def finished_cell(self, description: str, meta: dict[str, Any]) -> None:
+        self.running = max(0, self.running - 1)
+        if meta.get("status") == "done":
+            self.done += 1
+            outcome = f"MSE {meta['mse']:.4g}  SSIM {meta['ssim']:.3f}  ({format_duration(meta['seconds'])})"
+        else:
+            self.failed += 1
+            outcome = f"FAILED: {meta.get('error', 'unknown error')}"
+        self.line(f"[{self.done + self.failed}/{self.total}] {description}: {outcome} | {self.counts()} | "
+                  f"{self.eta()}")
+
+    def epoch_reporter(self, description: str) -> Callable[[dict[str, Any]], None]:
+        """A callback for ``FitContext.progress`` printing one line per finished epoch."""
+
+        def report(info: dict[str, Any]) -> None:
+            if "val_loss" in info:
+                self.line(f"    {description}: epoch {info['epoch']}/{info['epochs']} "
+                          f"train {info['train_loss']:.5f} val {info['val_loss']:.5f} ({info['seconds']:.1f}s)")
+
+        return report

@@ -1,0 +1,121 @@
+"""``bench run``: plan the grid, lock the run directory, run what is missing, record everything."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import os
+import platform
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from benchmark.cell import load_sources
+from benchmark.errors import UserError
+from benchmark.executors import make_executor
+from benchmark.grid import Grid
+from benchmark.plan import Plan, plan_grid
+from benchmark.progress import RunProgress, format_duration
+from benchmark.store import RunStore
+from datasets.mnist import DatasetNotFound
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for package in ("sepbench", "torch", "numpy", "scikit-image", "scikit-learn", "ray", "pandas"):
+        try:
+            found[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return found
+
+
+def expected_duration(plan: Plan, parallel: float) -> float:
+    """Seconds the plan should take on CPUs, with ``parallel`` cells at a time."""
+    return sum(c.expected_seconds for c in plan.cells) / max(parallel, 1.0)
+
+
+def default_run_dir(grid: Grid) -> Path:
+    return Path("reports") / grid.name
+
+
+def run_grid(grid: Grid, *, out: str | Path | None = None, executor: str = "ray", address: str | None = None,
+             data_dir: str | Path | None = None, progress_stream: Any = None) -> int:
+    """Run every missing cell of ``grid``; returns the exit status (0, 1 or 130; bad input raises)."""
+    plan = plan_grid(grid)
+    store = RunStore(out or default_run_dir(grid))
+    stream = progress_stream or sys.stderr
+    with store.lock():
+        try:
+            load_sources(data_dir)
+        except DatasetNotFound as exc:
+            raise UserError(str(exc)) from None
+        runner = make_executor(executor, data_dir=data_dir, address=address)
+        store.write_grid(grid.to_dict())
+        pending = [c for c in plan.cells if store.cell_status(c.id) != "done"]
+        manifest: dict[str, Any] = {
+            "name": grid.name,
+            "grid_source": grid.source,
+            "cells": [{"id": c.id, "label": c.label, "method": c.method, "scenario": c.scenario.name,
+                       "sigma": c.sigma, "seed": c.seed} for c in plan.cells],
+            "skipped": [asdict(s) for s in plan.skipped],
+            "versions": versions(),
+            "host": platform.node(),
+            "executor": executor,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "ended": None,
+        }
+        store.write_manifest(manifest)
+        _setup_log(store.root / "run.log")
+        progress = RunProgress(len(pending), stream)
+        progress.line(f"{grid.name}: {len(plan.cells)} cells planned, {len(plan.cells) - len(pending)} already "
+                      f"done, {len(pending)} to run, {len(plan.skipped)} (method, scenario) pairs skipped → "
+                      f"{store.root}")
+        for skip in plan.skipped:
+            progress.line(f"  skipped {skip.label} on {skip.scenario}: {skip.reason}")
+        if pending and not torch.cuda.is_available() and any(c.budget for c in pending):
+            parallel = max(1, (os.cpu_count() or 1) // 2) if executor == "ray" else 1
+            progress.line(f"  no GPU found: expected about {format_duration(expected_duration(plan, parallel))} "
+                          f"on this CPU")
+        failed: list[str] = []
+
+        def record(result: Any) -> None:
+            store.write_result(result, grid.name)
+            logging.getLogger("sepbench.run").info("cell %s %s", result.cell_id, result.meta.get("status"))
+            if result.status != "done":
+                failed.append(result.cell_id)
+
+        status = EXIT_OK
+        try:
+            runner.run(pending, record, progress)
+        except KeyboardInterrupt:
+            progress.line(f"interrupted: {progress.done} cells finished and kept; rerun to complete the grid")
+            status = EXIT_INTERRUPTED
+        manifest["ended"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        store.write_manifest(manifest)
+        if failed and status == EXIT_OK:
+            by_id = {c.id: c for c in plan.cells}
+            progress.line(f"{len(failed)} cell(s) failed (rerun the same command to retry them):")
+            for cell_id in failed:
+                meta = store.cells / f"{cell_id}.json"
+                progress.line(f"  {cell_id} {by_id[cell_id].describe()} → see {meta}")
+            status = EXIT_FAILED
+        return status
+
+
+def _setup_log(path: Path) -> None:
+    logger = logging.getLogger("sepbench")
+    for handler in list(logger.handlers):
+        if isinstance(handler, logging.FileHandler):
+            logger.removeHandler(handler)
+            handler.close()
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)

@@ -1,0 +1,119 @@
+"""The run directory: resolved grid, manifest, one atomic file set per finished cell, a lock, resume.
+
+    <run>/grid.yaml  manifest.json  run.log  cells/<id>.parquet  cells/<id>.json  examples/<id>.npz
+"""
+
+from __future__ import annotations
+
+import fcntl
+import io
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from benchmark.errors import RunLocked, UserError
+
+ROW_COLUMNS = ["run", "cell", "method", "label", "scenario", "sigma", "seed", "mixture", "source",
+               "mse", "psnr", "ssim", "perm"]
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temp file beside ``path`` and rename it: the file is wholly there or absent."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class RunStore:
+    """Reads and writes one run directory. Only the driver process writes."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.cells = self.root / "cells"
+        self.examples = self.root / "examples"
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the run directory for this process; another run gets a clear error, not a corrupt dir."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        handle = open(self.root / ".lock", "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise RunLocked(f"{self.root} is locked by a running run (pid {holder}); wait for it or use --out")
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            handle.close()
+
+    def write_grid(self, resolved: dict[str, Any]) -> None:
+        atomic_write(self.root / "grid.yaml", yaml.safe_dump(resolved, sort_keys=False).encode())
+
+    def write_manifest(self, manifest: dict[str, Any]) -> None:
+        atomic_write(self.root / "manifest.json", json.dumps(manifest, indent=2, default=str).encode())
+
+    def read_manifest(self) -> dict[str, Any]:
+        path = self.root / "manifest.json"
+        if not path.exists():
+            raise UserError(f"{self.root}: not a run directory (no manifest.json)")
+        return json.loads(path.read_text())
+
+    def cell_status(self, cell_id: str) -> str | None:
+        """'done' only when both the rows and the metadata are there; 'failed'; or None if absent."""
+        meta_path = self.cells / f"{cell_id}.json"
+        if not meta_path.exists():
+            return None
+        status = json.loads(meta_path.read_text()).get("status")
+        if status == "done" and not (self.cells / f"{cell_id}.parquet").exists():
+            return None
+        return status
+
+    def write_result(self, result: Any, run_name: str) -> None:
+        """Rows first, then examples, then the metadata that marks the cell finished."""
+        if result.rows is not None:
+            rows = result.rows.copy()
+            rows.insert(0, "run", run_name)
+            buffer = io.BytesIO()
+            rows[ROW_COLUMNS].to_parquet(buffer, index=False)
+            atomic_write(self.cells / f"{result.cell_id}.parquet", buffer.getvalue())
+        if result.examples:
+            buffer = io.BytesIO()
+            np.savez_compressed(buffer, **result.examples)
+            atomic_write(self.examples / f"{result.cell_id}.npz", buffer.getvalue())
+        atomic_write(self.cells / f"{result.cell_id}.json",
+                     json.dumps(result.meta, indent=2, default=str).encode())
+
+    def read_meta(self) -> list[dict[str, Any]]:
+        """Metadata of every cell that has run (done or failed)."""
+        return [json.loads(p.read_text()) for p in sorted(self.cells.glob("*.json"))]
+
+    def read_rows(self) -> pd.DataFrame:
+        """All rows of all finished cells, concatenated."""
+        frames = [pd.read_parquet(p) for p in sorted(self.cells.glob("*.parquet"))]
+        if not frames:
+            return pd.DataFrame(columns=ROW_COLUMNS)
+        return pd.concat(frames, ignore_index=True)

@@ -1,0 +1,1 @@
+"""Source images and the forward model that turns them into mixtures."""

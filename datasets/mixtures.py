@@ -1,0 +1,103 @@
+"""Mixtures from source images: training batches generated on the device, and fixed test sets."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from typing import Any, NamedTuple
+
+import torch
+
+from datasets.forward import observe
+
+
+class Batch(NamedTuple):
+    """Observations ``y (N,K,h,w)``, sources ``x (N,S,H,W)``, clean superpositions ``z (N,K,H,W)``."""
+
+    y: torch.Tensor
+    x: torch.Tensor
+    z: torch.Tensor
+
+
+def stable_seed(*parts: Any) -> int:
+    """A 63-bit seed from any JSON-able parts, stable across processes and Python versions."""
+    digest = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+def _generator(device: torch.device, seed: int) -> torch.Generator:
+    gen = torch.Generator(device=device)
+    gen.manual_seed(seed)
+    return gen
+
+
+def draw_pairs(n_images: int, n_mixtures: int, n_sources: int, gen: torch.Generator) -> torch.Tensor:
+    """Indices ``(N, S)`` of source images: each mixture's first image, then distinct random partners.
+
+    When ``n_mixtures <= n_images`` every image is a first source at most once (as in the paper's
+    "each image paired with a random partner").
+    """
+    device = gen.device
+    if n_mixtures <= n_images:
+        first = torch.randperm(n_images, generator=gen, device=device)[:n_mixtures]
+    else:
+        first = torch.randint(0, n_images, (n_mixtures,), generator=gen, device=device)
+    columns = [first]
+    for _ in range(n_sources - 1):
+        offset = torch.randint(1, n_images, (n_mixtures,), generator=gen, device=device)
+        columns.append((first + offset) % n_images)
+    return torch.stack(columns, dim=1)
+
+
+def mix(images: torch.Tensor, pairs: torch.Tensor, weights: torch.Tensor, downsample: int, sigma: float,
+        gen: torch.Generator) -> Batch:
+    """Gather source images by ``pairs`` and apply the forward model, all on ``images``' device."""
+    x = images[pairs]
+    y, z = observe(x, weights, downsample, sigma, gen)
+    return Batch(y, x, z)
+
+
+class TrainingData:
+    """Training mixtures generated batch by batch on the device, reproducibly from a seed.
+
+    Every epoch draws fresh pairs and fresh noise; the validation set is fixed for the cell.
+    """
+
+    def __init__(self, images: torch.Tensor, task: Any, n_mixtures: int, seed: int,
+                 n_validation: int | None = None) -> None:
+        self.images = images
+        self.task = task
+        self.device = images.device
+        self.n_mixtures = n_mixtures
+        self.weights = task.weight_matrix(self.device)
+        self._gen = _generator(self.device, stable_seed("train", seed))
+        if n_validation is None:
+            n_validation = min(1000, max(64, n_mixtures // 10))
+        val_gen = _generator(self.device, stable_seed("validation", seed))
+        pairs = draw_pairs(len(images), n_validation, task.n_sources, val_gen)
+        self.validation = mix(images, pairs, self.weights, task.downsample, task.sigma, val_gen)
+
+    def __len__(self) -> int:
+        return self.n_mixtures
+
+    def epoch(self, batch_size: int) -> Iterator[Batch]:
+        """One pass over ``n_mixtures`` fresh mixtures, in batches of ``batch_size``."""
+        pairs = draw_pairs(len(self.images), self.n_mixtures, self.task.n_sources, self._gen)
+        for start in range(0, self.n_mixtures, batch_size):
+            yield mix(self.images, pairs[start:start + batch_size], self.weights, self.task.downsample,
+                      self.task.sigma, self._gen)
+
+
+def make_test_set(images: torch.Tensor, task: Any, n_mixtures: int, dataset_key: str) -> Batch:
+    """The fixed test mixtures of (dataset, scenario, σ): built on the CPU, the same for every method and seed.
+
+    The source pairs depend on the dataset and the count only, so every scenario and σ reuses the same
+    digits; the noise depends on the scenario's weights, its downsampling and σ.
+    """
+    images = images.cpu()
+    pair_gen = _generator(torch.device("cpu"), stable_seed("test-pairs", dataset_key, n_mixtures))
+    pairs = draw_pairs(len(images), n_mixtures, task.n_sources, pair_gen)
+    noise_gen = _generator(torch.device("cpu"),
+                           stable_seed("test-noise", dataset_key, task.weights, task.downsample, task.sigma))
+    return mix(images, pairs, task.weight_matrix(), task.downsample, task.sigma, noise_gen)

@@ -1,0 +1,18 @@
+"""The floor every method must beat: each output is the upsampled observation divided evenly."""
+
+from __future__ import annotations
+
+import torch
+
+from benchmark.api import Method, register_method
+from datasets.forward import upsample
+
+
+@register_method("average")
+class Average(Method):
+    """Every output is ``up(Σ_k y_k) / Σ W``: for one detector with weights [1, 1], the observation halved."""
+
+    def separate(self, y: torch.Tensor) -> torch.Tensor:
+        total_weight = float(self.task.weight_matrix().sum())
+        estimate = upsample(y.sum(dim=1, keepdim=True), self.task.downsample) / total_weight
+        return estimate.expand(-1, self.task.n_sources, -1, -1).contiguous()

@@ -1,0 +1,48 @@
+"""Fully connected stacked autoencoder (DeGuchy, Ho & Marcia, 2019): flattened observation → two images."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from benchmark.api import Param, register_method
+from methods.training import LOSS_MODES, TorchMethod
+
+
+class StackedAutoencoder(nn.Module):
+    """Fully connected layers with ReLU from K·h·w inputs to S·H·W sigmoid outputs."""
+
+    def __init__(self, n_inputs: int, out_shape: tuple[int, int, int], hidden: int, depth: int) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [nn.Flatten()]
+        width = n_inputs
+        for _ in range(depth):
+            layers += [nn.Linear(width, hidden), nn.ReLU()]
+            width = hidden
+        n_out = out_shape[0] * out_shape[1] * out_shape[2]
+        layers += [nn.Linear(width, n_out), nn.Sigmoid(), nn.Unflatten(1, out_shape)]
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        return self.layers(y)
+
+
+@register_method("fcsae")
+class FCSAE(TorchMethod):
+    """The fully connected baseline of the paper's reference [8]; large, but a strong learned baseline."""
+
+    parameters: ClassVar[dict[str, Param]] = {
+        "loss": Param("fixed", str, choices=LOSS_MODES, help="fixed-order targets or permutation-invariant"),
+        "hidden": Param(1024, int, positive=True, help="width of each hidden layer"),
+        "depth": Param(2, int, positive=True, help="number of hidden layers"),
+    }
+    cpu_mixtures_per_s = 2500.0
+
+    def build_network(self) -> nn.Module:
+        task = self.task
+        h, w = task.observation_shape
+        out_shape = (task.n_sources, *task.source_shape)
+        return StackedAutoencoder(task.n_observations * h * w, out_shape, self.params["hidden"],
+                                  self.params["depth"])
