@@ -89,6 +89,12 @@ class TrainingData:
                       self.task.sigma, self._gen)
 
 
+def fixed_test_pairs(n_images: int, n_mixtures: int, n_sources: int, dataset_key: str) -> torch.Tensor:
+    """Indices ``(N, S)`` into the test images of the fixed test mixtures (e.g. to look up their labels)."""
+    gen = _generator(torch.device("cpu"), stable_seed("test-pairs", dataset_key, n_mixtures))
+    return draw_pairs(n_images, n_mixtures, n_sources, gen)
+
+
 def make_test_set(images: torch.Tensor, task: Any, n_mixtures: int, dataset_key: str) -> Batch:
     """The fixed test mixtures of (dataset, scenario, σ): built on the CPU, the same for every method and seed.
 
@@ -96,8 +102,7 @@ def make_test_set(images: torch.Tensor, task: Any, n_mixtures: int, dataset_key:
     digits; the noise depends on the scenario's weights, its downsampling and σ.
     """
     images = images.cpu()
-    pair_gen = _generator(torch.device("cpu"), stable_seed("test-pairs", dataset_key, n_mixtures))
-    pairs = draw_pairs(len(images), n_mixtures, task.n_sources, pair_gen)
+    pairs = fixed_test_pairs(len(images), n_mixtures, task.n_sources, dataset_key)
     noise_gen = _generator(torch.device("cpu"),
                            stable_seed("test-noise", dataset_key, task.weights, task.downsample, task.sigma))
     return mix(images, pairs, task.weight_matrix(), task.downsample, task.sigma, noise_gen)
