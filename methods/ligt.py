@@ -1,0 +1,170 @@
+"""LiGT, Model II of the paper (Fig. 3): compressor → transformer encoder/decoder → expander, y → (x̂1, x̂2).
+
+Loss (4): Huber(x̂1, x1) + Huber(x̂2, x2), δ = 1, fixed-order or PIT. Architecture (defaults; K observations,
+c = ``channels`` = 48, d = ``width`` = 288, every conv but the last followed by BatchNorm and ReLU):
+
+    compressor: convT4×4/2 K→c/2 (14²→28²) · conv3×3/2 c/2→c (→14²) · conv3×3/2 c→c (→7²) · conv2×2 c→8 (→6²)
+    tokens:     the 36 positions of the 8×6×6 map, each a token of 8 features → linear 8→d, plus a learned
+                positional embedding (36×d). Attention runs over the 36 positions of ONE image, never across
+                the batch, so an output depends on its own input only (unlike the paper's public code).
+    transformer: one encoder layer and one decoder layer (d = 288, 8 heads, feed-forward 1024, post-norm);
+                the decoder's target is the encoder's input (the embedded tokens), its memory the encoder's
+                output, so it cross-attends from the image's own features to their encoded context
+    expander:   linear d→8 per token (back to 8×6×6) · convT2×2 8→c (→7²) · convT4×4/2 c→c (→14²)
+                · convT4×4/2 c→c/2 (→28²) · conv3×3 c/2→S · sigmoid
+
+Count for K = 1: compressor 33,408 + tokens 2,592 + 10,368 + encoder layer 925,216 + decoder layer
+1,258,720 + 2,312 + expander 57,626 = 2,290,242 vs the paper's 2,301,865 (−0.50 %).
+``ligt-batchseq`` reproduces the public code's tokenisation instead: see :class:`LiGTBatchSeq`.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from benchmark.api import Param, Resources, register_method
+from benchmark.errors import ParameterError
+from methods.training import LOSS_MODES, TorchMethod
+
+GRID = 6  # the compressed map is 8 × GRID × GRID
+FEATURES = 8
+
+
+def _bn_relu(conv: nn.Module, channels: int) -> list[nn.Module]:
+    return [conv, nn.BatchNorm2d(channels), nn.ReLU()]
+
+
+def compressor(n_obs: int, channels: int) -> nn.Sequential:
+    """``(N, K, 14, 14)`` → ``(N, 8, 6, 6)``: up to 28×28, then strided convolutions down to 6×6."""
+    half = channels // 2
+    return nn.Sequential(
+        *_bn_relu(nn.ConvTranspose2d(n_obs, half, 4, stride=2, padding=1), half),
+        *_bn_relu(nn.Conv2d(half, channels, 3, stride=2, padding=1), channels),
+        *_bn_relu(nn.Conv2d(channels, channels, 3, stride=2, padding=1), channels),
+        *_bn_relu(nn.Conv2d(channels, FEATURES, 2), FEATURES),
+    )
+
+
+def expander(n_sources: int, channels: int) -> nn.Sequential:
+    """``(N, 8, 6, 6)`` → ``(N, S, 28, 28)`` in [0, 1] by transposed convolutions."""
+    half = channels // 2
+    return nn.Sequential(
+        *_bn_relu(nn.ConvTranspose2d(FEATURES, channels, 2), channels),
+        *_bn_relu(nn.ConvTranspose2d(channels, channels, 4, stride=2, padding=1), channels),
+        *_bn_relu(nn.ConvTranspose2d(channels, half, 4, stride=2, padding=1), half),
+        nn.Conv2d(half, n_sources, 3, padding=1),
+        nn.Sigmoid(),
+    )
+
+
+class Transformer(nn.Module):
+    """One encoder and one decoder layer; the decoder's target is the encoder's input."""
+
+    def __init__(self, width: int, heads: int, ff: int, dropout: float) -> None:
+        super().__init__()
+        self.encoder = nn.TransformerEncoderLayer(width, heads, ff, dropout, batch_first=True)
+        self.decoder = nn.TransformerDecoderLayer(width, heads, ff, dropout, batch_first=True)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.decoder(tokens, self.encoder(tokens))
+
+
+class LiGTNet(nn.Module):
+    """Compressor, 36 spatial tokens per image, transformer, expander."""
+
+    def __init__(self, n_obs: int, n_sources: int, channels: int, width: int, heads: int, ff: int,
+                 dropout: float) -> None:
+        super().__init__()
+        self.compressor = compressor(n_obs, channels)
+        self.embed = nn.Linear(FEATURES, width)
+        self.position = nn.Parameter(0.02 * torch.randn(GRID * GRID, width))
+        self.transformer = Transformer(width, heads, ff, dropout)
+        self.unembed = nn.Linear(width, FEATURES)
+        self.expander = expander(n_sources, channels)
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        features = self.compressor(y)                                      # (N, 8, 6, 6)
+        tokens = self.embed(features.flatten(2).transpose(1, 2)) + self.position  # (N, 36, width)
+        out = self.unembed(self.transformer(tokens))                       # (N, 36, 8)
+        return self.expander(out.transpose(1, 2).reshape(features.shape))
+
+
+class BatchSeqNet(nn.Module):
+    """The public code's layout: one 288-feature token per image, consecutive images form the sequence."""
+
+    def __init__(self, n_obs: int, n_sources: int, channels: int, heads: int, ff: int, dropout: float,
+                 seq_len: int) -> None:
+        super().__init__()
+        self.seq_len = seq_len
+        self.compressor = compressor(n_obs, channels)
+        self.transformer = Transformer(FEATURES * GRID * GRID, heads, ff, dropout)
+        self.expander = expander(n_sources, channels)
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        features = self.compressor(y)
+        tokens = features.flatten(1)
+        # consecutive groups of seq_len images attend to each other, as the public code's minibatches do
+        out = torch.cat([self.transformer(part.unsqueeze(0)).squeeze(0) for part in tokens.split(self.seq_len)])
+        return self.expander(out.reshape(features.shape))
+
+
+_COMMON: dict[str, Param] = {
+    "loss": Param("fixed", str, choices=LOSS_MODES, help="fixed-order targets or permutation-invariant"),
+    "channels": Param(48, int, positive=True, help="channels of the compressor and expander convolutions"),
+    "heads": Param(8, int, positive=True, help="attention heads (must divide the model width)"),
+    "ff": Param(1024, int, positive=True, help="feed-forward width of each transformer layer"),
+    "dropout": Param(0.1, float, help="dropout inside the transformer layers (training only)"),
+}
+
+
+def _check(name: str, params: dict, width: int) -> None:
+    """Constraints between parameters that a single :class:`Param` cannot express."""
+    if width % params["heads"]:
+        raise ParameterError(f"method {name!r}: heads={params['heads']} must divide the model width {width}")
+    if params["channels"] < 2:
+        raise ParameterError(f"method {name!r}: parameter 'channels' must be >= 2, got {params['channels']}")
+    if not 0 <= params["dropout"] < 1:
+        raise ParameterError(f"method {name!r}: parameter 'dropout' must be in [0, 1), got {params['dropout']}")
+
+
+@register_method("ligt")
+class LiGT(TorchMethod):
+    """Model II (LiGT), attending within one image: the 36 positions of its compressed map are the tokens."""
+
+    parameters: ClassVar[dict[str, Param]] = {
+        **_COMMON,
+        "width": Param(288, int, positive=True, help="transformer model width (token size)"),
+    }
+    resources: ClassVar[Resources] = Resources(cpu=1, gpu=0.5)
+    cpu_mixtures_per_s = 60.0  # measured: batch 64, 2 threads, shared 2-core EPYC (13–54; 83 on 1 thread)
+
+    def build_network(self) -> nn.Module:
+        p = self.params
+        _check(self.name, p, p["width"])
+        return LiGTNet(self.task.n_observations, self.task.n_sources, p["channels"], p["width"], p["heads"],
+                       p["ff"], p["dropout"])
+
+
+@register_method("ligt-batchseq")
+class LiGTBatchSeq(TorchMethod):
+    """REPRODUCTION of the paper's public code, not a sound method: each image is one token and the
+    minibatch is the sequence, so an output depends on its batch-mates (``separate`` runs chunks of 64)."""
+
+    batch_dependent: ClassVar[bool] = True
+    parameters: ClassVar[dict[str, Param]] = dict(_COMMON)
+    resources: ClassVar[Resources] = Resources(cpu=1, gpu=0.5)
+    cpu_mixtures_per_s = 75.0  # measured: batch 64, 2 threads, shared 2-core EPYC (57–74)
+    SEQ_LEN: ClassVar[int] = 64  # the paper's batch size
+
+    def build_network(self) -> nn.Module:
+        p = self.params
+        _check(self.name, p, FEATURES * GRID * GRID)
+        return BatchSeqNet(self.task.n_observations, self.task.n_sources, p["channels"], p["heads"], p["ff"],
+                           p["dropout"], self.SEQ_LEN)
+
+    def separate(self, y: torch.Tensor, chunk: int = SEQ_LEN) -> torch.Tensor:
+        """Always in chunks of exactly 64 observations (the last may be shorter), as the paper's code ran."""
+        return super().separate(y, chunk=self.SEQ_LEN)
