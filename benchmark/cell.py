@@ -21,7 +21,8 @@ import torch
 from benchmark.api import FitContext, TrainBudget
 from benchmark.metrics import score
 from benchmark.plan import Cell
-from benchmark.registry import get_method
+from benchmark.recognise import recognise_outputs
+from benchmark.registry import get_method, import_plugins, method_origin
 from datasets.mixtures import TrainingData, make_test_set
 from datasets.mnist import SourceImages, load_mnist
 
@@ -71,6 +72,8 @@ def run_cell(cell: Cell, data_dir: str | Path | None = None, device: torch.devic
         sources = load_sources(data_dir)
         task = cell.task
         test = make_test_set(sources.test[:cell.dataset.test_size], task, cell.test_mixtures, dataset_key(cell))
+        import_plugins(cell.plugins)
+        meta["origin"] = method_origin(cell.method)
         method = get_method(cell.method)(task, **cell.params)
         data = None
         if cell.budget is not None:
@@ -94,6 +97,9 @@ def run_cell(cell: Cell, data_dir: str | Path | None = None, device: torch.devic
         t0 = time.perf_counter()
         rows = score(estimates, test.x)
         meta["score_seconds"] = time.perf_counter() - t0
+        flags = recognise_outputs(estimates, sources, cell.dataset.test_size, dataset_key(cell), data_dir)
+        if flags is not None:  # per row: are both digits still readable by an MNIST classifier (for the report)
+            rows["recognised"] = flags
         meta["n_parameters"] = int(method.n_parameters())
         meta["history"] = getattr(method, "history_", [])
         meta["mixtures_per_s"] = cell.test_mixtures / max(meta["separate_seconds"], 1e-9)

@@ -18,7 +18,7 @@ def bench() -> None:
 @bench.command()
 @click.option("--grid", "grid_name", required=True, help="A grid file, or the name of a packaged grid.")
 @click.option("--out", type=click.Path(file_okay=False), help="Run directory (default reports/<grid name>).")
-@click.option("--executor", type=click.Choice(["ray", "local"]), default="local", show_default=True)
+@click.option("--executor", type=click.Choice(["ray", "local"]), default="ray", show_default=True)
 @click.option("--address", envvar="RAY_ADDRESS", help="Ray cluster to join (HOST:PORT).")
 @click.option("--data-dir", envvar="BENCH_DATA", type=click.Path(file_okay=False),
               help="Where MNIST IDX files are or go (default ~/.cache/sepbench).")
@@ -33,33 +33,87 @@ def run(grid_name: str, out: str | None, executor: str, address: str | None, dat
 
 @bench.command()
 @click.argument("runs", nargs=-1, type=click.Path())
-def report(runs: tuple[str, ...]) -> None:
-    """Aggregate run directories into summary.csv and figures (default: every run under reports/)."""
+@click.option("--out", type=click.Path(file_okay=False),
+              help="Where to write (default: the run directory; for several runs <first run>/comparison).")
+@click.option("--data-dir", envvar="BENCH_DATA", type=click.Path(file_okay=False),
+              help="Where MNIST and the digit classifier are (default ~/.cache/sepbench).")
+def report(runs: tuple[str, ...], out: str | None, data_dir: str | None) -> None:
+    """Write report.html, report.md, summary.csv and figures for a run; several runs: one comparison page.
+
+    Without RUNS: a report for every run under reports/, each in its own directory.
+    """
     from pathlib import Path
 
-    from benchmark.report import write_report
+    from benchmark.report import write_comparison, write_report
 
+    if len(runs) > 1:
+        click.echo(f"wrote {write_comparison(runs, out, data_dir)}")
+        return
     if not runs:
+        if out:
+            raise UserError("--out needs the run directories to report on")
         runs = tuple(str(p.parent) for p in sorted(Path("reports").glob("*/manifest.json")))
         if not runs:
             raise UserError("no run directory under reports/: run `bench run --grid quick` first, or name one")
     for run_dir in runs:
-        path = write_report(run_dir)
-        click.echo(f"wrote {path}")
+        click.echo(f"wrote {write_report(run_dir, out, data_dir)}")
 
 
-@bench.command()
+@bench.command(short_help="List methods (origin, needs, parameters) and broken plugins.")
 @click.argument("pattern", default="*")
-def methods(pattern: str) -> None:
-    """List the registered methods (optionally those matching a shell pattern, e.g. 'li*')."""
-    from benchmark.registry import available_methods, method_origin
+@click.option("--verbose", "-v", is_flag=True, help="Also show each method's summary and parameter help.")
+def methods(pattern: str, verbose: bool) -> None:
+    """List the registered methods (optionally those matching a shell pattern, e.g. 'li*'), and broken plugins."""
+    from benchmark.registry import available_methods, broken_plugins, methods_table
 
-    for name, cls in available_methods(pattern).items():
-        req = cls.requires
-        needs = f"≥{req.min_observations} obs" + (", trains" if req.needs_training else "")
-        params = ", ".join(f"{k}={v.default!r}" for k, v in cls.parameters.items()) or "-"
-        click.echo(f"{name:<12} {method_origin(name):<10} {needs:<18} cpu={cls.resources.cpu:g} "
-                   f"gpu={cls.resources.gpu:g}  {params}")
+    if not available_methods(pattern) and not broken_plugins(pattern):
+        raise UserError(f"no method matches {pattern!r} (known: {', '.join(available_methods())})")
+    click.echo(methods_table(pattern, verbose))
+
+
+@bench.command("check-method", short_help="Hold a method to the method contract (✓/✗ per check).")
+@click.argument("name")
+@click.option("--param", "-p", "params", multiple=True, metavar="KEY=VALUE",
+              help="A parameter for the method (YAML value), repeatable.")
+@click.option("--device", default="cpu", show_default=True, help="Device to fit and separate on.")
+@click.option("--plugin", "plugins", multiple=True, metavar="MODULE",
+              help="A module to import first, as a grid's `plugins:` are (repeatable).")
+def check_method_command(name: str, params: tuple[str, ...], device: str, plugins: tuple[str, ...]) -> None:
+    """Run the method contract on NAME: every check with ✓/✗; exit 0 if all pass, 1 if any fails."""
+    import yaml
+
+    from benchmark.contract import check_method, format_report
+    from benchmark.registry import get_method, import_plugins, method_origin
+
+    import_plugins(plugins, where="--plugin")
+    cls = get_method(name)  # unknown or broken: one line, exit 2
+    values = {}
+    for item in params:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"--param {item!r}: expected KEY=VALUE")
+        values[key] = yaml.safe_load(value)
+    cls.check_params(values)  # a bad parameter is bad input: one line, exit 2
+    results = check_method(name, params=values, device=device)
+    click.echo(format_report(f"method contract: {name} ({method_origin(name)})", results))
+    sys.exit(0 if all(r.passed for r in results) else 1)
+
+
+@bench.command("new-method", short_help="Write a ready plugin package for a new method.")
+@click.argument("name")
+@click.option("--dir", "directory", type=click.Path(), help="Where to write the package (default ./bench-NAME).")
+def new_method_command(name: str, directory: str | None) -> None:
+    """Write a plugin package for a new method NAME: installable, registered, passing the contract as written."""
+    from benchmark.scaffold import names, new_method
+
+    written = new_method(name, directory)
+    root = written[0].parent
+    click.echo(f"wrote {len(written)} files for method {name!r} in {root}/:")
+    for path in written:
+        click.echo(f"  {path.relative_to(root)}")
+    click.echo(f"next: edit {root}/{names(name)['package']}/method.py, then\n"
+               f"  cd {root} && pip install -e . && bench check-method {name} && pytest\n"
+               f"  bench run --grid grid.yaml --executor local")
 
 
 def main() -> None:

@@ -10,7 +10,7 @@ from typing import Any
 from benchmark.api import Resources, Task, TrainBudget
 from benchmark.errors import UserError
 from benchmark.grid import DatasetSpec, Grid, Scenario
-from benchmark.registry import get_method
+from benchmark.registry import get_method, import_plugins
 
 CELL_FORMAT = 1  # bump when a change makes old cell results incomparable
 
@@ -30,6 +30,7 @@ class Cell:
     test_mixtures: int
     resources: Resources = field(default_factory=Resources)
     expected_seconds: float = 1.0
+    plugins: tuple[str, ...] = ()  # modules to import before the method is looked up (not part of the id)
 
     @property
     def task(self) -> Task:
@@ -88,6 +89,7 @@ def plan_grid(grid: Grid) -> Plan:
     """Resolve methods and parameters and list the cells; any error is raised before work starts."""
     cells: list[Cell] = []
     skipped: list[Skip] = []
+    import_plugins(grid.plugins, where=f"{grid.source}: plugins")
     for entry in grid.methods:
         cls = get_method(entry.method)
         try:
@@ -109,7 +111,7 @@ def plan_grid(grid: Grid) -> Plan:
                 for seed in seeds:
                     cells.append(Cell(entry.method, entry.label, params, budget, scenario, sigma, seed,
                                       grid.dataset, grid.test_mixtures, cls.resources,
-                                      estimate_seconds(cls, budget, grid.test_mixtures)))
+                                      estimate_seconds(cls, budget, grid.test_mixtures), grid.plugins))
         if not served:
             reasons = "; ".join(f"{s.scenario}: {s.reason}" for s in skipped if s.label == entry.label)
             raise UserError(f"{grid.source}: methods: {entry.label} cannot serve any scenario of the grid "

@@ -1,0 +1,234 @@
+"""The method contract: every registered method passes it, and each check catches the fault it names."""
+
+from __future__ import annotations
+
+import random
+import sys
+from typing import ClassVar
+
+import pytest
+import torch
+
+from benchmark import registry
+from benchmark.api import Method, Param, Requirements
+from benchmark.cli import main
+from benchmark.contract import assert_method_contract, check_method, synthetic_digits
+from benchmark.errors import UserError
+from benchmark.registry import available_methods
+from datasets.forward import upsample
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """One intra-op thread: on a busy 2-core machine two threads can make convolutions many times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("name", sorted(available_methods()))
+def test_every_registered_method_meets_the_contract(name):
+    assert_method_contract(name)
+
+
+class EvenSplit(Method):
+    """A correct method to derive faulty ones from: every source is the upsampled observation split evenly."""
+
+    parameters: ClassVar[dict[str, Param]] = {"gain": Param(1.0, float, positive=True)}
+
+    def separate(self, y: torch.Tensor) -> torch.Tensor:
+        estimate = upsample(y.sum(1, keepdim=True), self.task.downsample) / float(self.task.weight_matrix().sum())
+        return (self.params["gain"] * estimate).expand(-1, self.task.n_sources, -1, -1).contiguous()
+
+
+class LowResolution(EvenSplit):
+    def separate(self, y):
+        return super().separate(y)[..., ::2, ::2]
+
+
+class Float64(EvenSplit):
+    def separate(self, y):
+        return super().separate(y).double()
+
+
+class NotANumber(EvenSplit):
+    def separate(self, y):
+        return super().separate(y) * float("nan")
+
+
+class TooBright(EvenSplit):
+    def separate(self, y):
+        return super().separate(y) + 2.0
+
+
+class WrongDevice(EvenSplit):
+    def separate(self, y):
+        return super().separate(y).to("meta")
+
+
+class ModifiesInput(EvenSplit):
+    def separate(self, y):
+        return super().separate(y.add_(1.0))
+
+
+class BatchNormalised(EvenSplit):
+    """Divides by the batch's brightest pixel: each output depends on the other mixtures."""
+
+    def separate(self, y):
+        out = super().separate(y)
+        return out / out.max()
+
+
+class DeclaredBatchDependent(BatchNormalised):
+    batch_dependent = True
+
+
+class Unseeded(EvenSplit):
+    """Learns an offset from an unseeded source: a second fit with the same seed gives other numbers."""
+
+    requires: ClassVar[Requirements] = Requirements(needs_training=True)
+
+    def fit(self, data, ctx):
+        self.offset_ = random.SystemRandom().random()
+        return super().fit(data, ctx)
+
+    def separate(self, y):
+        return super().separate(y) + self.offset_
+
+
+class AcceptsAnything(EvenSplit):
+    @classmethod
+    def check_params(cls, params):
+        return {"gain": 1.0, **params}
+
+
+class RaisesValueError(EvenSplit):
+    def __init__(self, task, **params):
+        if set(params) - {"gain"}:
+            raise ValueError("what is this?")
+        super().__init__(task, **params)
+
+
+class FitFails(EvenSplit):
+    requires: ClassVar[Requirements] = Requirements(needs_training=True)
+
+    def fit(self, data, ctx):
+        raise RuntimeError("out of ideas")
+
+
+class ThreeDetectors(EvenSplit):
+    requires: ClassVar[Requirements] = Requirements(min_observations=3)
+
+
+def _by_status(results):
+    return {status: {r.name for r in results if r.status == status} for status in ("pass", "fail", "note")}
+
+
+def test_a_correct_method_passes_every_check():
+    results = check_method(EvenSplit)
+    assert all(r.passed for r in results), [r.line() for r in results if not r.passed]
+    names = {r.name for r in results}
+    for check in ("shape", "dtype", "device", "finite", "range", "input untouched", "batch independence",
+                  "same seed, same output", "fit then separate"):
+        assert {f"single: {check}", f"dual: {check}"} <= names
+    assert "rejects an unknown parameter" in names
+
+
+@pytest.mark.parametrize("method, failing", [
+    (LowResolution, "single: shape"),
+    (Float64, "single: dtype"),
+    (NotANumber, "single: finite"),
+    (WrongDevice, "single: device"),
+    (ModifiesInput, "single: input untouched"),
+    (BatchNormalised, "single: batch independence"),
+    (Unseeded, "single: same seed, same output"),
+    (AcceptsAnything, "rejects an unknown parameter"),
+    (RaisesValueError, "rejects an unknown parameter"),
+    (FitFails, "single: fit on tiny data"),
+    (ThreeDetectors, "scenarios"),
+])
+def test_each_fault_fails_the_check_that_names_it(method, failing):
+    results = check_method(method)
+    assert failing in _by_status(results)["fail"], [r.line() for r in results]
+    with pytest.raises(AssertionError, match="breaks the method contract"):
+        assert_method_contract(method)
+
+
+def test_out_of_range_and_declared_batch_dependence_are_notes_not_failures():
+    bright = _by_status(check_method(TooBright))
+    assert {"single: range", "dual: range"} <= bright["note"] and not bright["fail"]
+    declared = check_method(DeclaredBatchDependent)
+    assert all(r.passed for r in declared)
+    assert "declared batch_dependent = True" in next(r.reason for r in declared
+                                                     if r.name == "single: batch independence")
+
+
+def test_a_method_that_serves_one_scenario_notes_the_other():
+    results = check_method("ica")
+    skipped = next(r for r in results if r.name == "single: scenario")
+    assert skipped.status == "note" and "needs at least 2 observations" in skipped.reason
+
+
+def test_contract_needs_a_method():
+    with pytest.raises(UserError, match="unknown method 'nosuch'"):
+        check_method("nosuch")
+    with pytest.raises(UserError, match="not a Method subclass"):
+        check_method(int)
+
+
+def test_synthetic_digits_look_like_strokes_on_black():
+    images = synthetic_digits(32, seed=3)
+    assert images.shape == (32, 28, 28) and images.dtype == torch.float32
+    assert images.min() == 0 and images.max() == 1
+    ink = (images > 0.5).float().mean(dim=(1, 2))
+    assert (ink > 0.03).all() and (ink < 0.4).all()  # MNIST: about 0.13 of the pixels
+    assert images[:, :3].max() == 0 and images[:, :, -3:].max() == 0  # an empty border, like MNIST
+    assert torch.equal(images, synthetic_digits(32, seed=3))
+
+
+@pytest.fixture
+def registry_snapshot(monkeypatch):
+    """Methods registered during the test are forgotten afterwards."""
+    from benchmark import api
+
+    registry._load_builtins()
+    monkeypatch.setattr(api, "_REGISTRY", dict(api._REGISTRY))
+    monkeypatch.setattr(api, "_ORIGINS", dict(api._ORIGINS))
+    monkeypatch.setattr(registry, "_REGISTRY", api._REGISTRY)
+    monkeypatch.setattr(registry, "_ORIGINS", api._ORIGINS)
+    monkeypatch.setattr(registry, "_PLUGIN_NAMES", set(registry._PLUGIN_NAMES))
+
+
+def cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    """Run ``bench ARGS`` in this process: (exit status, stdout, stderr)."""
+    monkeypatch.setattr(sys, "argv", ["bench", *args])
+    try:
+        main()
+        status = 0
+    except SystemExit as exc:
+        status = exc.code or 0
+    out = capsys.readouterr()
+    return status, out.out, out.err
+
+
+def test_check_method_command_exit_status(tmp_path, monkeypatch, capsys, registry_snapshot):
+    status, out, _ = cli(monkeypatch, capsys, "check-method", "average")
+    assert status == 0 and "✓ single: batch independence" in out and "checks passed" in out
+    status, _, err = cli(monkeypatch, capsys, "check-method", "nosuch")
+    assert status == 2 and err.startswith("error: unknown method 'nosuch'")
+    status, _, err = cli(monkeypatch, capsys, "check-method", "average", "-p", "gain=2")
+    assert status == 2 and "unknown parameter 'gain'" in err
+
+    (tmp_path / "faulty_plugin.py").write_text(
+        "from benchmark.api import Method, register_method\n\n\n"
+        "@register_method('faulty')\n"
+        "class Faulty(Method):\n"
+        "    def separate(self, y):\n"
+        "        return y.double()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "faulty_plugin", raising=False)
+    status, out, _ = cli(monkeypatch, capsys, "check-method", "faulty", "--plugin", "faulty_plugin")
+    assert status == 1, out
+    assert "method contract: faulty (module faulty_plugin)" in out
+    assert "✗ single: shape" in out and "checks failed" in out
