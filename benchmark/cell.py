@@ -102,6 +102,7 @@ def run_cell(cell: Cell, data_dir: str | Path | None = None, device: torch.devic
             rows["recognised"] = flags
         meta["n_parameters"] = int(method.n_parameters())
         meta["history"] = getattr(method, "history_", [])
+        meta["precision"] = getattr(method, "precision_", None)  # resolved ('auto' → fp32 | bf16); None: no network
         meta["mixtures_per_s"] = cell.test_mixtures / max(meta["separate_seconds"], 1e-9)
         examples = {
             "y": test.y[:N_EXAMPLES].numpy(), "x": test.x[:N_EXAMPLES].numpy(),

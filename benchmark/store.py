@@ -23,6 +23,7 @@ from benchmark.errors import RunLocked, UserError
 
 ROW_COLUMNS = ["run", "cell", "method", "label", "scenario", "sigma", "seed", "mixture", "source",
                "mse", "psnr", "ssim", "perm"]
+OPTIONAL_COLUMNS = ["recognised"]  # written when the cell computes them (see benchmark.recognise)
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -99,7 +100,7 @@ class RunStore:
             rows = result.rows.copy()
             rows.insert(0, "run", run_name)
             buffer = io.BytesIO()
-            rows[ROW_COLUMNS].to_parquet(buffer, index=False)
+            rows[ROW_COLUMNS + [c for c in OPTIONAL_COLUMNS if c in rows]].to_parquet(buffer, index=False)
             atomic_write(self.cells / f"{result.cell_id}.parquet", buffer.getvalue())
         if result.examples:
             buffer = io.BytesIO()

@@ -1,0 +1,141 @@
+"""``bench report``: a run directory (or several, side by side) → report.html, report.md, CSVs, figures/*.png.
+
+One run: written into the run directory (or ``out``). Several runs: one comparison page, written to
+``out`` or, by default, to ``<first run>/comparison/`` so that the first run's own report stays as it is.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from benchmark.report import content, examples, figures
+from benchmark.report.load import RunData, combine, entry_order, load_run, load_runs
+from benchmark.report.page import Block, Figure, render_html, render_markdown
+from benchmark.report.stats import ALPHA, pairwise_wilcoxon, recognition_ceiling
+from benchmark.report.summary import METRICS, cost_table, summarise
+
+__all__ = ["load_run", "summarise", "write_comparison", "write_report"]
+FIGURE_PATTERNS = ("box_*.png", "vs_sigma.png", "recognised.png", "examples_*.png", "wilcoxon.png", "cost.png")
+
+
+def _clean(directory: Path) -> None:
+    """Remove the figures an earlier report wrote, so that the page and figures/ always agree."""
+    for pattern in FIGURE_PATTERNS:
+        for path in directory.glob(pattern):
+            path.unlink()
+
+
+def _slug(text: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-." else "-" for ch in text)
+
+
+def build(runs: Sequence[RunData], out: Path, data_dir: str | Path | None = None) -> Path:
+    """Compute every table and figure of ``runs`` and write the report into ``out``; returns report.html."""
+    several = len(runs) > 1
+    rows = combine(runs)
+    entries = entry_order(rows)
+    out.mkdir(parents=True, exist_ok=True)
+    fig_dir = out / "figures"
+    fig_dir.mkdir(exist_ok=True)
+    _clean(fig_dir)
+
+    summary = summarise(rows)
+    summary.insert(2, "entry", summary["label"] if not several else summary["run"] + ": " + summary["label"])
+    summary.drop(columns="entry").to_csv(out / "summary.csv", index=False)
+    tests = pairwise_wilcoxon(rows, entries, ALPHA)
+    tests.to_csv(out / "wilcoxon.csv", index=False)
+    cost = cost_table(runs, several)
+    cost.to_csv(out / "cost.csv", index=False)
+    ceiling, classifier = recognition_ceiling(runs, rows, data_dir)
+    if ceiling:
+        pd.DataFrame({"testset": list(ceiling), "ground_truth_recognised": list(ceiling.values()),
+                      "classifier_test_accuracy": classifier.get("test_accuracy")}).to_csv(
+            out / "recognition_ceiling.csv", index=False)
+
+    def figure(path: Path, caption: str) -> Block:
+        return Block("figure", figure=Figure(path, caption))
+
+    blocks = content.header(runs, time.strftime("%Y-%m-%d %H:%M"))
+    blocks += content.at_a_glance(summary, tests)
+    blocks += content.summary_tables(summary)
+
+    blocks.append(Block("h2", "Distributions"))
+    blocks.append(Block("note", "The paper's Fig. 5: one box per method (median, quartiles, whiskers to 1.5 IQR, "
+                                "outliers not drawn), per scenario (rows) and σ (columns)."))
+    for metric in ("mse", "ssim", "psnr"):
+        path = figures.box_plot(rows, metric, entries, fig_dir / f"box_{metric}.png")
+        blocks.append(figure(path, f"{content.TITLES[metric]} per test image"))
+
+    blocks.append(Block("h2", "Against noise level"))
+    path = figures.metric_vs_sigma(summary, METRICS, entries, fig_dir / "vs_sigma.png")
+    blocks.append(figure(path, "Mean MSE, PSNR and SSIM against σ, with 95% bootstrap bands"))
+
+    blocks.append(Block("h2", "Example separations"))
+    blocks.append(Block("note", "The paper's Fig. 4: the same test mixtures for every method. Under each output: "
+                                "its MSE and SSIM against the source it was assigned to."))
+    roots = {run.name: run.root for run in runs}
+    settings = examples.choose_settings(rows)
+    for scenario, sigma in settings:
+        cells = examples.example_cells(rows, scenario, sigma, entries)
+        stored = examples.load_examples(roots, list(cells.values()))
+        name = f"examples_{_slug(scenario)}_sigma{sigma:g}.png"
+        path = examples.example_figure(rows, stored, cells, scenario, sigma, fig_dir / name)
+        if path is not None:
+            blocks.append(figure(path, f"Example separations · {scenario} · σ = {sigma:g}"))
+    n_settings = len(set(zip(rows["scenario"], rows["sigma"], strict=True)))
+    if len(settings) < n_settings:
+        blocks.append(Block("note", f"{len(settings)} of {n_settings} settings shown (per scenario the lowest and "
+                                    "the highest σ)."))
+
+    blocks.append(Block("h2", "Paired comparison"))
+    blocks.append(Block("note", "Per setting: does the row method have significantly lower per-mixture MSE than "
+                                "the column method? Wilcoxon signed-rank, two-sided, p < 0.01; pairs by "
+                                "test-mixture index; a mixture's MSE is the mean over its two sources, "
+                                "averaged over seeds. All tests are in wilcoxon.csv."))
+    if len(tests):
+        path = figures.wilcoxon_heatmap(tests, entries, fig_dir / "wilcoxon.png", ALPHA)
+        blocks.append(figure(path, "Significant wins and losses, row vs column"))
+        blocks += content.wilcoxon_tables(tests, entries)
+    else:
+        blocks.append(Block("p", "Only one method per setting: nothing to compare."))
+
+    testsets = {run.test_key(c): f"{run.meta[c]['config']['test_mixtures']} test mixtures"
+                for run in runs for c in run.meta}
+    blocks += content.recognition_blocks(summary, ceiling, classifier, testsets)
+    if summary["recognised_rate"].notna().any():
+        path = figures.metric_vs_sigma(summary, ["recognised"], entries, fig_dir / "recognised.png", ceiling,
+                                       "Digit recognisability against noise level (bands: 95 % bootstrap interval)")
+        blocks.append(figure(path, "Fraction of test mixtures whose two digits are recognised (dashed: ground "
+                                   "truth)"))
+
+    blocks += content.cost_blocks(cost)
+    path = figures.cost_plot(summary, cost, entries, fig_dir / "cost.png")
+    if path is not None:
+        blocks.append(figure(path, "Mean MSE against training time per cell (non-learned methods at 0.001 s) "
+                                   "and separation throughput"))
+    blocks.append(Block("p", "Files beside this page: summary.csv (every statistic), wilcoxon.csv (every "
+                             "test), cost.csv, recognition_ceiling.csv, report.md, figures/*.png."))
+    blocks += content.notes(several)
+
+    title = blocks[0].text
+    (out / "report.md").write_text(render_markdown(blocks, out))
+    page = out / "report.html"
+    page.write_text(render_html(blocks, title))
+    return page
+
+
+def write_report(run_dir: str | Path, out: str | Path | None = None, data_dir: str | Path | None = None) -> Path:
+    """Report on one run, into the run directory unless ``out`` is given; returns the report.html path."""
+    run = load_run(run_dir)
+    return build([run], Path(out) if out else run.root, data_dir)
+
+
+def write_comparison(run_dirs: Sequence[str | Path], out: str | Path | None = None,
+                     data_dir: str | Path | None = None) -> Path:
+    """One page comparing several runs; into ``out`` or ``<first run>/comparison/``. Returns report.html."""
+    runs = load_runs(run_dirs)
+    return build(runs, Path(out) if out else runs[0].root / "comparison", data_dir)

@@ -1,0 +1,225 @@
+"""What the page says: the blocks of each section, built from the summary, the tests and the figures."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+
+from benchmark.report.load import RunData
+from benchmark.report.page import Block, Table
+from benchmark.report.stats import outcome_matrix
+
+LOWER_IS_BETTER = {"mse": True, "psnr": False, "ssim": False}
+TITLES = {"mse": "MSE", "psnr": "PSNR (dB)", "ssim": "SSIM"}
+
+
+def fmt(value: Any, metric: str = "") -> str:
+    """A number as a table shows it: MSE with 4 significant digits, PSNR 2 decimals, SSIM and rates 3."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if metric == "mse":
+        return f"{value:.4g}"
+    if metric == "psnr":
+        return f"{value:.2f}"
+    if metric in ("ssim", "rate"):
+        return f"{value:.3f}"
+    if metric == "p":
+        return f"{value:.1e}" if value < 1e-3 else f"{value:.3f}"
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)
+
+
+def header(runs: Sequence[RunData], generated: str) -> list[Block]:
+    """Title, what was run, and (first thing a reader sees) what is missing or failed."""
+    names = [r.name for r in runs]
+    title = f"sepbench report · {names[0]}" if len(runs) == 1 else "sepbench comparison · " + " vs ".join(names)
+    blocks = [Block("h1", title)]
+    for run in runs:
+        manifest = run.manifest
+        first = next(iter(run.meta.values()))["config"]
+        spec = first["dataset"]
+        seeds = sorted({c["seed"] for c in manifest["cells"]})
+        versions = manifest.get("versions", {})
+        blocks.append(Block("note", (
+            f"{run.name}: {run.root} · grid {manifest.get('name', '?')} · {spec['name']} "
+            f"(train {spec['train_size']}, test {spec['test_size']}) · {first['test_mixtures']} test mixtures · "
+            f"seeds {seeds} · {len(run.meta)} of {len(manifest['cells'])} cells done · "
+            f"{manifest.get('started', '?')} → {manifest.get('ended') or 'not finished'} · "
+            f"host {manifest.get('host', '?')} · torch {versions.get('torch', '?')}")))
+    blocks.append(Block("note", f"Generated {generated} by bench report."))
+    problems = []
+    for run in runs:
+        prefix = f"{run.name}: " if len(runs) > 1 else ""
+        for cell in run.failed:
+            problems.append(f"{prefix}failed: {_describe(cell)} (cell {cell['id']}): {cell['error']}")
+        for cell in run.missing:
+            problems.append(f"{prefix}missing: {_describe(cell)} (cell {cell['id']})")
+    if problems:
+        total = sum(len(r.manifest["cells"]) for r in runs)
+        blocks.append(Block("warn", f"Incomplete: {len(problems)} of {total} planned cells have no results; "
+                                    "the tables and figures below show the rest. Rerun `bench run` on the "
+                                    "same grid to complete them.", items=problems))
+    skipped = [f"{s['label']} on {s['scenario']}: {s['reason']}" for r in runs for s in r.manifest.get("skipped", [])]
+    if skipped:
+        blocks.append(Block("note", "Not planned (the method cannot serve the scenario): " + "; ".join(skipped)))
+    blocks.append(Block("nav"))
+    return blocks
+
+
+def _describe(cell: dict[str, Any]) -> str:
+    return f"{cell['label']} · {cell['scenario']} · σ={cell['sigma']:g} · seed {cell['seed']}"
+
+
+def _settings(frame: pd.DataFrame) -> list[tuple[str, float]]:
+    return list(dict.fromkeys(zip(frame["scenario"], frame["sigma"], strict=True)))
+
+
+def at_a_glance(summary: pd.DataFrame, tests: pd.DataFrame) -> list[Block]:
+    """Per scenario × σ: the best method by mean MSE and by mean SSIM, and how many it beats significantly."""
+    rows, bold = [], set()
+    for scenario, sigma in _settings(summary):
+        part = summary[(summary["scenario"] == scenario) & (summary["sigma"] == sigma)]
+        best = part.loc[part["mse_mean"].idxmin()]
+        best_ssim = part.loc[part["ssim_mean"].idxmax()]
+        beaten = tests[(tests["scenario"] == scenario) & (tests["sigma"] == sigma) & (tests["a"] == best["entry"])]
+        wins = f"{int((beaten['outcome'] == 1).sum())} of {len(part) - 1}" if len(part) > 1 else "–"
+        rows.append([scenario, f"{sigma:g}", best["entry"],
+                     f"{fmt(best['mse_mean'], 'mse')} [{fmt(best['mse_ci_low'], 'mse')}, "
+                     f"{fmt(best['mse_ci_high'], 'mse')}]", wins, best_ssim["entry"],
+                     fmt(best_ssim["ssim_mean"], "ssim")])
+        bold.add((len(rows) - 1, 2))
+    columns = ["scenario", "σ", "lowest MSE", "its mean MSE [95% CI]", "significantly better than",
+               "highest SSIM", "its mean SSIM"]
+    return [Block("h2", "At a glance"), Block("table", table=Table(columns, rows, left=3, bold=bold)),
+            Block("note", "Significance: Wilcoxon signed-rank on per-mixture MSE, p < 0.01 (section "
+                          "Paired comparison).")]
+
+
+def summary_tables(summary: pd.DataFrame) -> list[Block]:
+    """One table per metric: n, mean, 95 % CI, median, IQR, std; the best mean of each setting in bold."""
+    blocks = [Block("h2", "Summary"),
+              Block("note", "n = scored images (test mixtures × sources × seeds). 95% CI: percentile bootstrap "
+                            "of the mean, 2,000 resamples of test mixtures (seed 0). All numbers are in "
+                            "summary.csv.")]
+    for metric in ("mse", "psnr", "ssim"):
+        rows, bold = [], set()
+        for scenario, sigma in _settings(summary):
+            part = summary[(summary["scenario"] == scenario) & (summary["sigma"] == sigma)]
+            column = part[f"{metric}_mean"]
+            best = column.idxmin() if LOWER_IS_BETTER[metric] else column.idxmax()
+            for index, row in part.iterrows():
+                rows.append([row["entry"], scenario, f"{sigma:g}", str(int(row["n"])),
+                             fmt(row[f"{metric}_mean"], metric),
+                             f"[{fmt(row[f'{metric}_ci_low'], metric)}, {fmt(row[f'{metric}_ci_high'], metric)}]",
+                             fmt(row[f"{metric}_median"], metric), fmt(row[f"{metric}_iqr"], metric),
+                             fmt(row[f"{metric}_std"], metric)])
+                if index == best and len(part) > 1:
+                    bold.add((len(rows) - 1, 4))
+        arrow = "lower is better" if LOWER_IS_BETTER[metric] else "higher is better"
+        blocks += [Block("h3", f"{TITLES[metric]} ({arrow})"),
+                   Block("table", table=Table(["method", "scenario", "σ", "n", "mean", "95% CI", "median",
+                                               "IQR", "std"], rows, left=2, bold=bold))]
+    return blocks
+
+
+def wilcoxon_tables(tests: pd.DataFrame, entries: Sequence[str]) -> list[Block]:
+    """Per setting a matrix (row method vs column method): win / loss / – with the p-value."""
+    blocks: list[Block] = []
+    for scenario, sigma in _settings(tests):
+        matrix = outcome_matrix(tests, scenario, sigma, entries)
+        part = tests[(tests["scenario"] == scenario) & (tests["sigma"] == sigma)].set_index(["a", "b"])
+        rows = []
+        for a in matrix.index:
+            cells = [a]
+            for b in matrix.columns:
+                if a == b:
+                    cells.append("")
+                elif math.isnan(matrix.at[a, b]):
+                    cells.append("not paired")
+                else:
+                    word = {1.0: "win", -1.0: "loss", 0.0: "–"}[matrix.at[a, b]]
+                    cells.append(f"{word} (p={fmt(part.at[(a, b), 'p'], 'p')})")
+            rows.append(cells)
+        blocks += [Block("h3", f"{scenario} · σ = {sigma:g}"),
+                   Block("table", table=Table(["row vs column", *matrix.columns], rows, left=1))]
+    return blocks
+
+
+def recognition_blocks(summary: pd.DataFrame, ceiling: dict[str, float], info: dict[str, Any],
+                       testsets: dict[str, str]) -> list[Block]:
+    """Recognised rate (95 % CI) per method (rows) and setting (columns), and the ground truth's ceiling."""
+    blocks = [Block("h2", "Digit recognisability")]
+    if summary["recognised_rate"].isna().all():
+        return blocks + [Block("p", "Not available: the cells of this run did not record it (runs made before "
+                                    "it existed, or sources that are not MNIST digits).")]
+    settings = _settings(summary)
+    columns = ["method", *(f"{scenario} σ={sigma:g}" for scenario, sigma in settings)]
+    rows = []
+    for entry in dict.fromkeys(summary["entry"]):
+        cells = [entry]
+        for scenario, sigma in settings:
+            match = summary[(summary["entry"] == entry) & (summary["scenario"] == scenario)
+                            & (summary["sigma"] == sigma)]
+            if match.empty or pd.isna(match["recognised_rate"].iloc[0]):
+                cells.append("–")
+                continue
+            row = match.iloc[0]
+            cells.append(f"{row['recognised_rate']:.3f} ({row['recognised_ci_low']:.2f}–"
+                         f"{row['recognised_ci_high']:.2f})")
+        rows.append(cells)
+    several = len(ceiling) > 1
+    for key, value in ceiling.items():
+        name = f"ground truth ({testsets.get(key, key)})" if several else "ground truth (ceiling)"
+        rows.append([name] + [f"{value:.3f}"] * len(settings))
+    note = ("A test mixture counts as recognised when a small CNN trained on the MNIST training digits reads "
+            "its two outputs as its two true digits, in any order. The ground truth's own rate (the classifier "
+            "applied to the true images) is the ceiling. In brackets: 95% bootstrap interval.")
+    if info.get("test_accuracy"):
+        note += f" Classifier accuracy on the 10,000 MNIST test digits: {info['test_accuracy']:.2%}."
+    if "error" in info:
+        note += f" Ceiling unavailable here ({info['error']})."
+    return blocks + [Block("note", note), Block("table", table=Table(columns, rows, left=1))]
+
+
+def _seconds(value: Any) -> str:
+    return "–" if pd.isna(value) else (f"{value:,.1f}" if value >= 1 else f"{value:.2g}")
+
+
+def cost_blocks(cost: pd.DataFrame) -> list[Block]:
+    """Parameters, training time and separation throughput per method, from the cells' json files."""
+    rows = []
+    for _, row in cost.iterrows():
+        params, speed = row["n_parameters"], row["mixtures_per_s"]
+        trains = bool(row["trains"])
+        rows.append([row["entry"], row["method"], str(int(row["cells"])),
+                     "–" if pd.isna(params) else f"{int(params):,}",
+                     _seconds(row["fit_seconds"]) if trains else "no training",
+                     _seconds(row["fit_seconds_max"]) if trains else "",
+                     "–" if pd.isna(speed) else (f"{speed:,.0f}" if speed >= 100 else f"{speed:.3g}"),
+                     row["device"]])
+    columns = ["method", "implementation", "cells", "parameters", "training s (mean per cell)",
+               "training s (max)", "mixtures/s (median)", "device"]
+    return [Block("h2", "Cost"), Block("table", table=Table(columns, rows, left=2))]
+
+
+def notes(several: bool) -> list[Block]:
+    """How the numbers were made, in a few lines."""
+    lines = [
+        "Scores are per test image under the best assignment of outputs to sources (lowest summed MSE); PSNR "
+        "= −10·log10(MSE) with data range 1; SSIM as scikit-image's structural_similarity(data_range=1).",
+        "Intervals: percentile bootstrap of the mean over test mixtures (each mixture = mean over its two "
+        "sources and over seeds), 2,000 resamples, seed 0. The spread between training seeds is not part of it.",
+        "Paired comparison: per-mixture MSE (mean over the two sources, averaged over seeds), paired by "
+        "test-mixture index; two-sided Wilcoxon signed-rank (scipy.stats.wilcoxon); a win is p < 0.01 with "
+        "a negative median difference (row − column). No correction for multiple comparisons.",
+        "Example separations use each method's first seed; outputs are shown in the order the scorer "
+        "assigned them to the sources.",
+    ]
+    if several:
+        lines.append("Comparison: methods are named 'run: label'; entries of different runs are paired only "
+                     "when they were scored on the same test set (same dataset and number of test mixtures).")
+    return [Block("h2", "Notes")] + [Block("note", line) for line in lines]

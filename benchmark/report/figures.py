@@ -1,0 +1,192 @@
+"""Figures of a report: box plots (the paper's Fig. 5), metrics against σ, the Wilcoxon win/loss matrix.
+
+Every function writes one PNG and returns its path; colours follow one palette so that a method keeps
+its colour in every figure.
+"""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+from matplotlib.colors import ListedColormap  # noqa: E402
+
+from benchmark.report.stats import outcome_matrix  # noqa: E402
+
+NAMES = {"mse": "MSE", "psnr": "PSNR (dB)", "ssim": "SSIM", "recognised": "recognised (fraction)"}
+DPI = 110
+
+
+def palette(entries: Sequence[str]) -> dict[str, tuple[float, float, float]]:
+    """One colour per entry, the same in every figure."""
+    colours = sns.color_palette("deep" if len(entries) <= 10 else "husl", max(len(entries), 1))
+    return {entry: colours[i % len(colours)] for i, entry in enumerate(entries)}
+
+
+def _save(figure: plt.Figure, path: Path) -> Path:
+    figure.savefig(path, dpi=DPI, bbox_inches="tight")
+    plt.close(figure)
+    return path
+
+
+def sigma_label(sigma: float) -> str:
+    return f"σ = {sigma:g}"
+
+
+def box_plot(rows: pd.DataFrame, metric: str, entries: Sequence[str], path: Path) -> Path:
+    """One box per method (whiskers 1.5 IQR, no fliers), faceted by scenario (rows) and σ (columns)."""
+    width = max(2.6, 0.55 * len(entries) + 1.0)
+    with warnings.catch_warnings():  # seaborn 0.13 passes matplotlib 3.10+'s deprecated ``vert``
+        warnings.simplefilter("ignore", matplotlib.MatplotlibDeprecationWarning)
+        grid = sns.catplot(data=rows.assign(noise=rows["sigma"].map(sigma_label)), x="entry", y=metric,
+                           hue="entry", order=entries, hue_order=entries, palette=palette(entries), col="noise",
+                           col_order=[sigma_label(s) for s in sorted(set(rows["sigma"]))], row="scenario",
+                           kind="box", showfliers=False, legend=False, height=2.8, aspect=width / 2.8,
+                           sharey=True, margin_titles=True)
+    grid.set_titles(col_template="{col_name}", row_template="{row_name}")
+    grid.set_axis_labels("", NAMES[metric])
+    for ax in grid.axes.flat:
+        ax.tick_params(axis="x", labelrotation=35)
+        for label in ax.get_xticklabels():
+            label.set_horizontalalignment("right")
+        ax.grid(axis="y", alpha=0.3)
+    grid.figure.suptitle(f"{NAMES[metric]} per test image, by method", y=1.02)
+    return _save(grid.figure, path)
+
+
+def _sigma_axis(ax: plt.Axes, sigmas: Sequence[float]) -> None:
+    positive = [s for s in sigmas if s > 0]
+    if len(positive) >= 2 and max(positive) / min(positive) >= 10:
+        ax.set_xscale("symlog" if min(sigmas) == 0 else "log", **({"linthresh": min(positive)}
+                                                                   if min(sigmas) == 0 else {}))
+    ax.set_xticks(list(sigmas))
+    ax.set_xticklabels([f"{s:g}" for s in sigmas])
+    ax.minorticks_off()
+
+
+def metric_vs_sigma(summary: pd.DataFrame, metrics: Sequence[str], entries: Sequence[str], path: Path,
+                    ceiling: dict[str, float] | None = None,
+                    title: str = "Mean against noise level (bands: 95 % bootstrap interval)") -> Path:
+    """Mean of each metric against σ, a line per method with its 95 % bootstrap band; a column per scenario.
+
+    ``metrics`` may include ``recognised`` (the rate; ``ceiling`` draws the ground truth's rate dashed).
+    """
+    scenarios = list(dict.fromkeys(summary["scenario"]))
+    sigmas = sorted(set(summary["sigma"]))
+    colours = palette(entries)
+    figure, axes = plt.subplots(len(metrics), len(scenarios), figsize=(4.2 * len(scenarios) + 1.6,
+                                                                        3.0 * len(metrics)),
+                                squeeze=False, sharex=True, sharey="row")
+    for i, metric in enumerate(metrics):
+        mean, low, high = ((f"{metric}_rate", f"{metric}_ci_low", f"{metric}_ci_high") if metric == "recognised"
+                           else (f"{metric}_mean", f"{metric}_ci_low", f"{metric}_ci_high"))
+        for j, scenario in enumerate(scenarios):
+            ax = axes[i][j]
+            part = summary[summary["scenario"] == scenario]
+            for entry in entries:
+                line = part[part["entry"] == entry].sort_values("sigma")
+                if line.empty or line[mean].isna().all():
+                    continue
+                ax.plot(line["sigma"], line[mean], marker="o", ms=4, color=colours[entry], label=entry)
+                ax.fill_between(line["sigma"], line[low], line[high], color=colours[entry], alpha=0.2, lw=0)
+                if len(line) == 1:  # a band needs two σ: show the interval as an error bar
+                    ax.errorbar(line["sigma"], line[mean], yerr=[line[mean] - line[low], line[high] - line[mean]],
+                                color=colours[entry], capsize=4, lw=1)
+            if metric == "recognised" and ceiling:
+                for k, value in enumerate(sorted(set(ceiling.values()))):
+                    ax.axhline(value, color="black", ls="--", lw=1, label="ground truth" if k == 0 else None)
+            _sigma_axis(ax, sigmas)
+            ax.grid(alpha=0.3)
+            if i == 0:
+                ax.set_title(scenario)
+            if j == 0:
+                ax.set_ylabel(NAMES[metric])
+            if i == len(metrics) - 1:
+                ax.set_xlabel("noise σ")
+    found = {label: handle for ax in axes.flat for handle, label in zip(*ax.get_legend_handles_labels(),
+                                                                          strict=True)}
+    labels = [e for e in [*entries, "ground truth"] if e in found]
+    figure.legend([found[label] for label in labels], labels, loc="center left", bbox_to_anchor=(1.0, 0.5),
+                  frameon=False)
+    figure.suptitle(title)
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def wilcoxon_heatmap(tests: pd.DataFrame, entries: Sequence[str], path: Path, alpha: float) -> Path:
+    """Per scenario × σ, a matrix: green where the row method has significantly lower MSE than the column."""
+    scenarios = list(dict.fromkeys(tests["scenario"]))
+    sigmas = sorted(set(tests["sigma"]))
+    side = max(2.6, 0.5 * len(entries) + 1.4)
+    figure, axes = plt.subplots(len(scenarios), len(sigmas), figsize=(side * len(sigmas) + 0.4,
+                                                                      side * len(scenarios) + 0.6), squeeze=False)
+    cmap = ListedColormap(["#d7301f", "#eeeeee", "#1a9850"])
+    for (i, scenario), (j, sigma) in itertools.product(enumerate(scenarios), enumerate(sigmas)):
+        ax = axes[i][j]
+        matrix = outcome_matrix(tests, scenario, sigma, entries)
+        if matrix.empty:
+            ax.axis("off")
+            continue
+        text = matrix.map(lambda v: "" if np.isnan(v) else {1.0: "win", -1.0: "loss", 0.0: "–"}[v])
+        sns.heatmap(matrix, ax=ax, cmap=cmap, vmin=-1.5, vmax=1.5, cbar=False, annot=text, fmt="",
+                    linewidths=1, linecolor="white", square=True, annot_kws={"fontsize": 8})
+        ax.set_title(f"{scenario} · {sigma_label(sigma)}", fontsize=10)
+        ax.set_xlabel("")
+        ax.set_ylabel("")
+        ax.tick_params(axis="x", labelrotation=35, labelsize=8)
+        ax.tick_params(axis="y", labelrotation=0, labelsize=8)
+        for label in ax.get_xticklabels():
+            label.set_horizontalalignment("right")
+    figure.suptitle(f"Row vs column, per-mixture MSE, Wilcoxon signed-rank p < {alpha:g}\n"
+                    "win: row significantly lower MSE · loss: significantly higher · –: no significant difference",
+                    fontsize=10)
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def common_settings(summary: pd.DataFrame) -> list[tuple[str, float]]:
+    """The (scenario, σ) settings in which every entry was scored."""
+    entries = set(summary["entry"])
+    counts = summary.groupby(["scenario", "sigma"], sort=False)["entry"].agg(lambda e: set(e) == entries)
+    return [key for key, every in counts.items() if every]
+
+
+def cost_plot(summary: pd.DataFrame, cost: pd.DataFrame, entries: Sequence[str], path: Path) -> Path | None:
+    """Accuracy against cost: mean MSE over the settings every method ran, against training time and throughput.
+
+    None when no setting is common to all methods (their means would not be comparable).
+    """
+    settings = common_settings(summary)
+    if not settings:
+        return None
+    colours = palette(entries)
+    common = summary.set_index(["scenario", "sigma"]).loc[settings].reset_index()
+    mse = common.groupby("entry", sort=False)["mse_mean"].mean()
+    figure, axes = plt.subplots(1, 2, figsize=(9.5, 3.4))
+    for ax, column, name in ((axes[0], "fit_seconds", "training time per cell (s)"),
+                             (axes[1], "mixtures_per_s", "separation throughput (mixtures/s)")):
+        for _, row in cost.iterrows():
+            if row["entry"] not in mse.index:
+                continue
+            x = max(float(row[column]), 1e-3)
+            ax.scatter(x, mse[row["entry"]], color=colours[row["entry"]], s=40, zorder=3)
+            ax.annotate(row["entry"], (x, mse[row["entry"]]), textcoords="offset points", xytext=(5, 4),
+                        fontsize=8)
+        ax.set_xscale("log")
+        ax.margins(x=0.2, y=0.12)
+        ax.set_xlabel(name)
+        ax.set_ylabel("mean MSE")
+        ax.grid(alpha=0.3)
+    where = ", ".join(f"{scenario} σ={sigma:g}" for scenario, sigma in settings)
+    figure.suptitle(f"Cost against accuracy: mean MSE over {where} (lower is better)", fontsize=10)
+    figure.tight_layout()
+    return _save(figure, path)
