@@ -80,7 +80,8 @@ def run_grid(grid: Grid, *, out: str | Path | None = None, executor: str = "ray"
         for skip in plan.skipped:
             progress.line(f"  skipped {skip.label} on {skip.scenario}: {skip.reason}")
         if pending and not torch.cuda.is_available() and any(c.budget for c in pending):
-            parallel = max(1, (os.cpu_count() or 1) // 2) if executor == "ray" else 1
+            # Ray packs one cell per requested CPU (usually 1); the local executor runs one at a time
+            parallel = (os.cpu_count() or 1) / max(min(c.resources.cpu for c in pending), 1) if executor == "ray" else 1
             progress.line(f"  no GPU found: expected about {format_duration(expected_duration(plan, parallel))} "
                           f"on this CPU")
         failed: list[str] = []
