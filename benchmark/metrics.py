@@ -2,24 +2,36 @@
 
 MSE (mean over pixels), PSNR (``-10·log10(MSE)``, data range 1) and SSIM exactly as scikit-image's
 ``structural_similarity(data_range=1)``. The permutation is chosen per mixture by the lowest summed MSE.
+
+SSIM is computed by the batched torch implementation :func:`benchmark.fast_ssim.ssim_batch` (tests hold it to
+scikit-image within 1e-5 on random and real digits; it is far faster); scikit-image stays the reference and
+can be asked for with ``score(..., ssim=ssim_skimage)``.
 """
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
 import torch
 from skimage.metrics import structural_similarity
 
+from benchmark.fast_ssim import ssim_batch
+
 MSE_FLOOR = 1e-10  # PSNR of a perfect estimate is capped at 100 dB instead of infinity
 
 
-def pairwise_mse(est: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
-    """MSE of every output against every source: ``(N, S_out, S_ref)``, in float64."""
-    diff = est.double().unsqueeze(2) - ref.double().unsqueeze(1)
-    return diff.pow(2).flatten(3).mean(-1)
+def pairwise_mse(est: torch.Tensor, ref: torch.Tensor, block: int = 128) -> torch.Tensor:
+    """MSE of every output against every source: ``(N, S_out, S_ref)``, in float64.
+
+    Computed ``block`` mixtures at a time so the float64 differences stay in cache (same values, ~9× faster
+    on 10,000 MNIST mixtures on one CPU thread than one pass over the whole set).
+    """
+    parts = [(e.double().unsqueeze(2) - r.double().unsqueeze(1)).square_().flatten(3).mean(-1)
+             for e, r in zip(est.split(block), ref.split(block), strict=True)]
+    return torch.cat(parts)
 
 
 def best_permutation(pair_mse: torch.Tensor) -> torch.Tensor:
@@ -37,15 +49,25 @@ def ssim_skimage(est: np.ndarray, ref: np.ndarray) -> np.ndarray:
     return np.array([structural_similarity(e, r, data_range=1.0) for e, r in zip(est, ref, strict=True)])
 
 
-def score(est: torch.Tensor, ref: torch.Tensor, ssim=ssim_skimage) -> pd.DataFrame:
-    """Long-format scores: one row per (mixture, source) with mse, psnr, ssim and perm (the output used)."""
+def ssim_fast(est: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """SSIM of each image pair ``(N, H, W)`` with the batched torch implementation (equal to scikit-image's)."""
+    return ssim_batch(torch.from_numpy(est), torch.from_numpy(ref)).numpy()
+
+
+def score(est: torch.Tensor, ref: torch.Tensor,
+          ssim: Callable[[np.ndarray, np.ndarray], np.ndarray] = ssim_fast) -> pd.DataFrame:
+    """Long-format scores: one row per (mixture, source) with mse, psnr, ssim and perm (the output used).
+
+    ``ssim`` maps two float64 arrays ``(M, H, W)`` to ``(M,)``: :func:`ssim_fast` or the reference
+    :func:`ssim_skimage`.
+    """
     est, ref = est.detach().cpu(), ref.detach().cpu()
     if est.shape != ref.shape:
         raise ValueError(f"estimates {tuple(est.shape)} and sources {tuple(ref.shape)} differ in shape")
     n, n_sources = est.shape[:2]
     pair = pairwise_mse(est, ref)
     perm = best_permutation(pair)
-    chosen = torch.gather(est.double(), 1, perm[:, :, None, None].expand(-1, -1, *est.shape[2:]))
+    chosen = torch.gather(est, 1, perm[:, :, None, None].expand(-1, -1, *est.shape[2:])).double()
     mse = torch.gather(pair, 1, perm[:, None, :]).squeeze(1)
     est_np = chosen.numpy().reshape(n * n_sources, *est.shape[2:])
     ref_np = ref.double().numpy().reshape(n * n_sources, *ref.shape[2:])

@@ -2,13 +2,23 @@
 
 Adam, Huber loss (δ = 1) per source, fixed-order or permutation-invariant (PIT), batches from
 :class:`datasets.mixtures.TrainingData`, validation each epoch, the best weights kept.
+
+Precision: the budget's ``precision`` is 'fp32', 'bf16' (bf16 autocast) or 'auto', which :func:`resolve_precision`
+turns into 'bf16' where the device runs bf16 natively (CUDA GPUs with bf16, CPUs with AVX512-BF16, AMX-BF16 or
+Arm BF16) and the method allows it (``TorchMethod.supports_bf16``), else 'fp32'. Only the training steps run
+under bf16 autocast: the weights stay fp32, and validation and ``separate`` run in fp32, so that an estimate
+depends on its own mixture only, to float32 rounding (bf16 kernels chosen by batch size moved LiGT's outputs by
+up to 2e-3 between a mixture alone and inside a batch) and the scoring path is the same at every precision.
+On this project's CPU, fp32 inference of bf16-trained networks scored the same test MSE as bf16 inference.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import math
+import platform
 import time
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -21,6 +31,8 @@ from benchmark.api import FitContext, Method, Param, Requirements, Resources, Tr
 from datasets.mixtures import Batch, TrainingData
 
 LOSS_MODES = ("fixed", "pit")
+PRECISIONS = ("auto", "fp32", "bf16")
+_CPU_BF16_FLAGS = {"avx512_bf16", "amx_bf16", "bf16"}  # x86 flags; "bf16" is the Arm feature (FEAT_BF16)
 
 
 class TrainingDiverged(RuntimeError):
@@ -48,31 +60,92 @@ def separation_loss(est: torch.Tensor, ref: torch.Tensor, mode: str = "fixed") -
     return torch.stack(per_perm, dim=1).min(dim=1).values.mean()
 
 
+@functools.cache
+def cpu_has_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Whether this CPU has bf16 instructions (AVX512-BF16, AMX-BF16, Arm BF16) that oneDNN can use.
+
+    Read from the CPU flags on Linux; elsewhere (no ``/proc/cpuinfo``) the answer is a safe False.
+    """
+    if not torch.backends.mkldnn.is_available() or platform.system() != "Linux":
+        return False
+    try:
+        with open(cpuinfo, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() in ("flags", "Features"):
+                    return bool(_CPU_BF16_FLAGS & set(value.split()))
+    except OSError:
+        return False
+    return False
+
+
+def bf16_supported(device: torch.device | str) -> bool:
+    """Whether bf16 autocast runs natively (not emulated) on ``device``."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
+    if device.type == "cpu":
+        return cpu_has_bf16()
+    return False
+
+
+def resolve_precision(requested: str, device: torch.device | str, allowed: bool = True) -> str:
+    """'auto' → 'bf16' where ``device`` supports it natively and the method ``allowed`` it, else 'fp32'.
+
+    An explicit 'bf16' is honoured on any device (emulated where it is not native), except for a method
+    that does not allow it, which trains in 'fp32'.
+    """
+    if requested not in PRECISIONS:
+        raise ValueError(f"unknown precision {requested!r} (expected one of {', '.join(PRECISIONS)})")
+    if not allowed:
+        return "fp32"
+    if requested == "auto":
+        return "bf16" if bf16_supported(device) else "fp32"
+    return requested
+
+
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """bf16 autocast on ``device`` when ``precision`` is 'bf16', a no-op otherwise."""
+    """bf16 autocast on ``device`` when ``precision`` is 'bf16', a no-op otherwise ('fp32'; resolve 'auto' first)."""
     if precision == "bf16":
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def make_optimiser(net: nn.Module, lr: float) -> torch.optim.Optimizer:
+    """Adam; the fused kernel where every parameter is a floating tensor on the CPU or a CUDA GPU.
+
+    Same update rule as the default per-tensor loop (rounding aside); on this project's 2-core CPU the fused
+    step made a small network's (fcsae's) training step about 1.5× faster.
+    """
+    params = list(net.parameters())
+    fused = bool(params) and all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
+    return torch.optim.Adam(params, lr=lr, fused=fused or None)
 
 
 def evaluate(net: nn.Module, batch: Batch, loss_fn: Callable[[nn.Module, Batch], torch.Tensor],
              chunk: int = 1024) -> float:
     """Mean loss of ``net`` over a fixed batch, in eval mode and without gradients."""
     net.eval()
-    total, count = 0.0, 0
+    total = torch.zeros((), dtype=torch.float64, device=batch.y.device)
+    count = 0
     with torch.no_grad():
         for start in range(0, len(batch.y), chunk):
             part = Batch(*(t[start:start + chunk] for t in batch))
-            total += float(loss_fn(net, part)) * len(part.y)
+            total += loss_fn(net, part).double() * len(part.y)  # summed on the device: one sync at the end
             count += len(part.y)
-    return total / max(count, 1)
+    return float(total) / max(count, 1)
 
 
 def train_network(net: nn.Module, data: TrainingData, ctx: FitContext,
-                  loss_fn: Callable[[nn.Module, Batch], torch.Tensor]) -> list[dict[str, float]]:
-    """Train ``net`` on ``data`` within ``ctx.budget``; keep the weights of the best validation epoch."""
+                  loss_fn: Callable[[nn.Module, Batch], torch.Tensor],
+                  precision: str | None = None) -> list[dict[str, float]]:
+    """Train ``net`` on ``data`` within ``ctx.budget``; keep the weights of the best validation epoch.
+
+    ``precision`` ('fp32' or 'bf16') defaults to the budget's, with 'auto' resolved for ``ctx.device``.
+    """
     budget: TrainBudget = ctx.budget
-    optimiser = torch.optim.Adam(net.parameters(), lr=budget.lr)
+    precision = precision or resolve_precision(budget.precision, ctx.device)
+    optimiser = make_optimiser(net, budget.lr)
     history: list[dict[str, float]] = []
     best_loss, best_state = math.inf, None
     steps_per_epoch = math.ceil(len(data) / budget.batch_size)
@@ -82,7 +155,7 @@ def train_network(net: nn.Module, data: TrainingData, ctx: FitContext,
         running = torch.zeros((), device=ctx.device)
         for step, batch in enumerate(data.epoch(budget.batch_size), start=1):
             optimiser.zero_grad(set_to_none=True)
-            with autocast(ctx.device, budget.precision):
+            with autocast(ctx.device, precision):
                 loss = loss_fn(net, batch)
             loss.backward()
             optimiser.step()
@@ -97,7 +170,7 @@ def train_network(net: nn.Module, data: TrainingData, ctx: FitContext,
                 ctx.progress({"epoch": epoch, "epochs": budget.epochs, "step": step,
                               "steps": steps_per_epoch, "train_loss": mean})
         train_loss = float(running) / steps_per_epoch
-        val_loss = evaluate(net, data.validation, loss_fn)
+        val_loss = evaluate(net, data.validation, loss_fn)  # fp32, as separate() runs
         record = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
                   "seconds": time.perf_counter() - started}
         history.append(record)
@@ -121,11 +194,16 @@ class TorchMethod(Method):
     parameters: ClassVar[dict[str, Param]] = {
         "loss": Param("fixed", str, choices=LOSS_MODES, help="fixed-order targets or permutation-invariant"),
     }
+    #: whether 'auto' (or 'bf16') precision may train and run this network under bf16 autocast
+    supports_bf16: ClassVar[bool] = True
+    #: keep 4-D weights channels-last (NHWC): faster oneDNN convolutions for conv-heavy networks
+    channels_last: ClassVar[bool] = False
 
     def __init__(self, task: Any, **params: Any) -> None:
         super().__init__(task, **params)
         self.net: nn.Module = self.build_network()
         self.history_: list[dict[str, float]] = []
+        self.precision_: str = "fp32"  # the resolved training precision of the last fit
 
     def build_network(self) -> nn.Module:
         """The network for ``self.task`` (observations in, sources out)."""
@@ -141,18 +219,25 @@ class TorchMethod(Method):
 
     def fit(self, data: TrainingData, ctx: FitContext) -> TorchMethod:
         self.device = ctx.device
+        self.precision_ = resolve_precision(ctx.budget.precision, ctx.device, self.supports_bf16)
+        if ctx.budget.precision != "fp32" and self.precision_ == "fp32":
+            ctx.logger.info("precision %s resolved to fp32 (bf16 %s)", ctx.budget.precision,
+                            "not native on " + ctx.device.type if self.supports_bf16 else "not supported by the method")
         torch.manual_seed(ctx.seed)
         self.net = self.build_network().to(ctx.device)
-        self.history_ = train_network(self.net, data, ctx, self.training_loss)
+        if self.channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)
+        self.history_ = train_network(self.net, data, ctx, self.training_loss, precision=self.precision_)
         return self
 
     def separate(self, y: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
+        """Estimates in float32, computed in fp32 whatever the training precision (see the module's docstring)."""
         self.net.eval()
         outputs = []
         with torch.no_grad():
             for start in range(0, len(y), chunk):
                 outputs.append(self.predict(self.net, y[start:start + chunk].to(self.device)).float())
-        return torch.cat(outputs)
+        return torch.cat(outputs).contiguous()
 
     def n_parameters(self) -> int:
         return sum(p.numel() for p in self.net.parameters())

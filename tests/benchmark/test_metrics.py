@@ -23,7 +23,8 @@ def test_metrics_equal_scikit_image_called_directly():
         r = ref[int(row.mixture), int(row.source)].double().numpy()
         np.testing.assert_allclose(row.mse, mean_squared_error(r, e), rtol=1e-12)
         np.testing.assert_allclose(row.psnr, peak_signal_noise_ratio(r, e, data_range=1.0), rtol=1e-12)
-        assert row.ssim == structural_similarity(e, r, data_range=1.0)
+        # score() uses the batched torch SSIM: equal to scikit-image's within the DESIGN's 1e-5 (in fact ~1e-15)
+        np.testing.assert_allclose(row.ssim, structural_similarity(e, r, data_range=1.0), rtol=0, atol=1e-5)
 
 
 def test_swapped_outputs_score_exactly_as_unswapped():

@@ -1,0 +1,163 @@
+"""Training precision: 'auto' | 'fp32' | 'bf16', resolved at fit time and recorded; bf16 detection."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import methods.training as training
+from benchmark.api import FitContext, TrainBudget
+from benchmark.registry import available_methods
+from methods.training import TorchMethod, autocast, bf16_supported, cpu_has_bf16, resolve_precision
+
+
+def _ctx(precision: str, mixtures: int = 64) -> FitContext:
+    return FitContext(device=torch.device("cpu"), seed=0,
+                      budget=TrainBudget(mixtures=mixtures, epochs=1, batch_size=32, precision=precision))
+
+
+class _Recorder(nn.Module):
+    """A small linear separator that records the dtype of its output in training and in separation."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(196, 2 * 784)
+        self.dtypes: list[torch.dtype] = []
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        out = self.linear(y.flatten(1))
+        self.dtypes.append(out.dtype)
+        return torch.sigmoid(out).unflatten(1, (2, 28, 28))
+
+
+class _RecorderMethod(TorchMethod):
+    def build_network(self) -> nn.Module:
+        return _Recorder()
+
+
+class _NoBf16Method(_RecorderMethod):
+    supports_bf16 = False
+
+
+def test_resolve_precision() -> None:
+    cpu = torch.device("cpu")
+    assert resolve_precision("fp32", cpu) == "fp32"
+    assert resolve_precision("bf16", cpu) == "bf16"  # explicit bf16 is honoured, native or not
+    assert resolve_precision("auto", cpu) == ("bf16" if bf16_supported(cpu) else "fp32")
+    for requested in ("auto", "fp32", "bf16"):
+        assert resolve_precision(requested, cpu, allowed=False) == "fp32"
+    with pytest.raises(ValueError, match="fp16"):
+        resolve_precision("fp16", cpu)
+
+
+def test_auto_follows_the_hardware(monkeypatch) -> None:
+    monkeypatch.setattr(training, "bf16_supported", lambda device: True)
+    assert resolve_precision("auto", "cpu") == "bf16"
+    monkeypatch.setattr(training, "bf16_supported", lambda device: False)
+    assert resolve_precision("auto", "cpu") == "fp32"
+
+
+@pytest.mark.skipif(not Path("/proc/cpuinfo").is_file(), reason="reads Linux CPU flags")
+def test_cpu_bf16_detection_reads_the_cpu_flags(tmp_path: Path) -> None:
+    detect = cpu_has_bf16.__wrapped__  # uncached, with a made-up cpuinfo
+    native = tmp_path / "native"
+    native.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 avx512_vnni\n")
+    amx = tmp_path / "amx"
+    amx.write_text("flags\t\t: fpu avx512f amx_tile amx_bf16\n")
+    arm = tmp_path / "arm"
+    arm.write_text("Features\t: fp asimd bf16 i8mm\n")
+    without = tmp_path / "without"
+    without.write_text("flags\t\t: fpu sse2 avx2 avx512f avx512bw avx512vl\n")
+    expected = torch.backends.mkldnn.is_available()
+    assert detect(str(native)) is expected and detect(str(amx)) is expected and detect(str(arm)) is expected
+    assert detect(str(without)) is False
+    assert detect(str(tmp_path / "missing")) is False
+    assert bf16_supported("cpu") is cpu_has_bf16()
+
+
+def test_autocast_is_a_no_op_for_fp32() -> None:
+    linear = nn.Linear(4, 4)
+    with autocast(torch.device("cpu"), "fp32"):
+        assert linear(torch.ones(1, 4)).dtype == torch.float32
+    with autocast(torch.device("cpu"), "bf16"):
+        assert linear(torch.ones(1, 4)).dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_training_runs_in_the_resolved_precision_and_separation_in_fp32(precision, single_task, make_data) -> None:
+    method = _RecorderMethod(single_task)
+    data = make_data(single_task, n_mixtures=64)
+    method.fit(data, _ctx(precision))
+    assert method.precision_ == precision
+    steps = 2  # 64 mixtures at batch 32; then the validation pass
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    assert method.net.dtypes[:steps] == [dtype] * steps
+    assert set(method.net.dtypes[steps:]) == {torch.float32}  # validation in fp32, as separate() runs
+    assert all(p.dtype == torch.float32 for p in method.net.parameters())  # fp32 master weights
+    method.net.dtypes.clear()
+    out = method.separate(torch.rand(5, 1, 14, 14))
+    assert method.net.dtypes == [torch.float32]
+    assert out.dtype == torch.float32 and out.shape == (5, 2, 28, 28)
+
+
+def test_auto_is_resolved_at_fit_time_and_recorded(single_task, make_data, monkeypatch) -> None:
+    for native, expected in ((True, "bf16"), (False, "fp32")):
+        monkeypatch.setattr(training, "bf16_supported", lambda device, native=native: native)
+        method = _RecorderMethod(single_task)
+        assert method.precision_ == "fp32"  # before fit: separate runs in fp32
+        method.fit(make_data(single_task, n_mixtures=32), _ctx("auto", mixtures=32))
+        assert method.precision_ == expected
+
+
+def test_a_method_without_bf16_support_trains_in_fp32(single_task, make_data, monkeypatch) -> None:
+    monkeypatch.setattr(training, "bf16_supported", lambda device: True)
+    for requested in ("auto", "bf16"):
+        method = _NoBf16Method(single_task)
+        method.fit(make_data(single_task, n_mixtures=32), _ctx(requested, mixtures=32))
+        assert method.precision_ == "fp32" and set(method.net.dtypes) == {torch.float32}
+
+
+def test_every_learned_method_declares_bf16_support() -> None:
+    learned = {name: cls for name, cls in available_methods().items() if issubclass(cls, TorchMethod)}
+    assert {"fcsae", "convsep", "ligt"} <= set(learned)
+    assert all(isinstance(cls.supports_bf16, bool) for cls in learned.values())
+
+
+@pytest.mark.parametrize("name", ["fcsae", "convsep", "ligt"])
+def test_bf16_training_is_deterministic_and_its_separations_batch_independent(name, single_task, make_data) -> None:
+    """Same seed, same device → same numbers in bf16 too; separate() of a bf16-trained network (in fp32) gives
+    one mixture alone the same output as inside a batch, to 1e-5 (bf16 inference would not: ~2e-3 for LiGT)."""
+    tiny = {"fcsae": {"hidden": 32}, "convsep": {"width": 8, "sep_width": 8},
+            "ligt": {"channels": 8, "width": 32, "ff": 32, "heads": 2}}[name]
+    cls = available_methods()[name]
+    y = make_data(single_task, n_mixtures=32).validation.y[:16]
+    runs = []
+    for _ in range(2):
+        method = cls(single_task, **tiny)
+        method.fit(make_data(single_task, n_mixtures=32), _ctx("bf16", mixtures=32))
+        assert method.precision_ == "bf16"
+        runs.append(method.separate(y))
+    torch.testing.assert_close(runs[0], runs[1], rtol=0, atol=0)
+    alone = method.separate(y[5:6])
+    assert float((alone - runs[1][5:6]).abs().max()) <= 1e-5
+
+
+def test_run_cell_records_the_resolved_precision() -> None:
+    from benchmark.cell import run_cell
+    from benchmark.grid import parse_grid
+    from benchmark.plan import plan_grid
+
+    grid = parse_grid({
+        "name": "precision", "dataset": {"name": "mnist", "train_size": 500, "test_size": 100},
+        "scenarios": {"single": {"weights": [[1, 1]], "downsample": 2}}, "noise": [0.01], "seeds": [0],
+        "train": {"mixtures": 64, "epochs": 1, "batch_size": 32, "precision": "auto"}, "test": {"mixtures": 20},
+        "methods": ["average", {"method": "fcsae", "params": {"hidden": 16}}],
+    })
+    results = {cell.method: run_cell(cell, device=torch.device("cpu")) for cell in plan_grid(grid).cells}
+    assert results["fcsae"].status == "done", results["fcsae"].meta.get("error")
+    assert results["fcsae"].meta["precision"] == resolve_precision("auto", "cpu")
+    assert results["fcsae"].meta["config"]["budget"]["precision"] == "auto"  # the request stays in the config
+    assert results["average"].meta["precision"] is None
