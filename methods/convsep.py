@@ -75,12 +75,12 @@ class Decoder(nn.Module):
 
 
 def separator(n_obs: int, width: int, depth: int) -> nn.Sequential:
-    """S_i: a 28×28 superposition (K channels) → one source in [0, 1]; ``depth`` dilated c→c convolutions."""
+    """S_i: a 28×28 superposition (K channels) → one source's logits; ``depth`` dilated c→c convolutions."""
     layers: list[nn.Module] = [nn.Conv2d(n_obs, width, 3, padding=1), nn.ReLU()]
     for i in range(depth):
         dilation = 2 ** min(i + 1, 3)
         layers += [nn.Conv2d(width, width, 3, padding=dilation, dilation=dilation), nn.ReLU()]
-    layers += [nn.Conv2d(width, 1, 3, padding=1), nn.Sigmoid()]
+    layers.append(nn.Conv2d(width, 1, 3, padding=1))
     return nn.Sequential(*layers)
 
 
@@ -88,8 +88,9 @@ class ConvSepNet(nn.Module):
     """E, D and S separators; ``forward`` is the test-time path y → ẑ → (x̂1, …, x̂S)."""
 
     def __init__(self, n_obs: int, n_sources: int, width: int, blocks: int, sep_width: int,
-                 sep_depth: int) -> None:
+                 sep_depth: int, total_weight: float = 2.0) -> None:
         super().__init__()
+        self.total_weight = total_weight
         self.encoder = Encoder(n_obs, width, blocks)
         self.decoder = Decoder(n_obs, width, blocks)
         self.separators = nn.ModuleList([separator(n_obs, sep_width, sep_depth) for _ in range(n_sources)])
@@ -99,8 +100,15 @@ class ConvSepNet(nn.Module):
         return self.decoder(*self.encoder(y))
 
     def split(self, z: torch.Tensor) -> torch.Tensor:
-        """The separators applied to a superposition ``z (N, K, 28, 28)`` → ``(N, S, 28, 28)``."""
-        return torch.cat([sep(z) for sep in self.separators], dim=1)
+        """The separators applied to a superposition ``z (N, K, 28, 28)`` → ``(N, S, 28, 28)``.
+
+        Each separator's logits are added to the logit of the even split ``Σ_k z_k / Σ W`` and squashed by a
+        sigmoid: the net starts at the average baseline and learns corrections. (With a bare sigmoid head,
+        the separators collapsed to all-black outputs within the first few hundred steps: MSE 0.113.)
+        """
+        even = (z.sum(dim=1, keepdim=True) / self.total_weight).clamp(1e-3, 1 - 1e-3)
+        prior = torch.log(even) - torch.log1p(-even)
+        return torch.sigmoid(torch.cat([sep(z) for sep in self.separators], dim=1) + prior)
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         return self.split(self.reconstruct(y))
@@ -119,13 +127,14 @@ class ConvSep(TorchMethod):
     }
     resources: ClassVar[Resources] = Resources(cpu=1, gpu=0.5)
     cpu_mixtures_per_s = 15.0  # measured: batch 64, 2 threads, on a shared 2-core AMD EPYC (8–17 under load)
+    channels_last = True  # NHWC convolutions: 1.1–1.3× faster training steps on the CPU (fp32 and bf16)
 
     def build_network(self) -> nn.Module:
         p = self.params
         if p["width"] < 2:
             raise ParameterError(f"method {self.name!r}: parameter 'width' must be >= 2, got {p['width']}")
         return ConvSepNet(self.task.n_observations, self.task.n_sources, p["width"], p["blocks"],
-                          p["sep_width"], p["sep_depth"])
+                          p["sep_width"], p["sep_depth"], float(self.task.weight_matrix().sum()))
 
     def training_loss(self, net: nn.Module, batch: Batch) -> torch.Tensor:
         """Loss (3). In training the separators see the true z (Fig. 2b); in evaluation (validation) they
