@@ -1,0 +1,1 @@
+"""Benchmarks that time whole runs (targets live here, never in unit tests)."""

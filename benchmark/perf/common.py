@@ -1,0 +1,80 @@
+"""Helpers shared by the performance scripts: timing, machine load, and one training step as sepbench runs it."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+
+from benchmark.api import Task
+from benchmark.registry import get_method
+from datasets.mixtures import Batch
+from methods.training import TorchMethod, autocast, make_optimiser
+
+SINGLE = Task(((1.0, 1.0),), 2, 0.01)  # the paper's scenario: one detector sees x1 + x2, σ = 0.01
+LEARNED = ("fcsae", "convsep", "ligt")
+
+
+def load() -> str:
+    """The 1-, 5- and 15-minute load averages, for the record (other work on the machine skews timings)."""
+    return "load {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
+
+
+def median_seconds(fn: Callable[[], Any], rounds: int, warmup: int = 1) -> float:
+    """Median wall time of ``rounds`` calls of ``fn`` after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def build_method(name: str, task: Task = SINGLE, **params: Any) -> TorchMethod:
+    """A learned method by registry name (its built-in defaults unless ``params`` say otherwise)."""
+    import methods  # noqa: F401  (registers the built-in methods)
+
+    method = get_method(name)(task, **params)
+    if not isinstance(method, TorchMethod):
+        raise SystemExit(f"{name} is not a learned (torch) method")
+    return method
+
+
+def training_step(method: TorchMethod, precision: str, device: torch.device | None = None,
+                  seed: int = 0) -> tuple[torch.nn.Module, Callable[[Batch], torch.Tensor]]:
+    """A fresh network of ``method`` and one step of :func:`methods.training.train_network`'s inner loop.
+
+    The same pieces the loop uses: the method's network (channels-last where it asks), the fused Adam of
+    :func:`make_optimiser`, the method's loss under ``precision``'s autocast, backward, step.
+    """
+    device = device or torch.device("cpu")
+    torch.manual_seed(seed)
+    net = method.build_network().to(device)
+    if method.channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    net.train()
+    optimiser = make_optimiser(net, 1e-3)
+
+    def step(batch: Batch) -> torch.Tensor:
+        optimiser.zero_grad(set_to_none=True)
+        with autocast(device, precision):
+            loss = method.training_loss(net, batch)
+        loss.backward()
+        optimiser.step()
+        return loss.detach()
+
+    return net, step
+
+
+def run_steps(step: Callable[[Batch], torch.Tensor], batches: Iterable[Batch]) -> None:
+    """Run ``step`` over ``batches``; one sync at the end (as the training loop syncs only to report)."""
+    total = torch.zeros(())
+    for batch in batches:
+        total += step(batch)
+    float(total)

@@ -1,0 +1,26 @@
+"""Micro-benchmark: mixtures generated on the device — :class:`TrainingData` epochs, in batches per second."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmark.api import Task
+from datasets.mixtures import TrainingData
+
+SINGLE = Task(((1.0, 1.0),), 2, 0.01)
+DUAL = Task(((0.7, 0.3), (0.3, 0.7)), 2, 0.01)
+BATCHES = 100  # per round: one epoch of 6,400 mixtures at batch 64
+
+
+def _epoch(data: TrainingData) -> int:
+    return sum(1 for _ in data.epoch(64))
+
+
+@pytest.mark.benchmark(group="data: TrainingData epoch, 100 batches of 64")
+@pytest.mark.parametrize("task", [SINGLE, DUAL], ids=["single", "dual"])
+def test_bench_training_data_epoch(benchmark, mnist, task: Task) -> None:
+    data = TrainingData(mnist.train, task, BATCHES * 64, seed=0)
+    n = benchmark.pedantic(_epoch, args=(data,), rounds=10, warmup_rounds=1)
+    assert n == BATCHES
+    benchmark.extra_info["batches_per_s"] = BATCHES / benchmark.stats.stats.median
+    benchmark.extra_info["mixtures_per_s"] = BATCHES * 64 / benchmark.stats.stats.median
