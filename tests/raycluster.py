@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -79,6 +80,7 @@ class RayNode:
 
     def stop(self) -> None:
         stop_process_tree(self.proc)
+        shutil.rmtree(self.temp_dir, ignore_errors=True)  # the node's sockets, logs and session files
 
 
 def processes_with_env(marker: str) -> list[int]:
