@@ -13,6 +13,14 @@ c = ``channels`` = 48, d = ``width`` = 288, every conv but the last followed by 
     expander:   linear d→8 per token (back to 8×6×6) · convT2×2 8→c (→7²) · convT4×4/2 c→c (→14²)
                 · convT4×4/2 c→c/2 (→28²) · conv3×3 c/2→S · sigmoid
 
+Even-split prior (``prior: true``, the default; not in the paper, no parameters): the expander's logits are
+added to the logit of ``e = Σ_k up(y_k) / Σ W`` (the observations upsampled to 28×28 by repetition), the
+per-pixel estimate of each source if the sources were equal, before the sigmoid. The network starts at the
+average baseline and learns corrections. With a bare sigmoid LiGT stays in an "all black" phase for its
+first few thousand mixtures (1,000 mixtures, σ = 0.01: test MSE 0.134, SSIM 0.00; with the prior 0.042 /
+0.50), and the prior also ends lower (PIT, 8,000 mixtures: 0.029 against 0.033). ``prior: false`` gives the
+paper's bare sigmoid head.
+
 Count for K = 1: compressor 33,408 + tokens 2,592 + 10,368 + encoder layer 925,216 + decoder layer
 1,258,720 + 2,312 + expander 57,626 = 2,290,242 vs the paper's 2,301,865 (−0.50 %).
 ``ligt-batchseq`` reproduces the public code's tokenisation instead: see :class:`LiGTBatchSeq`.
@@ -23,6 +31,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from benchmark.api import Param, Resources, register_method
@@ -48,16 +57,24 @@ def compressor(n_obs: int, channels: int) -> nn.Sequential:
     )
 
 
-def expander(n_sources: int, channels: int) -> nn.Sequential:
-    """``(N, 8, 6, 6)`` → ``(N, S, 28, 28)`` in [0, 1] by transposed convolutions."""
+def expander(n_sources: int, channels: int, squash: bool = True) -> nn.Sequential:
+    """``(N, 8, 6, 6)`` → ``(N, S, 28, 28)`` by transposed convolutions: in [0, 1], or logits if not ``squash``."""
     half = channels // 2
     return nn.Sequential(
         *_bn_relu(nn.ConvTranspose2d(FEATURES, channels, 2), channels),
         *_bn_relu(nn.ConvTranspose2d(channels, channels, 4, stride=2, padding=1), channels),
         *_bn_relu(nn.ConvTranspose2d(channels, half, 4, stride=2, padding=1), half),
         nn.Conv2d(half, n_sources, 3, padding=1),
-        nn.Sigmoid(),
+        *([nn.Sigmoid()] if squash else []),
     )
+
+
+def even_split_logit(y: torch.Tensor, size: torch.Size, total_weight: float) -> torch.Tensor:
+    """The logit of ``Σ_k up(y_k) / Σ W``: each source's value if all sources were equal, upsampled to ``size``
+    by repetition, clamped to [1e-3, 1 − 1e-3] (noise can push it outside [0, 1])."""
+    even = F.interpolate(y.float(), size=size, mode="nearest").sum(dim=1, keepdim=True) / total_weight
+    even = even.clamp(1e-3, 1 - 1e-3)
+    return torch.log(even) - torch.log1p(-even)
 
 
 class Transformer(nn.Module):
@@ -76,20 +93,24 @@ class LiGTNet(nn.Module):
     """Compressor, 36 spatial tokens per image, transformer, expander."""
 
     def __init__(self, n_obs: int, n_sources: int, channels: int, width: int, heads: int, ff: int,
-                 dropout: float) -> None:
+                 dropout: float, total_weight: float | None = None) -> None:
         super().__init__()
+        self.total_weight = total_weight  # None: the paper's bare sigmoid; else the even-split prior's Σ W
         self.compressor = compressor(n_obs, channels)
         self.embed = nn.Linear(FEATURES, width)
         self.position = nn.Parameter(0.02 * torch.randn(GRID * GRID, width))
         self.transformer = Transformer(width, heads, ff, dropout)
         self.unembed = nn.Linear(width, FEATURES)
-        self.expander = expander(n_sources, channels)
+        self.expander = expander(n_sources, channels, squash=total_weight is None)
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         features = self.compressor(y)                                      # (N, 8, 6, 6)
         tokens = self.embed(features.flatten(2).transpose(1, 2)) + self.position  # (N, 36, width)
         out = self.unembed(self.transformer(tokens))                       # (N, 36, 8)
-        return self.expander(out.transpose(1, 2).reshape(features.shape))
+        out = self.expander(out.transpose(1, 2).reshape(features.shape))
+        if self.total_weight is None:
+            return out
+        return torch.sigmoid(out + even_split_logit(y, out.shape[-2:], self.total_weight))
 
 
 class BatchSeqNet(nn.Module):
@@ -137,6 +158,7 @@ class LiGT(TorchMethod):
     parameters: ClassVar[dict[str, Param]] = {
         **_COMMON,
         "width": Param(288, int, positive=True, help="transformer model width (token size)"),
+        "prior": Param(True, bool, help="add the even-split logit before the output sigmoid (false: the paper's)"),
     }
     resources: ClassVar[Resources] = Resources(cpu=1, gpu=0.5)
     cpu_mixtures_per_s = 60.0  # measured: batch 64, 2 threads, shared 2-core EPYC (13–54; 83 on 1 thread)
@@ -145,7 +167,7 @@ class LiGT(TorchMethod):
         p = self.params
         _check(self.name, p, p["width"])
         return LiGTNet(self.task.n_observations, self.task.n_sources, p["channels"], p["width"], p["heads"],
-                       p["ff"], p["dropout"])
+                       p["ff"], p["dropout"], float(self.task.weight_matrix().sum()) if p["prior"] else None)
 
 
 @register_method("ligt-batchseq")
