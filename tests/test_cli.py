@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -131,6 +132,35 @@ def test_mnist_not_found_is_one_line(tmp_path, write_grid):
     result = bench("run", "--grid", str(write_grid()), "--out", str(tmp_path / "o"), "--executor", "local",
                    "--data-dir", str(tmp_path / "empty"), cwd=tmp_path, env=env)
     _assert_bad_input(result, "MNIST")
+
+
+def test_report_without_runs_skips_runs_whose_cells_did_not_change(tiny_run, tmp_path):
+    _, _, out, _ = tiny_run
+    run = tmp_path / "reports" / "tiny"
+    shutil.copytree(out, run)
+    for stale in ("report.md", "report.inputs"):
+        (run / stale).unlink(missing_ok=True)
+
+    first = bench("report", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "wrote" in first.stdout and (run / "report.md").is_file() and (run / "report.inputs").is_file()
+    written = (run / "summary.csv").stat().st_mtime_ns
+
+    again = bench("report", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "up to date: reports/tiny" in again.stdout and "wrote" not in again.stdout
+    assert (run / "summary.csv").stat().st_mtime_ns == written
+
+    os.utime(run / "report.md", (0, 0))  # file times do not matter (a git checkout resets them) ...
+    assert "up to date" in bench("report", cwd=tmp_path).stdout
+    (run / "cells" / sorted(p.name for p in (run / "cells").glob("*.parquet"))[0]).unlink()  # ... contents do
+    changed = bench("report", cwd=tmp_path)
+    assert changed.returncode == 0, changed.stderr
+    assert "wrote" in changed.stdout
+    assert (run / "summary.csv").stat().st_mtime_ns != written
+
+    named = bench("report", str(run), cwd=tmp_path)  # a named run is always reported
+    assert named.returncode == 0 and "wrote" in named.stdout
 
 
 def test_report_bad_input(tmp_path):
