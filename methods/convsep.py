@@ -8,7 +8,8 @@ Architecture (defaults; K observations, C = ``width`` = 84, c = ``sep_width`` = 
 
     E: conv3×3 K→C @14² · res. block C @14² · conv3×3/2 C→2C @7² · 2 res. blocks 2C @7²
     D: 2 res. blocks 2C @7² · convT4×4/2 2C→C @14², plus E's 14² features · res. block C @14²
-       · upsampling head: convT4×4/2 C→C/2 @28² · conv3×3 C/2→K = ẑ (linear: z spans [0, Σ weights])
+       · upsampling head: convT4×4/2 C→C/2 @28² · conv3×3 C/2→K, added to y upsampled bilinearly = ẑ
+       (linear: z spans [0, Σ weights])
     S1, S2 each, @28²: conv3×3 K→c · 3 conv3×3 c→c, dilations 2, 4, 8 (a 33×33 field of view, so a
        separator sees the whole digit pair) · conv3×3 c→1 · sigmoid
     (res. block = two conv3×3 with the input added back.)
@@ -16,6 +17,14 @@ Architecture (defaults; K observations, C = ``width`` = 84, c = ``sep_width`` = 
 Count for K = 1: E 840 + 127,176 + 127,176 + 1,016,736 = 1,271,928; D 1,016,736 + 225,876 + 127,176
 + 56,490 + 379 = 1,426,657; S 2 × 74,153 = 148,306; total 2,846,891 vs the paper's 2,846,224 (+0.02 %).
 Most weights sit at 7×7, where they cost least to run.
+
+Two additions to the paper's description, neither with parameters: D predicts the correction to the
+bilinear upsampling of y (a global residual, as in super-resolution networks), and each separator's logits
+are added to the logit of the even split before the sigmoid. Both make the untrained network start from the
+classical estimates (ẑ ≈ up(y), x̂ ≈ ẑ / 2) instead of from black images. Without the residual, D learned ẑ
+too slowly for small budgets: on two detectors after 1,000 mixtures ẑ reached 0.16 where z reaches 1 and the
+test MSE was 0.106 (black: 0.116); with it 0.030. Without the even-split prior the separators collapsed to
+black outputs (MSE 0.113) even on the paper's budget.
 """
 
 from __future__ import annotations
@@ -96,8 +105,10 @@ class ConvSepNet(nn.Module):
         self.separators = nn.ModuleList([separator(n_obs, sep_width, sep_depth) for _ in range(n_sources)])
 
     def reconstruct(self, y: torch.Tensor) -> torch.Tensor:
-        """ẑ = D(E(y)): the denoised, upsampled superposition(s)."""
-        return self.decoder(*self.encoder(y))
+        """ẑ = up(y) + D(E(y)): the denoised, upsampled superposition(s); D learns the correction to the
+        bilinear upsampling of the observation."""
+        correction = self.decoder(*self.encoder(y))
+        return correction + F.interpolate(y, size=correction.shape[-2:], mode="bilinear", align_corners=False)
 
     def split(self, z: torch.Tensor) -> torch.Tensor:
         """The separators applied to a superposition ``z (N, K, 28, 28)`` → ``(N, S, 28, 28)``.
