@@ -45,7 +45,7 @@ def report(runs: tuple[str, ...], out: str | None, data_dir: str | None) -> None
     """
     from pathlib import Path
 
-    from benchmark.report import write_comparison, write_report
+    from benchmark.report import is_current, write_comparison, write_report
 
     if len(runs) > 1:
         click.echo(f"wrote {write_comparison(runs, out, data_dir)}")
@@ -56,37 +56,16 @@ def report(runs: tuple[str, ...], out: str | None, data_dir: str | None) -> None
         found = [p.parent for p in sorted(Path("reports").glob("*/manifest.json"))]
         if not found:
             raise UserError("no run directory under reports/: run `bench run --grid quick` first, or name one")
+        stale = []
         for run_dir in found:
-            if _report_is_current(run_dir):
+            if is_current(run_dir):
                 click.echo(f"up to date: {run_dir} (no cell changed since its report; `bench report {run_dir}` "
                            "writes it again)")
-        runs = tuple(str(p) for p in found if not _report_is_current(p))
+            else:
+                stale.append(str(run_dir))
+        runs = tuple(stale)
     for run_dir in runs:
         click.echo(f"wrote {write_report(run_dir, out, data_dir)}")
-        if out is None:
-            Path(run_dir, REPORT_INPUTS).write_text(_inputs_fingerprint(Path(run_dir)) + "\n")
-
-
-REPORT_INPUTS = "report.inputs"  # the fingerprint of the cells a run's report was written from
-
-
-def _inputs_fingerprint(run_dir) -> str:
-    """A hash of a run's manifest and cell files (names and contents): what its report is made from."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    for path in [run_dir / "manifest.json", *sorted((run_dir / "cells").glob("*"))]:
-        if path.is_file():
-            digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()
-
-
-def _report_is_current(run_dir) -> bool:
-    """Whether ``run_dir``'s report was written from the cells it holds now (file times are not trusted:
-    a git checkout sets them all alike)."""
-    stamp = run_dir / REPORT_INPUTS
-    return (run_dir / "report.md").is_file() and stamp.is_file() and \
-        stamp.read_text().strip() == _inputs_fingerprint(run_dir)
 
 
 @bench.command(short_help="List methods (origin, needs, parameters) and broken plugins.")

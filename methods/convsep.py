@@ -37,7 +37,9 @@ from torch import nn
 
 from benchmark.api import Param, Resources, register_method
 from benchmark.errors import ParameterError
+from datasets.forward import upsample
 from datasets.mixtures import Batch
+from methods.estimates import even_split_logit
 from methods.training import LOSS_MODES, TorchMethod, separation_loss
 
 
@@ -97,9 +99,10 @@ class ConvSepNet(nn.Module):
     """E, D and S separators; ``forward`` is the test-time path y → ẑ → (x̂1, …, x̂S)."""
 
     def __init__(self, n_obs: int, n_sources: int, width: int, blocks: int, sep_width: int,
-                 sep_depth: int, total_weight: float = 2.0) -> None:
+                 sep_depth: int, total_weight: float = 2.0, factor: int = 2) -> None:
         super().__init__()
         self.total_weight = total_weight
+        self.factor = factor  # the scenario's downsampling factor: y is 1/factor of z's size
         self.encoder = Encoder(n_obs, width, blocks)
         self.decoder = Decoder(n_obs, width, blocks)
         self.separators = nn.ModuleList([separator(n_obs, sep_width, sep_depth) for _ in range(n_sources)])
@@ -107,8 +110,7 @@ class ConvSepNet(nn.Module):
     def reconstruct(self, y: torch.Tensor) -> torch.Tensor:
         """ẑ = up(y) + D(E(y)): the denoised, upsampled superposition(s); D learns the correction to the
         bilinear upsampling of the observation."""
-        correction = self.decoder(*self.encoder(y))
-        return correction + F.interpolate(y, size=correction.shape[-2:], mode="bilinear", align_corners=False)
+        return upsample(y, self.factor) + self.decoder(*self.encoder(y))
 
     def split(self, z: torch.Tensor) -> torch.Tensor:
         """The separators applied to a superposition ``z (N, K, 28, 28)`` → ``(N, S, 28, 28)``.
@@ -117,8 +119,7 @@ class ConvSepNet(nn.Module):
         sigmoid: the net starts at the average baseline and learns corrections. (With a bare sigmoid head,
         the separators collapsed to all-black outputs within the first few hundred steps: MSE 0.113.)
         """
-        even = (z.sum(dim=1, keepdim=True) / self.total_weight).clamp(1e-3, 1 - 1e-3)
-        prior = torch.log(even) - torch.log1p(-even)
+        prior = even_split_logit(z, self.total_weight)
         return torch.sigmoid(torch.cat([sep(z) for sep in self.separators], dim=1) + prior)
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
@@ -145,7 +146,7 @@ class ConvSep(TorchMethod):
         if p["width"] < 2:
             raise ParameterError(f"method {self.name!r}: parameter 'width' must be >= 2, got {p['width']}")
         return ConvSepNet(self.task.n_observations, self.task.n_sources, p["width"], p["blocks"],
-                          p["sep_width"], p["sep_depth"], float(self.task.weight_matrix().sum()))
+                          p["sep_width"], p["sep_depth"], float(self.task.weight_matrix().sum()), self.task.downsample)
 
     def training_loss(self, net: nn.Module, batch: Batch) -> torch.Tensor:
         """Loss (3). In training the separators see the true z (Fig. 2b); in evaluation (validation) they

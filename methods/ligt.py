@@ -36,6 +36,7 @@ from torch import nn
 
 from benchmark.api import Param, Resources, register_method
 from benchmark.errors import ParameterError
+from methods.estimates import even_split_logit
 from methods.training import LOSS_MODES, TorchMethod
 
 GRID = 6  # the compressed map is 8 × GRID × GRID
@@ -67,14 +68,6 @@ def expander(n_sources: int, channels: int, squash: bool = True) -> nn.Sequentia
         nn.Conv2d(half, n_sources, 3, padding=1),
         *([nn.Sigmoid()] if squash else []),
     )
-
-
-def even_split_logit(y: torch.Tensor, size: torch.Size, total_weight: float) -> torch.Tensor:
-    """The logit of ``Σ_k up(y_k) / Σ W``: each source's value if all sources were equal, upsampled to ``size``
-    by repetition, clamped to [1e-3, 1 − 1e-3] (noise can push it outside [0, 1])."""
-    even = F.interpolate(y.float(), size=size, mode="nearest").sum(dim=1, keepdim=True) / total_weight
-    even = even.clamp(1e-3, 1 - 1e-3)
-    return torch.log(even) - torch.log1p(-even)
 
 
 class Transformer(nn.Module):
@@ -110,7 +103,8 @@ class LiGTNet(nn.Module):
         out = self.expander(out.transpose(1, 2).reshape(features.shape))
         if self.total_weight is None:
             return out
-        return torch.sigmoid(out + even_split_logit(y, out.shape[-2:], self.total_weight))
+        up = F.interpolate(y, size=out.shape[-2:], mode="nearest")  # the observations, repeated to 28×28
+        return torch.sigmoid(out + even_split_logit(up, self.total_weight))
 
 
 class BatchSeqNet(nn.Module):

@@ -6,6 +6,7 @@ One run: written into the run directory (or ``out``). Several runs: one comparis
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,7 +19,8 @@ from benchmark.report.page import Block, Figure, render_html, render_markdown
 from benchmark.report.stats import ALPHA, pairwise_wilcoxon, recognition_ceiling
 from benchmark.report.summary import METRICS, cost_table, summarise
 
-__all__ = ["load_run", "summarise", "write_comparison", "write_report"]
+__all__ = ["is_current", "load_run", "summarise", "write_comparison", "write_report"]
+INPUTS_STAMP = "report.inputs"  # in a run directory: the fingerprint of the cells its report was made from
 FIGURE_PATTERNS = ("box_*.png", "vs_sigma.png", "recognised.png", "examples_*.png", "wilcoxon.png", "cost.png")
 
 
@@ -128,10 +130,32 @@ def build(runs: Sequence[RunData], out: Path, data_dir: str | Path | None = None
     return page
 
 
+def _inputs_fingerprint(run_dir: Path) -> str:
+    """A hash of a run's manifest and cell files (names and contents): what its report is made from."""
+    digest = hashlib.sha256()
+    for path in [run_dir / "manifest.json", *sorted((run_dir / "cells").glob("*"))]:
+        if path.is_file():
+            digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def is_current(run_dir: str | Path) -> bool:
+    """Whether the report in ``run_dir`` was written from the cells it holds now. Contents, not file times,
+    decide: a git checkout gives every file the same time."""
+    run_dir = Path(run_dir)
+    stamp = run_dir / INPUTS_STAMP
+    return (run_dir / "report.md").is_file() and stamp.is_file() and \
+        stamp.read_text().strip() == _inputs_fingerprint(run_dir)
+
+
 def write_report(run_dir: str | Path, out: str | Path | None = None, data_dir: str | Path | None = None) -> Path:
-    """Report on one run, into the run directory unless ``out`` is given; returns the report.html path."""
+    """Report on one run, into the run directory unless ``out`` is given; returns the report.html path.
+    A report in the run directory is stamped with its inputs' fingerprint (see :func:`is_current`)."""
     run = load_run(run_dir)
-    return build([run], Path(out) if out else run.root, data_dir)
+    page = build([run], Path(out) if out else run.root, data_dir)
+    if not out:
+        (run.root / INPUTS_STAMP).write_text(_inputs_fingerprint(run.root) + "\n")
+    return page
 
 
 def write_comparison(run_dirs: Sequence[str | Path], out: str | Path | None = None,
