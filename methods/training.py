@@ -10,6 +10,10 @@ under bf16 autocast: the weights stay fp32, and validation and ``separate`` run 
 depends on its own mixture only, to float32 rounding (bf16 kernels chosen by batch size moved LiGT's outputs by
 up to 2e-3 between a mixture alone and inside a batch) and the scoring path is the same at every precision.
 On this project's CPU, fp32 inference of bf16-trained networks scored the same test MSE as bf16 inference.
+
+On a CPU the loop also trains with :class:`FastDropout` in place of ``nn.Dropout`` (a cheaper random mask:
+LiGT's training step 1.11× faster in bf16, 1.19× in fp32) and validates and separates in cache-sized chunks
+(``TorchMethod.cpu_chunk``); neither changes what is computed, only how fast.
 """
 
 from __future__ import annotations
@@ -122,6 +126,47 @@ def make_optimiser(net: nn.Module, lr: float) -> torch.optim.Optimizer:
     return torch.optim.Adam(params, lr=lr, fused=fused or None)
 
 
+def fast_dropout(x: torch.Tensor, p: float) -> torch.Tensor:
+    """Inverted dropout (zero with probability ``p``, scale the rest) with a cheaper mask than torch's on a CPU.
+
+    torch draws one random number per element (about 7 ns each on this project's CPU; a quarter of a LiGT
+    training step went into it). Here each 64-bit draw of torch's generator gives four 16-bit lanes, one per
+    element, so ``p`` is rounded to a multiple of 1/65,536 and the survivors are scaled by the inverse of the
+    rounded keep probability (unbiased). Forward and backward together take half the time of ``F.dropout``.
+    Seeded by ``torch.manual_seed`` like any torch random op.
+    """
+    dropped = round(p * 65536)
+    if dropped == 0:
+        return x
+    if dropped >= 65536:
+        return x * 0
+    n = x.numel()
+    bits = torch.empty((n + 3) // 4, dtype=torch.int64, device=x.device).random_(-2**63, None)
+    keep = bits.view(torch.int16)[:n].view(x.shape) >= dropped - 32768
+    return torch.where(keep, x * (65536 / (65536 - dropped)), 0)
+
+
+class FastDropout(nn.Dropout):
+    """:class:`torch.nn.Dropout` with :func:`fast_dropout`'s mask; identity in eval mode."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return fast_dropout(x, self.p) if self.training else x
+
+
+def use_fast_dropout(net: nn.Module) -> int:
+    """Replace every plain :class:`torch.nn.Dropout` inside ``net`` by a :class:`FastDropout`; returns how many.
+
+    Dropout inside :class:`torch.nn.MultiheadAttention` (its ``dropout`` float) is torch's own and stays.
+    """
+    replaced = 0
+    for module in list(net.modules()):
+        for name, child in list(module.named_children()):
+            if type(child) is nn.Dropout:
+                setattr(module, name, FastDropout(child.p, child.inplace))
+                replaced += 1
+    return replaced
+
+
 def evaluate(net: nn.Module, batch: Batch, loss_fn: Callable[[nn.Module, Batch], torch.Tensor],
              chunk: int = 1024) -> float:
     """Mean loss of ``net`` over a fixed batch, in eval mode and without gradients."""
@@ -138,10 +183,11 @@ def evaluate(net: nn.Module, batch: Batch, loss_fn: Callable[[nn.Module, Batch],
 
 def train_network(net: nn.Module, data: TrainingData, ctx: FitContext,
                   loss_fn: Callable[[nn.Module, Batch], torch.Tensor],
-                  precision: str | None = None) -> list[dict[str, float]]:
+                  precision: str | None = None, eval_chunk: int = 1024) -> list[dict[str, float]]:
     """Train ``net`` on ``data`` within ``ctx.budget``; keep the weights of the best validation epoch.
 
-    ``precision`` ('fp32' or 'bf16') defaults to the budget's, with 'auto' resolved for ``ctx.device``.
+    ``precision`` ('fp32' or 'bf16') defaults to the budget's, with 'auto' resolved for ``ctx.device``;
+    validation runs in chunks of ``eval_chunk`` mixtures.
     """
     budget: TrainBudget = ctx.budget
     precision = precision or resolve_precision(budget.precision, ctx.device)
@@ -170,7 +216,7 @@ def train_network(net: nn.Module, data: TrainingData, ctx: FitContext,
                 ctx.progress({"epoch": epoch, "epochs": budget.epochs, "step": step,
                               "steps": steps_per_epoch, "train_loss": mean})
         train_loss = float(running) / steps_per_epoch
-        val_loss = evaluate(net, data.validation, loss_fn)  # fp32, as separate() runs
+        val_loss = evaluate(net, data.validation, loss_fn, eval_chunk)  # fp32, as separate() runs
         record = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
                   "seconds": time.perf_counter() - started}
         history.append(record)
@@ -198,6 +244,13 @@ class TorchMethod(Method):
     supports_bf16: ClassVar[bool] = True
     #: keep 4-D weights channels-last (NHWC): faster oneDNN convolutions for conv-heavy networks
     channels_last: ClassVar[bool] = False
+    #: on a CPU, train with :class:`FastDropout` in place of the network's ``nn.Dropout`` modules
+    fast_dropout: ClassVar[bool] = True
+    #: mixtures per forward pass when validating and separating on a CPU. Small chunks keep a convolutional
+    #: network's activations in cache: on this project's 2-core CPU ConvSep separates 287 mixtures/s in
+    #: chunks of 64 and 195 in chunks of 1,024, LiGT 762 and 453. On a GPU the chunk is ``GPU_CHUNK``.
+    cpu_chunk: ClassVar[int] = 64
+    GPU_CHUNK: ClassVar[int] = 1024
 
     def __init__(self, task: Any, **params: Any) -> None:
         super().__init__(task, **params)
@@ -227,11 +280,22 @@ class TorchMethod(Method):
         self.net = self.build_network().to(ctx.device)
         if self.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
-        self.history_ = train_network(self.net, data, ctx, self.training_loss, precision=self.precision_)
+        if self.fast_dropout and ctx.device.type == "cpu":
+            use_fast_dropout(self.net)
+        self.history_ = train_network(self.net, data, ctx, self.training_loss, precision=self.precision_,
+                                      eval_chunk=self.inference_chunk(ctx.device))
         return self
 
-    def separate(self, y: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
-        """Estimates in float32, computed in fp32 whatever the training precision (see the module's docstring)."""
+    def inference_chunk(self, device: torch.device | str) -> int:
+        """Mixtures per forward pass outside training on ``device`` (the results do not depend on it)."""
+        return self.cpu_chunk if torch.device(device).type == "cpu" else self.GPU_CHUNK
+
+    def separate(self, y: torch.Tensor, chunk: int | None = None) -> torch.Tensor:
+        """Estimates in float32, computed in fp32 whatever the training precision (see the module's docstring).
+
+        ``y`` is run in chunks of ``chunk`` mixtures (default :meth:`inference_chunk` of the method's device).
+        """
+        chunk = chunk or self.inference_chunk(self.device)
         self.net.eval()
         outputs = []
         with torch.no_grad():

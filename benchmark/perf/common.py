@@ -13,7 +13,7 @@ import torch
 from benchmark.api import Task
 from benchmark.registry import get_method
 from datasets.mixtures import Batch
-from methods.training import TorchMethod, autocast, make_optimiser
+from methods.training import TorchMethod, autocast, make_optimiser, use_fast_dropout
 
 SINGLE = Task(((1.0, 1.0),), 2, 0.01)  # the paper's scenario: one detector sees x1 + x2, σ = 0.01
 LEARNED = ("fcsae", "convsep", "ligt")
@@ -50,14 +50,16 @@ def training_step(method: TorchMethod, precision: str, device: torch.device | No
                   seed: int = 0) -> tuple[torch.nn.Module, Callable[[Batch], torch.Tensor]]:
     """A fresh network of ``method`` and one step of :func:`methods.training.train_network`'s inner loop.
 
-    The same pieces the loop uses: the method's network (channels-last where it asks), the fused Adam of
-    :func:`make_optimiser`, the method's loss under ``precision``'s autocast, backward, step.
+    The same pieces the loop uses: the method's network (channels-last where it asks, fast dropout on a CPU),
+    the fused Adam of :func:`make_optimiser`, the method's loss under ``precision``'s autocast, backward, step.
     """
     device = device or torch.device("cpu")
     torch.manual_seed(seed)
     net = method.build_network().to(device)
     if method.channels_last:
         net = net.to(memory_format=torch.channels_last)
+    if method.fast_dropout and device.type == "cpu":
+        use_fast_dropout(net)
     net.train()
     optimiser = make_optimiser(net, 1e-3)
 

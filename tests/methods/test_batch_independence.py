@@ -10,6 +10,7 @@ import torch
 
 from benchmark.api import Task
 from benchmark.registry import available_methods
+from methods.training import TorchMethod
 
 SINGLE = Task(((1.0, 1.0),), 2, 0.01)
 DUAL = Task(((0.7, 0.3), (0.3, 0.7)), 2, 0.01)
@@ -47,3 +48,22 @@ def test_output_does_not_depend_on_batch_mates(name: str, task: Task, make_data,
         assert difference > 1e-5, f"{name} declares batch_dependent but gave the same output ({difference:.2e})"
     else:
         assert difference <= 1e-5, f"{name}: output changed by {difference:.2e} when batch-mates were added"
+
+
+@pytest.mark.parametrize("name", [n for n, c in available_methods().items()
+                                  if issubclass(c, TorchMethod) and not getattr(c, "batch_dependent", False)
+                                  and c.unsupported_reason(SINGLE) is None])
+def test_chunked_separation_equals_one_pass(name: str, make_data, fit_context) -> None:
+    """``separate`` runs in chunks sized for the cache (64 on a CPU for most methods); chunks change nothing."""
+    cls = available_methods()[name]
+    torch.manual_seed(0)
+    data = make_data(SINGLE, n_mixtures=64)
+    method = cls(SINGLE)
+    method.fit(data, fit_context(mixtures=64, epochs=1, batch_size=32))
+    assert method.inference_chunk("cpu") == cls.cpu_chunk and method.inference_chunk("cuda") == cls.GPU_CHUNK
+    y = torch.rand(150, *data.validation.y.shape[1:], generator=torch.Generator().manual_seed(2)) * 2
+    one_pass = method.separate(y, chunk=len(y))
+    for chunk in (None, 7):
+        chunked = method.separate(y, chunk=chunk)
+        assert chunked.shape == one_pass.shape
+        assert float((chunked - one_pass).abs().max()) <= 1e-5

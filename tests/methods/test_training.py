@@ -6,7 +6,16 @@ import pytest
 import torch
 from torch import nn
 
-from methods.training import TorchMethod, TrainingDiverged, evaluate, separation_loss, train_network
+from methods.training import (
+    FastDropout,
+    TorchMethod,
+    TrainingDiverged,
+    evaluate,
+    fast_dropout,
+    separation_loss,
+    train_network,
+    use_fast_dropout,
+)
 
 
 def _sources(n: int = 8, s: int = 2, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -79,3 +88,50 @@ def test_best_validation_weights_are_kept(single_task, make_data, fit_context) -
     assert [record["epoch"] for record in history] == [1, 2, 3]
     assert not net.training
     assert evaluate(net, data.validation, loss_fn) == pytest.approx(min(r["val_loss"] for r in history))
+
+
+def test_fast_dropout_drops_p_of_the_elements_and_keeps_the_mean() -> None:
+    torch.manual_seed(0)
+    x = torch.rand(1_000_000) + 0.5
+    for p in (0.1, 0.5):
+        out = fast_dropout(x, p)
+        kept = out != 0
+        keep_prob = 1 - round(p * 65536) / 65536
+        assert float(1 - kept.float().mean()) == pytest.approx(p, abs=3e-3)  # ~6σ of a binomial at 1e6 draws
+        torch.testing.assert_close(out[kept], x[kept] / keep_prob, rtol=1e-6, atol=0)  # survivors scaled
+        assert float(out.mean() / x.mean()) == pytest.approx(1.0, abs=3e-3)  # unbiased
+    assert fast_dropout(x, 0.0) is x
+    assert torch.equal(fast_dropout(x, 1.0), torch.zeros_like(x))
+
+
+def test_fast_dropout_is_seeded_and_its_gradient_is_the_mask() -> None:
+    x = torch.randn(37, 53, dtype=torch.bfloat16, requires_grad=True)  # odd size: not a multiple of 4 lanes
+    torch.manual_seed(3)
+    first = fast_dropout(x, 0.25)
+    torch.manual_seed(3)
+    second = fast_dropout(x, 0.25)
+    assert torch.equal(first, second) and first.dtype == torch.bfloat16
+    first.sum().backward()
+    expected = (first != 0).to(torch.bfloat16) * (65536 / (65536 - 16384))
+    assert torch.equal(x.grad, expected)
+
+
+def test_use_fast_dropout_swaps_plain_dropout_modules_only() -> None:
+    layer = nn.TransformerEncoderLayer(16, 2, 32, dropout=0.2, batch_first=True)
+    keys = set(layer.state_dict())
+    assert use_fast_dropout(layer) == 3  # dropout (feed-forward), dropout1, dropout2
+    assert all(type(m) is not nn.Dropout for m in layer.modules())
+    assert layer.dropout.p == 0.2 and isinstance(layer.dropout, FastDropout)
+    assert set(layer.state_dict()) == keys
+    layer.eval()
+    x = torch.randn(4, 5, 16)
+    assert torch.equal(layer.dropout(x), x)  # identity outside training
+
+
+def test_fit_on_cpu_trains_with_fast_dropout(single_task, make_data, fit_context) -> None:
+    from methods.ligt import LiGT
+
+    method = LiGT(single_task, channels=8, width=16, heads=2, ff=32)
+    method.fit(make_data(single_task, n_mixtures=32), fit_context(mixtures=32, epochs=1, batch_size=16))
+    kinds = [type(m) for m in method.net.modules()]
+    assert FastDropout in kinds and nn.Dropout not in kinds
