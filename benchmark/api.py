@@ -118,8 +118,10 @@ class Method:
     requires: ClassVar[Requirements] = Requirements()
     resources: ClassVar[Resources] = Resources()
     parameters: ClassVar[dict[str, Param]] = {}
-    #: rough training throughput on one CPU core pair (mixtures/s), used only to estimate run time
+    #: rough fp32 training throughput of one cell on one CPU thread (mixtures/s), used only to estimate run time
     cpu_mixtures_per_s: ClassVar[float] = 0.0
+    #: how much faster training runs under bf16 autocast on a CPU with bf16 instructions (estimate only)
+    cpu_bf16_speedup: ClassVar[float] = 1.0
 
     def __init__(self, task: Task, **params: Any) -> None:
         self.task = task

@@ -81,7 +81,12 @@ def estimate_seconds(cls: type, budget: TrainBudget | None, test_mixtures: int) 
     """A rough CPU duration of a cell, from the method's declared training throughput."""
     seconds = 2.0 + test_mixtures * 2e-4  # loading data and scoring
     if budget is not None and cls.cpu_mixtures_per_s > 0:
-        seconds += budget.epochs * budget.mixtures / cls.cpu_mixtures_per_s
+        rate = cls.cpu_mixtures_per_s
+        if budget.precision != "fp32" and getattr(cls, "supports_bf16", False):
+            from methods.training import cpu_has_bf16  # the torch methods' base; imported only when it matters
+
+            rate *= cls.cpu_bf16_speedup if cpu_has_bf16() else 1.0
+        seconds += budget.epochs * budget.mixtures / rate
     return seconds
 
 

@@ -9,7 +9,9 @@ import fcntl
 import io
 import json
 import os
+import signal
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +26,28 @@ from benchmark.errors import RunLocked, UserError
 ROW_COLUMNS = ["run", "cell", "method", "label", "scenario", "sigma", "seed", "mixture", "source",
                "mse", "psnr", "ssim", "perm"]
 OPTIONAL_COLUMNS = ["recognised"]  # written when the cell computes them (see benchmark.recognise)
+
+
+@contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Hold Ctrl-C (SIGINT) until the block ends, then deliver it: a cell's files are written all or none.
+
+    Only in the main thread (the only one that receives signals); elsewhere the block just runs.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if received:
+            if callable(previous):
+                previous(signal.SIGINT, None)  # the default handler raises KeyboardInterrupt
+            elif previous == signal.SIG_DFL:
+                raise KeyboardInterrupt
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -95,7 +119,11 @@ class RunStore:
         return status
 
     def write_result(self, result: Any, run_name: str) -> None:
-        """Rows first, then examples, then the metadata that marks the cell finished."""
+        """Rows first, then examples, then the metadata that marks the cell finished; Ctrl-C waits for all three."""
+        with interrupts_deferred():
+            self._write_result(result, run_name)
+
+    def _write_result(self, result: Any, run_name: str) -> None:
         if result.rows is not None:
             rows = result.rows.copy()
             rows.insert(0, "run", run_name)

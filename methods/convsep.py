@@ -138,7 +138,10 @@ class ConvSep(TorchMethod):
         "sep_depth": Param(3, int, positive=True, help="hidden (dilated) convolutions of each separator"),
     }
     resources: ClassVar[Resources] = Resources(cpu=1, gpu=0.5)
-    cpu_mixtures_per_s = 15.0  # measured: batch 64, 2 threads, on a shared 2-core AMD EPYC (8–17 under load)
+    # measured on a shared 2-core AMD EPYC, batch 64, one thread: 50 mixtures/s fp32 and 94 bf16 alone
+    # (benchmark.perf.roofline), 86 bf16 next to another cell (the reproduction's two ConvSep cells)
+    cpu_mixtures_per_s = 45.0
+    cpu_bf16_speedup = 1.9
     channels_last = True  # NHWC convolutions: 1.1–1.3× faster training steps on the CPU (fp32 and bf16)
 
     def build_network(self) -> nn.Module:
