@@ -200,9 +200,9 @@ def cost_blocks(cost: pd.DataFrame) -> list[Block]:
                      _seconds(row["fit_seconds"]) if trains else "no training",
                      _seconds(row["fit_seconds_max"]) if trains else "",
                      "–" if pd.isna(speed) else (f"{speed:,.0f}" if speed >= 100 else f"{speed:.3g}"),
-                     row["device"]])
+                     row["device"], row.get("precision", "–")])
     columns = ["method", "implementation", "cells", "parameters", "training s (mean per cell)",
-               "training s (max)", "mixtures/s (median)", "device"]
+               "training s (max)", "mixtures/s (median)", "device", "precision"]
     return [Block("h2", "Cost"), Block("table", table=Table(columns, rows, left=2))]
 
 

@@ -77,7 +77,8 @@ def summarise(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def cost_table(runs: Sequence[RunData], several: bool) -> pd.DataFrame:
-    """Per run × method label: parameters, training time, separation throughput, from the cells' json files."""
+    """Per run × method label: parameters, training time, separation throughput, device and precision (training
+    and separation), from the cells' json files."""
     records = []
     for run in runs:
         for meta in run.meta.values():
@@ -86,7 +87,8 @@ def cost_table(runs: Sequence[RunData], several: bool) -> pd.DataFrame:
                             "trains": config.get("budget") is not None,
                             "n_parameters": meta.get("n_parameters"), "fit_seconds": meta.get("fit_seconds"),
                             "separate_seconds": meta.get("separate_seconds"),
-                            "mixtures_per_s": meta.get("mixtures_per_s"), "device": meta.get("device", "?")})
+                            "mixtures_per_s": meta.get("mixtures_per_s"), "device": meta.get("device", "?"),
+                            "precision": meta.get("precision")})  # resolved: fp32 | bf16; None without a network
     frame = pd.DataFrame.from_records(records)
     table = frame.groupby(["run", "label"], sort=False).agg(
         method=("method", "first"), trains=("trains", "any"), cells=("method", "size"),
@@ -94,6 +96,7 @@ def cost_table(runs: Sequence[RunData], several: bool) -> pd.DataFrame:
         fit_seconds=("fit_seconds", "mean"), fit_seconds_max=("fit_seconds", "max"),
         mixtures_per_s=("mixtures_per_s", "median"),
         device=("device", lambda d: ", ".join(sorted(set(map(str, d))))),
+        precision=("precision", lambda p: ", ".join(sorted({str(x) for x in p if isinstance(x, str)})) or "–"),
     ).reset_index()
     table.insert(0, "entry", table["label"] if not several else table["run"] + ": " + table["label"])
     return table

@@ -73,6 +73,14 @@ def test_summary_equals_pandas_aggregation_of_the_rows(run_dir, parquet_rows):
             assert row[f"{metric}_ci_low"] < row[f"{metric}_mean"] < row[f"{metric}_ci_high"]
 
 
+def test_cost_table_names_each_methods_precision(run_dir):
+    cost = pd.read_csv(run_dir / "cost.csv", keep_default_na=False).set_index("label")
+    assert cost.loc["fcsae", "precision"] == "fp32"  # the grid's default; 'auto' would record what it resolved to
+    assert cost.loc["average", "precision"] == cost.loc["ica", "precision"] == "–"  # no network
+    html = (run_dir / "report.html").read_text()
+    assert "<th>device</th><th>precision</th>" in html and "<td>fp32</td>" in html
+
+
 def test_bootstrap_is_seeded_vectorised_and_right_sized():
     values = np.random.default_rng(1).normal(2.0, 3.0, size=5000)
     low, high = bootstrap_ci(values)
