@@ -280,14 +280,21 @@ class TorchMethod(Method):
             ctx.logger.info("precision %s resolved to fp32 (bf16 %s)", ctx.budget.precision,
                             "not native on " + ctx.device.type if self.supports_bf16 else "not supported by the method")
         torch.manual_seed(ctx.seed)
-        self.net = self.build_network().to(ctx.device)
-        if self.channels_last:
-            self.net = self.net.to(memory_format=torch.channels_last)
-        if self.fast_dropout and ctx.device.type == "cpu":
-            use_fast_dropout(self.net)
+        self.net = self.make_network(ctx.device)
         self.history_ = train_network(self.net, data, ctx, self.training_loss, precision=self.precision_,
                                       eval_chunk=self.inference_chunk(ctx.device))
         return self
+
+    def make_network(self, device: torch.device | str) -> nn.Module:
+        """A fresh network on ``device`` as the loop trains it: channels-last where the method asks, and
+        :class:`FastDropout` on a CPU unless ``fast_dropout`` is False."""
+        device = torch.device(device)
+        net = self.build_network().to(device)
+        if self.channels_last:
+            net = net.to(memory_format=torch.channels_last)
+        if self.fast_dropout and device.type == "cpu":
+            use_fast_dropout(net)
+        return net
 
     def inference_chunk(self, device: torch.device | str) -> int:
         """Mixtures per forward pass outside training on ``device``.

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import statistics
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import torch
 
 from benchmark.api import Task
 from benchmark.registry import get_method
-from datasets.mixtures import Batch
-from methods.training import TorchMethod, autocast, make_optimiser, use_fast_dropout
+from datasets.mixtures import Batch, TrainingData
+from methods.training import TorchMethod, autocast, make_optimiser
 
 SINGLE = Task(((1.0, 1.0),), 2, 0.01)  # the paper's scenario: one detector sees x1 + x2, σ = 0.01
 LEARNED = ("fcsae", "convsep", "ligt")
@@ -55,11 +56,7 @@ def training_step(method: TorchMethod, precision: str, device: torch.device | No
     """
     device = device or torch.device("cpu")
     torch.manual_seed(seed)
-    net = method.build_network().to(device)
-    if method.channels_last:
-        net = net.to(memory_format=torch.channels_last)
-    if method.fast_dropout and device.type == "cpu":
-        use_fast_dropout(net)
+    net = method.make_network(device)
     net.train()
     optimiser = make_optimiser(net, 1e-3)
 
@@ -72,6 +69,13 @@ def training_step(method: TorchMethod, precision: str, device: torch.device | No
         return loss.detach()
 
     return net, step
+
+
+def endless_batches(images: torch.Tensor, batch_size: int, seed: int = 0) -> Iterator[Batch]:
+    """Fresh single-scenario batches without end, generated on ``images``' device as ``fit`` draws them."""
+    return itertools.chain.from_iterable(
+        TrainingData(images, SINGLE, batch_size * 50, seed=seed + epoch).epoch(batch_size)
+        for epoch in itertools.count())
 
 
 def run_steps(step: Callable[[Batch], torch.Tensor], batches: Iterable[Batch]) -> None:

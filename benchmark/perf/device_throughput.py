@@ -24,8 +24,8 @@ from collections.abc import Iterator
 
 import torch
 
-from benchmark.perf.common import LEARNED, SINGLE, build_method, load, training_step
-from datasets.mixtures import Batch, TrainingData
+from benchmark.perf.common import LEARNED, build_method, endless_batches, load, training_step
+from datasets.mixtures import Batch
 from datasets.mnist import load_mnist
 from methods.training import autocast, resolve_precision
 
@@ -35,12 +35,6 @@ GAIN = 0.05  # stop packing when one more cell adds less than this to the total
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def batches_on(images: torch.Tensor, batch: int, seed: int = 0) -> Iterator[Batch]:
-    """Endless fresh batches generated on ``images``' device, as ``fit`` draws them."""
-    return itertools.chain.from_iterable(
-        TrainingData(images, SINGLE, batch * 20, seed=seed + epoch).epoch(batch) for epoch in itertools.count())
 
 
 def timed_steps(step, batches: Iterator[Batch], device: torch.device, seconds: float,
@@ -63,7 +57,7 @@ def training_rate(name: str, images: torch.Tensor, batch: int, device: torch.dev
     method = build_method(name)
     precision = resolve_precision("auto", device, method.supports_bf16)
     _, step = training_step(method, precision, device)
-    batches = batches_on(images, batch)
+    batches = endless_batches(images, batch)
     for _ in range(3):
         step(next(batches))
     steps, elapsed = timed_steps(step, batches, device, seconds)
@@ -75,10 +69,8 @@ def separation_rate(name: str, images: torch.Tensor, batch: int, device: torch.d
     method = build_method(name)
     precision = resolve_precision("auto", device, method.supports_bf16)
     torch.manual_seed(0)
-    net = method.build_network().to(device).eval()
-    if method.channels_last:
-        net = net.to(memory_format=torch.channels_last)
-    y = next(batches_on(images, batch)).y
+    net = method.make_network(device).eval()
+    y = next(endless_batches(images, batch)).y
 
     def step(_batch: Batch) -> None:
         with torch.no_grad(), autocast(device, precision):
@@ -98,7 +90,7 @@ def _cell(name: str, device: str, batch: int, start_at: float, seconds: float, s
     images = load_mnist().train.to(dev)
     method = build_method(name)
     _, step = training_step(method, resolve_precision("auto", dev, method.supports_bf16), dev, seed=seed)
-    batches = batches_on(images, batch, seed=seed * 1000)
+    batches = endless_batches(images, batch, seed=seed * 1000)
     for _ in range(3):
         step(next(batches))
     sync(dev)
