@@ -1,7 +1,7 @@
 """The method API: the one seam every built-in method and every plugin depends on.
 
 A method is a class with declared requirements, resources and parameters. ``__init__`` stores and
-validates hyper-parameters, ``fit`` learns from a :class:`datasets.mixtures.TrainingData`, ``separate``
+validates hyper-parameters, ``fit`` learns from a :class:`sepbench.datasets.mixtures.TrainingData`, ``separate``
 maps observations ``(N, K, h, w)`` to source estimates ``(N, S, H, W)``.
 """
 
@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
-from benchmark.errors import ParameterError
+from sepbench.errors import ParameterError
 
 if TYPE_CHECKING:
-    from datasets.mixtures import TrainingData
+    from sepbench.datasets.mixtures import TrainingData
 
 
 @dataclass(frozen=True)

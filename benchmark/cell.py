@@ -18,13 +18,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from benchmark.api import FitContext, TrainBudget
-from benchmark.metrics import score
-from benchmark.plan import Cell
-from benchmark.recognise import recognise_outputs
-from benchmark.registry import get_method, import_plugins, method_origin
-from datasets.mixtures import TrainingData, make_test_set
-from datasets.mnist import SourceImages, load_mnist
+from sepbench.api import FitContext, TrainBudget
+from sepbench.datasets.mixtures import TrainingData, make_test_set
+from sepbench.datasets.mnist import SourceImages, load_mnist
+from sepbench.metrics import score
+from sepbench.plan import Cell
+from sepbench.recognise import recognise_outputs
+from sepbench.registry import get_method, import_plugins, method_origin
 
 N_EXAMPLES = 5  # the first test mixtures, kept per cell for example figures
 _SOURCES: dict[str, SourceImages] = {}

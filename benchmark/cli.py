@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from benchmark.errors import UserError
+from sepbench.errors import UserError
 
 
 @click.group()
@@ -24,8 +24,8 @@ def bench() -> None:
               help="Where MNIST IDX files are or go (default ~/.cache/sepbench).")
 def run(grid_name: str, out: str | None, executor: str, address: str | None, data_dir: str | None) -> None:
     """Train and score every method × scenario × σ × seed of a grid; resumes an interrupted run."""
-    from benchmark.grid import load_grid
-    from benchmark.runner import run_grid
+    from sepbench.grid import load_grid
+    from sepbench.runner import run_grid
 
     grid = load_grid(grid_name)
     sys.exit(run_grid(grid, out=out, executor=executor, address=address, data_dir=data_dir))
@@ -45,7 +45,7 @@ def report(runs: tuple[str, ...], out: str | None, data_dir: str | None) -> None
     """
     from pathlib import Path
 
-    from benchmark.report import is_current, write_comparison, write_report
+    from sepbench.report import is_current, write_comparison, write_report
 
     if len(runs) > 1:
         click.echo(f"wrote {write_comparison(runs, out, data_dir)}")
@@ -73,7 +73,7 @@ def report(runs: tuple[str, ...], out: str | None, data_dir: str | None) -> None
 @click.option("--verbose", "-v", is_flag=True, help="Also show each method's summary and parameter help.")
 def methods(pattern: str, verbose: bool) -> None:
     """List the registered methods (optionally those matching a shell pattern, e.g. 'li*'), and broken plugins."""
-    from benchmark.registry import available_methods, broken_plugins, methods_table
+    from sepbench.registry import available_methods, broken_plugins, methods_table
 
     if not available_methods(pattern) and not broken_plugins(pattern):
         raise UserError(f"no method matches {pattern!r} (known: {', '.join(available_methods())})")
@@ -91,8 +91,8 @@ def check_method_command(name: str, params: tuple[str, ...], device: str, plugin
     """Run the method contract on NAME: every check with ✓/✗; exit 0 if all pass, 1 if any fails."""
     import yaml
 
-    from benchmark.contract import check_method, format_report
-    from benchmark.registry import get_method, import_plugins, method_origin
+    from sepbench.contract import check_method, format_report
+    from sepbench.registry import get_method, import_plugins, method_origin
 
     import_plugins(plugins, where="--plugin")
     cls = get_method(name)  # unknown or broken: one line, exit 2
@@ -113,7 +113,7 @@ def check_method_command(name: str, params: tuple[str, ...], device: str, plugin
 @click.option("--dir", "directory", type=click.Path(), help="Where to write the package (default ./bench-NAME).")
 def new_method_command(name: str, directory: str | None) -> None:
     """Write a plugin package for a new method NAME: installable, registered, passing the contract as written."""
-    from benchmark.scaffold import names, new_method
+    from sepbench.scaffold import names, new_method
 
     written = new_method(name, directory)
     root = written[0].parent

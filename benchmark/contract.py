@@ -17,10 +17,10 @@ from typing import Any
 
 import torch
 
-from benchmark.api import FitContext, Method, Param, Requirements, Resources, Task, TrainBudget
-from benchmark.errors import ParameterError, UserError
-from benchmark.registry import get_method
-from datasets.mixtures import TrainingData, make_test_set
+from sepbench.api import FitContext, Method, Param, Requirements, Resources, Task, TrainBudget
+from sepbench.datasets.mixtures import TrainingData, make_test_set
+from sepbench.errors import ParameterError, UserError
+from sepbench.registry import get_method
 
 SCENARIOS: dict[str, tuple[tuple[float, ...], ...]] = {"single": ((1.0, 1.0),), "dual": ((0.7, 0.3), (0.3, 0.7))}
 TINY_BUDGET = TrainBudget(mixtures=32, epochs=1, batch_size=16, lr=1e-3)
@@ -102,7 +102,7 @@ def _rejects_unknown_parameter(cls: type[Method]) -> CheckResult:
     except ParameterError as exc:
         return CheckResult(name, "pass", f"ParameterError: {exc}")
     except Exception as exc:
-        return CheckResult(name, "fail", f"raised {_error(exc)} instead of benchmark.errors.ParameterError")
+        return CheckResult(name, "fail", f"raised {_error(exc)} instead of sepbench.errors.ParameterError")
     return CheckResult(name, "fail", "accepted no_such_parameter=1 (call Method.__init__ or check_params)")
 
 

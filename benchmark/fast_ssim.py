@@ -19,7 +19,7 @@ with ``P = Sx·Sy`` and ``Q = Sx² + Sy²`` — the same quantity, with fewer op
 fewer (``vx + vy`` only ever appears as a sum). The rounding differs from scikit-image's by ~1e-15.
 
 Scikit-image itself computes in float32 when it is given float32 arrays; the reference matched here (to
-~1e-14) is scikit-image on float64 arrays, which is what ``benchmark.metrics`` passes it. On MNIST-like
+~1e-14) is scikit-image on float64 arrays, which is what ``sepbench.metrics`` passes it. On MNIST-like
 data scikit-image's own float32 results differ from its float64 ones by ~1e-7.
 """
 

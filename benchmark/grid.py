@@ -13,8 +13,8 @@ from typing import Any
 
 import yaml
 
-from benchmark.api import TrainBudget
-from benchmark.errors import GridError
+from sepbench.api import TrainBudget
+from sepbench.errors import GridError
 
 PRECISIONS = ("auto", "fp32", "bf16")
 
@@ -228,7 +228,7 @@ def parse_grid(raw: Any, source: str = "<memory>") -> Grid:
 
 def packaged_grids() -> list[str]:
     """Names of the grids shipped with sepbench."""
-    folder = resources.files("benchmark") / "grids"
+    folder = resources.files("sepbench") / "grids"
     return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
@@ -239,7 +239,7 @@ def resolve_grid_path(name_or_path: str) -> Path:
         return path
     stem = path.name[:-5] if path.name.endswith(".yaml") else path.name
     if path.parent == Path(".") and stem in packaged_grids():
-        return Path(str(resources.files("benchmark") / "grids" / f"{stem}.yaml"))
+        return Path(str(resources.files("sepbench") / "grids" / f"{stem}.yaml"))
     raise GridError(f"{name_or_path}: no such grid file (packaged grids: {', '.join(packaged_grids())})")
 
 

@@ -3,7 +3,7 @@
 MSE (mean over pixels), PSNR (``-10·log10(MSE)``, data range 1) and SSIM exactly as scikit-image's
 ``structural_similarity(data_range=1)``. The permutation is chosen per mixture by the lowest summed MSE.
 
-SSIM is computed by the batched torch implementation :func:`benchmark.fast_ssim.ssim_batch` (tests hold it to
+SSIM is computed by the batched torch implementation :func:`sepbench.fast_ssim.ssim_batch` (tests hold it to
 scikit-image within 1e-5 on random and real digits; it is far faster); scikit-image stays the reference and
 can be asked for with ``score(..., ssim=ssim_skimage)``.
 """
@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 from skimage.metrics import structural_similarity
 
-from benchmark.fast_ssim import ssim_batch
+from sepbench.fast_ssim import ssim_batch
 
 MSE_FLOOR = 1e-10  # PSNR of a perfect estimate is capped at 100 dB instead of infinity
 

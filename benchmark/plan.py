@@ -7,10 +7,10 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from benchmark.api import Resources, Task, TrainBudget
-from benchmark.errors import UserError
-from benchmark.grid import DatasetSpec, Grid, Scenario
-from benchmark.registry import get_method, import_plugins
+from sepbench.api import Resources, Task, TrainBudget
+from sepbench.errors import UserError
+from sepbench.grid import DatasetSpec, Grid, Scenario
+from sepbench.registry import get_method, import_plugins
 
 CELL_FORMAT = 1  # bump when a change makes old cell results incomparable
 
@@ -83,7 +83,7 @@ def estimate_seconds(cls: type, budget: TrainBudget | None, test_mixtures: int) 
     if budget is not None and cls.cpu_mixtures_per_s > 0:
         rate = cls.cpu_mixtures_per_s
         if budget.precision != "fp32" and getattr(cls, "supports_bf16", False):
-            from methods.training import cpu_has_bf16  # the torch methods' base; imported only when it matters
+            from sepbench.methods.training import cpu_has_bf16  # the torch methods' base; imported only when it matters
 
             rate *= cls.cpu_bf16_speedup if cpu_has_bf16() else 1.0
         seconds += budget.epochs * budget.mixtures / rate

@@ -22,8 +22,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from datasets.mixtures import fixed_test_pairs
-from datasets.mnist import SourceImages, default_data_dir, load_mnist
+from sepbench.datasets.mixtures import fixed_test_pairs
+from sepbench.datasets.mnist import SourceImages, default_data_dir, load_mnist
 
 CACHE_NAME = "digit-classifier-v1.pt"
 SEED, EPOCHS, BATCH_SIZE, MAX_LR = 0, 2, 128, 3e-3

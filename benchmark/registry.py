@@ -17,8 +17,8 @@ import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from benchmark.api import _ORIGINS, _REGISTRY, Method, Param, register_method
-from benchmark.errors import UserError
+from sepbench.api import _ORIGINS, _REGISTRY, Method, Param, register_method
+from sepbench.errors import UserError
 
 ENTRY_POINT_GROUP = "bench.methods"
 
@@ -46,7 +46,7 @@ _state = {"entry_points_loaded": False}
 
 
 def _load_builtins() -> None:
-    import methods  # noqa: F401  (importing registers every built-in method)
+    import sepbench.methods  # noqa: F401  (importing registers every built-in method)
 
 
 def _describe_exception(exc: BaseException) -> str:
@@ -78,7 +78,7 @@ def _load_entry_point(entry: metadata.EntryPoint) -> None:
     finally:
         _claim_new_names(before, origin)
     if not (isinstance(target, type) and issubclass(target, Method)):
-        broken(f"{entry.value} is {type(target).__name__} {target!r}, not a subclass of benchmark.api.Method")
+        broken(f"{entry.value} is {type(target).__name__} {target!r}, not a subclass of sepbench.api.Method")
         return
     taken = _REGISTRY.get(entry.name)
     if taken is not None and taken is not target:

@@ -14,14 +14,14 @@ from typing import Any
 
 import torch
 
-from benchmark.cell import load_sources
-from benchmark.errors import UserError
-from benchmark.executors import make_executor
-from benchmark.grid import Grid
-from benchmark.plan import Plan, plan_grid
-from benchmark.progress import RunProgress, format_duration
-from benchmark.store import RunStore
-from datasets.mnist import ChecksumError, DatasetNotFound
+from sepbench.cell import load_sources
+from sepbench.datasets.mnist import ChecksumError, DatasetNotFound
+from sepbench.errors import UserError
+from sepbench.executors import make_executor
+from sepbench.grid import Grid
+from sepbench.plan import Plan, plan_grid
+from sepbench.progress import RunProgress, format_duration
+from sepbench.store import RunStore
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 

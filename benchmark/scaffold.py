@@ -6,8 +6,8 @@ import re
 from pathlib import Path
 from string import Template
 
-from benchmark.errors import UserError
-from benchmark.registry import available_methods, broken_plugins, method_origin
+from sepbench.errors import UserError
+from sepbench.registry import available_methods, broken_plugins, method_origin
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9]*([-_][a-z0-9]+)*$")
 # names the template itself uses, so the method class must not take them
@@ -64,9 +64,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import torch
-from benchmark.api import FitContext, Method, Param, Requirements, Resources, Task
-from datasets.forward import upsample
-from datasets.mixtures import TrainingData
+from sepbench import FitContext, Method, Param, Requirements, Resources, Task, TrainingData, upsample
 
 
 class ${cls}(Method):
@@ -95,7 +93,7 @@ class ${cls}(Method):
         #     for epoch in range(ctx.budget.epochs):
         #         for batch in data.epoch(ctx.budget.batch_size):  # batch.y (N,K,h,w), batch.x (N,S,H,W)
         #             ...
-        #   For a torch network, subclass methods.training.TorchMethod instead: build_network() is all it needs.
+        #   For a torch network, subclass sepbench.TorchMethod instead: build_network() is all it needs.
         return self
 
     def separate(self, y: torch.Tensor) -> torch.Tensor:
@@ -113,8 +111,8 @@ class ${cls}(Method):
 TEST = '''\
 """${name} against sepbench's method contract (run `pytest` in this folder)."""
 
-from benchmark.contract import assert_method_contract
-from benchmark.registry import available_methods
+from sepbench.contract import assert_method_contract
+from sepbench.registry import available_methods
 
 from ${package}.method import ${cls}
 

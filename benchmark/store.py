@@ -21,11 +21,11 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from benchmark.errors import RunLocked, UserError
+from sepbench.errors import RunLocked, UserError
 
 ROW_COLUMNS = ["run", "cell", "method", "label", "scenario", "sigma", "seed", "mixture", "source",
                "mse", "psnr", "ssim", "perm"]
-OPTIONAL_COLUMNS = ["recognised"]  # written when the cell computes them (see benchmark.recognise)
+OPTIONAL_COLUMNS = ["recognised"]  # written when the cell computes them (see sepbench.recognise)
 
 
 @contextmanager

@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 
 import torch
 
-from datasets.forward import observe
+from sepbench.datasets.forward import observe
 
 
 class Batch(NamedTuple):

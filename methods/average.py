@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from benchmark.api import Method, register_method
-from datasets.forward import upsample
+from sepbench.api import Method, register_method
+from sepbench.datasets.forward import upsample
 
 
 @register_method("average")

@@ -35,12 +35,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.api import Param, Resources, register_method
-from benchmark.errors import ParameterError
-from datasets.forward import upsample
-from datasets.mixtures import Batch
-from methods.estimates import even_split_logit
-from methods.training import LOSS_MODES, TorchMethod, separation_loss
+from sepbench.api import Param, Resources, register_method
+from sepbench.datasets.forward import upsample
+from sepbench.datasets.mixtures import Batch
+from sepbench.errors import ParameterError
+from sepbench.methods.estimates import even_split_logit
+from sepbench.methods.training import LOSS_MODES, TorchMethod, separation_loss
 
 
 class ResBlock(nn.Module):
@@ -139,7 +139,7 @@ class ConvSep(TorchMethod):
     }
     resources: ClassVar[Resources] = Resources(cpu=1, gpu=0.5)
     # measured on a shared 2-core AMD EPYC, batch 64, one thread: 50 mixtures/s fp32 and 94 bf16 alone
-    # (benchmark.perf.roofline), 86 bf16 next to another cell (the reproduction's two ConvSep cells)
+    # (sepbench.perf.roofline), 86 bf16 next to another cell (the reproduction's two ConvSep cells)
     cpu_mixtures_per_s = 45.0
     cpu_bf16_speedup = 1.9
     channels_last = True  # NHWC convolutions: 1.1–1.3× faster training steps on the CPU (fp32 and bf16)

@@ -7,8 +7,8 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from benchmark.api import Param, register_method
-from methods.training import LOSS_MODES, TorchMethod
+from sepbench.api import Param, register_method
+from sepbench.methods.training import LOSS_MODES, TorchMethod
 
 
 class StackedAutoencoder(nn.Module):
@@ -38,7 +38,7 @@ class FCSAE(TorchMethod):
         "hidden": Param(1024, int, positive=True, help="width of each hidden layer"),
         "depth": Param(2, int, positive=True, help="number of hidden layers"),
     }
-    # one thread, batch 64: 3,763 mixtures/s fp32 and 5,601 bf16 alone (benchmark.perf.roofline), 4,380 bf16
+    # one thread, batch 64: 3,763 mixtures/s fp32 and 5,601 bf16 alone (sepbench.perf.roofline), 4,380 bf16
     # next to another cell (the reproduction)
     cpu_mixtures_per_s = 3000.0
     cpu_bf16_speedup = 1.5

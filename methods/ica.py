@@ -16,8 +16,8 @@ import torch
 from scipy.optimize import nnls
 from sklearn.decomposition import FastICA
 
-from benchmark.api import Method, Param, Requirements, register_method
-from datasets.forward import upsample
+from sepbench.api import Method, Param, Requirements, register_method
+from sepbench.datasets.forward import upsample
 
 
 def resolve_ambiguity(components: np.ndarray, observations: np.ndarray, weights: np.ndarray) -> np.ndarray:

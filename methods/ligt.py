@@ -34,10 +34,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.api import Param, Resources, register_method
-from benchmark.errors import ParameterError
-from methods.estimates import even_split_logit
-from methods.training import LOSS_MODES, TorchMethod
+from sepbench.api import Param, Resources, register_method
+from sepbench.errors import ParameterError
+from sepbench.methods.estimates import even_split_logit
+from sepbench.methods.training import LOSS_MODES, TorchMethod
 
 GRID = 6  # the compressed map is 8 × GRID × GRID
 FEATURES = 8
@@ -156,7 +156,7 @@ class LiGT(TorchMethod):
     }
     resources: ClassVar[Resources] = Resources(cpu=1, gpu=0.5)
     # measured on a shared 2-core AMD EPYC, batch 64, one thread: 112 mixtures/s fp32 and 178 bf16 alone
-    # (benchmark.perf.roofline), 163 bf16 next to another cell (the reproduction's LiGT cells)
+    # (sepbench.perf.roofline), 163 bf16 next to another cell (the reproduction's LiGT cells)
     cpu_mixtures_per_s = 100.0
     cpu_bf16_speedup = 1.6
 

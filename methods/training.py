@@ -1,7 +1,7 @@
 """The shared torch training loop and the base class of every learned method.
 
 Adam, Huber loss (δ = 1) per source, fixed-order or permutation-invariant (PIT), batches from
-:class:`datasets.mixtures.TrainingData`, validation each epoch, the best weights kept.
+:class:`sepbench.datasets.mixtures.TrainingData`, validation each epoch, the best weights kept.
 
 Precision: the budget's ``precision`` is 'fp32', 'bf16' (bf16 autocast) or 'auto', which :func:`resolve_precision`
 turns into 'bf16' where the device runs bf16 natively (CUDA GPUs with bf16, CPUs with AVX512-BF16, AMX-BF16 or
@@ -34,8 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.api import FitContext, Method, Param, Requirements, Resources, TrainBudget
-from datasets.mixtures import Batch, TrainingData
+from sepbench.api import FitContext, Method, Param, Requirements, Resources, TrainBudget
+from sepbench.datasets.mixtures import Batch, TrainingData
 
 LOSS_MODES = ("fixed", "pit")
 PRECISIONS = ("auto", "fp32", "bf16")

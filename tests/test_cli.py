@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from benchmark.store import ROW_COLUMNS
+from sepbench.store import ROW_COLUMNS
 from tests.conftest import TINY_GRID, bench
 
 

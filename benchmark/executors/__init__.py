@@ -6,10 +6,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
-from benchmark.cell import CellResult
-from benchmark.errors import UserError
-from benchmark.plan import Cell
-from benchmark.progress import RunProgress
+from sepbench.cell import CellResult
+from sepbench.errors import UserError
+from sepbench.plan import Cell
+from sepbench.progress import RunProgress
 
 EXECUTORS = ("ray", "local")
 
@@ -22,11 +22,11 @@ class Executor(Protocol):
 def make_executor(name: str, *, data_dir: str | Path | None = None, address: str | None = None) -> Executor:
     """The executor called ``name`` ('ray' or 'local')."""
     if name == "local":
-        from benchmark.executors.local import LocalExecutor
+        from sepbench.executors.local import LocalExecutor
 
         return LocalExecutor(data_dir=data_dir)
     if name == "ray":
-        from benchmark.executors.ray import RayExecutor
+        from sepbench.executors.ray import RayExecutor
 
         return RayExecutor(data_dir=data_dir, address=address)
     raise UserError(f"unknown executor {name!r} (known: {', '.join(EXECUTORS)})")

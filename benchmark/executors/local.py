@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from benchmark.cell import CellResult, run_cell
-from benchmark.plan import Cell
-from benchmark.progress import RunProgress
+from sepbench.cell import CellResult, run_cell
+from sepbench.plan import Cell
+from sepbench.progress import RunProgress
 
 
 class LocalExecutor:

@@ -34,10 +34,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmark.cell import CellResult
-from benchmark.errors import UserError
-from benchmark.plan import Cell
-from benchmark.progress import RunProgress
+from sepbench.cell import CellResult
+from sepbench.errors import UserError
+from sepbench.plan import Cell
+from sepbench.progress import RunProgress
 
 LOOPBACK = "127.0.0.1"
 MAX_RETRIES = 3  # a cell whose worker or node dies is run again, up to this many times
@@ -51,7 +51,7 @@ _AUTH_VARS = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
 def _import_on_worker(driver_path: Sequence[str], cell: Cell, module: str | None) -> None:
     """Make the worker see what the driver sees: its import path (appended), the grid's plugins, and — for a
     method registered in the driver by importing a module by hand — that module."""
-    from benchmark import registry
+    from sepbench import registry
 
     for entry in driver_path:
         if entry not in sys.path and os.path.isdir(entry):
@@ -65,10 +65,10 @@ def _import_on_worker(driver_path: Sequence[str], cell: Cell, module: str | None
 
 def run_cell_task(cell: Cell, data_dir: str | None, module: str | None, driver_path: Sequence[str],
                   threads: int, device: str | None) -> CellResult:
-    """The body of one Ray task: torch threads = the task's CPUs, then :func:`benchmark.cell.run_cell`."""
+    """The body of one Ray task: torch threads = the task's CPUs, then :func:`sepbench.cell.run_cell`."""
     import torch
 
-    from benchmark.cell import run_cell
+    from sepbench.cell import run_cell
 
     torch.set_num_threads(threads)
     try:
@@ -405,7 +405,7 @@ class RayExecutor:
 
     def _schedule(self, ray: Any, cells: Sequence[Cell], on_result: Callable[[CellResult], None],
                   progress: RunProgress, inflight: dict[Any, tuple[Cell, _Request]]) -> None:
-        from benchmark.registry import get_method
+        from sepbench.registry import get_method
 
         task = ray.remote(run_cell_task)
         driver_path = [p for p in sys.path if p and os.path.isdir(p)]

@@ -11,10 +11,10 @@ from typing import Any
 
 import torch
 
-from benchmark.api import Task
-from benchmark.registry import get_method
-from datasets.mixtures import Batch, TrainingData
-from methods.training import TorchMethod, autocast, make_optimiser
+from sepbench.api import Task
+from sepbench.datasets.mixtures import Batch, TrainingData
+from sepbench.methods.training import TorchMethod, autocast, make_optimiser
+from sepbench.registry import get_method
 
 SINGLE = Task(((1.0, 1.0),), 2, 0.01)  # the paper's scenario: one detector sees x1 + x2, σ = 0.01
 LEARNED = ("fcsae", "convsep", "ligt")
@@ -39,7 +39,7 @@ def median_seconds(fn: Callable[[], Any], rounds: int, warmup: int = 1) -> float
 
 def build_method(name: str, task: Task = SINGLE, **params: Any) -> TorchMethod:
     """A learned method by registry name (its built-in defaults unless ``params`` say otherwise)."""
-    import methods  # noqa: F401  (registers the built-in methods)
+    import sepbench.methods  # noqa: F401  (registers the built-in methods)
 
     method = get_method(name)(task, **params)
     if not isinstance(method, TorchMethod):
@@ -49,7 +49,7 @@ def build_method(name: str, task: Task = SINGLE, **params: Any) -> TorchMethod:
 
 def training_step(method: TorchMethod, precision: str, device: torch.device | None = None,
                   seed: int = 0) -> tuple[torch.nn.Module, Callable[[Batch], torch.Tensor]]:
-    """A fresh network of ``method`` and one step of :func:`methods.training.train_network`'s inner loop.
+    """A fresh network of ``method`` and one step of :func:`sepbench.methods.training.train_network`'s inner loop.
 
     The same pieces the loop uses: the method's network (channels-last where it asks, fast dropout on a CPU),
     the fused Adam of :func:`make_optimiser`, the method's loss under ``precision``'s autocast, backward, step.

@@ -5,7 +5,7 @@ on the fly, as ``fit`` does, and (b) on the same number of batches generated bef
 Rounds of (a) and (b) alternate so that load on the machine hits both alike; medians are reported, with
 (c) the generation alone. The data path's share is ``(a - b) / a`` (and, less noisy, ``c / a``): target < 5 %.
 
-    .venv/bin/python -m benchmark.perf.data_path [--methods fcsae,convsep,ligt] [--precisions fp32,bf16]
+    .venv/bin/python -m sepbench.perf.data_path [--methods fcsae,convsep,ligt] [--precisions fp32,bf16]
         [--threads 1] [--rounds 5]
 """
 
@@ -17,9 +17,9 @@ import time
 
 import torch
 
-from benchmark.perf.common import LEARNED, SINGLE, build_method, load, run_steps, training_step
-from datasets.mixtures import TrainingData
-from datasets.mnist import load_mnist
+from sepbench.datasets.mixtures import TrainingData
+from sepbench.datasets.mnist import load_mnist
+from sepbench.perf.common import LEARNED, SINGLE, build_method, load, run_steps, training_step
 
 STEPS = {"fcsae": 40, "convsep": 4, "ligt": 8}  # steps per timed round: each round about a second or two
 

@@ -7,7 +7,7 @@ all timed over the same window; the total mixtures/s for each k, until adding a 
 5 % (or ``--max-cells``). On a GPU that is how many grid cells to pack per GPU (Ray's ``gpu`` fraction per
 cell); on a CPU each process gets one torch thread, as a Ray cell does.
 
-    .venv/bin/python -m benchmark.perf.device_throughput [--methods fcsae,convsep,ligt] [--batches 64,256,1024]
+    .venv/bin/python -m sepbench.perf.device_throughput [--methods fcsae,convsep,ligt] [--batches 64,256,1024]
         [--seconds 10] [--max-cells 8] [--device cuda|cpu] [--threads N]
 
 Timings synchronise the device (``torch.cuda.synchronize``) before reading the clock.
@@ -24,10 +24,10 @@ from collections.abc import Iterator
 
 import torch
 
-from benchmark.perf.common import LEARNED, build_method, endless_batches, load, training_step
-from datasets.mixtures import Batch
-from datasets.mnist import load_mnist
-from methods.training import autocast, resolve_precision
+from sepbench.datasets.mixtures import Batch
+from sepbench.datasets.mnist import load_mnist
+from sepbench.methods.training import autocast, resolve_precision
+from sepbench.perf.common import LEARNED, build_method, endless_batches, load, training_step
 
 GAIN = 0.05  # stop packing when one more cell adds less than this to the total
 

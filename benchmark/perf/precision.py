@@ -7,7 +7,7 @@ scored as sepbench runs it (``separate`` in bf16) and, for comparison, with fp32
 MSE after bf16 training within 5 % of fp32's. ``--seeds 0 1`` also shows the seed-to-seed spread of fp32,
 the yardstick for what "within 5 %" means at this budget.
 
-    .venv/bin/python -m benchmark.perf.precision [--speed-methods fcsae,convsep,ligt] [--methods convsep,ligt]
+    .venv/bin/python -m sepbench.perf.precision [--speed-methods fcsae,convsep,ligt] [--methods convsep,ligt]
         [--mixtures 3000] [--epochs 2] [--test 2000] [--threads 2] [--seeds 0]
 """
 
@@ -19,12 +19,12 @@ from dataclasses import replace
 
 import torch
 
-from benchmark.api import FitContext, TrainBudget
-from benchmark.metrics import score
-from benchmark.perf.common import LEARNED, SINGLE, build_method, load, median_seconds, run_steps, training_step
-from datasets.mixtures import Batch, TrainingData, make_test_set
-from datasets.mnist import SourceImages, load_mnist
-from methods.training import bf16_supported, resolve_precision
+from sepbench.api import FitContext, TrainBudget
+from sepbench.datasets.mixtures import Batch, TrainingData, make_test_set
+from sepbench.datasets.mnist import SourceImages, load_mnist
+from sepbench.methods.training import bf16_supported, resolve_precision
+from sepbench.metrics import score
+from sepbench.perf.common import LEARNED, SINGLE, build_method, load, median_seconds, run_steps, training_step
 
 STEPS = {"fcsae": 40, "convsep": 3, "ligt": 6}
 

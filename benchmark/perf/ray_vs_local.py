@@ -6,7 +6,7 @@ Ray. Local runs the cells one after another with torch's default threads; Ray ru
 there are CPUs, one thread each. Prints the median of ``--repeats`` runs of each and their ratio, the load
 average before and after (other work on the machine skews it), and where Ray's time went.
 
-    .venv/bin/python -m benchmark.perf.ray_vs_local [--repeats 3] [--mixtures 60000] [--epochs 10] [--hidden 128]
+    .venv/bin/python -m sepbench.perf.ray_vs_local [--repeats 3] [--mixtures 60000] [--epochs 10] [--hidden 128]
 
 The default cells are small (fcsae with 128 hidden units): torch's second intra-op thread gains nothing on
 them, which is where running cells side by side pays. ``--hidden 1024 --mixtures 30000 --epochs 4`` gives
@@ -45,7 +45,7 @@ def grid(cells: int, mixtures: int, epochs: int, hidden: int) -> dict:
 def run_once(grid_path: Path, out: Path, executor: str, data_dir: str | None) -> dict:
     """One ``bench run``: wall seconds, when Ray was ready and the first cell done, per-cell seconds."""
     shutil.rmtree(out, ignore_errors=True)
-    command = [sys.executable, "-m", "benchmark.cli", "run", "--grid", str(grid_path), "--out", str(out),
+    command = [sys.executable, "-m", "sepbench.cli", "run", "--grid", str(grid_path), "--out", str(out),
                "--executor", executor]
     if data_dir:
         command += ["--data-dir", data_dir]

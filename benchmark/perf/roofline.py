@@ -7,7 +7,7 @@ rounds, fp32 and bf16), the FLOP/s that achieves, and its fraction of this machi
 (``torch.mm`` of large square matrices, same thread count, same precision). CPU only: no GPU is lent to this
 project's performance work, so the GPU side of the roofline is not measured here.
 
-    .venv/bin/python -m benchmark.perf.roofline [--threads 2] [--methods fcsae,convsep,ligt] [--rounds 5]
+    .venv/bin/python -m sepbench.perf.roofline [--threads 2] [--methods fcsae,convsep,ligt] [--rounds 5]
 
 With ``--threads 1`` the mixtures/s column is what a Ray cell (one thread) gets: the source of each method's
 ``cpu_mixtures_per_s``.
@@ -22,9 +22,9 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from benchmark.perf.common import LEARNED, SINGLE, build_method, load, run_steps, training_step
-from datasets.mixtures import TrainingData
-from datasets.mnist import load_mnist
+from sepbench.datasets.mixtures import TrainingData
+from sepbench.datasets.mnist import load_mnist
+from sepbench.perf.common import LEARNED, SINGLE, build_method, load, run_steps, training_step
 
 STEPS = {"fcsae": 40, "convsep": 3, "ligt": 6}
 

@@ -16,7 +16,7 @@ MNIST is loaded once beforehand for both, and each side runs once on a tiny budg
 timed: first calls create oneDNN kernels). Both run in this process with the same torch threads; ``--repeats``
 alternates which side goes first. Prints wall times, their ratio, and both sides' scores.
 
-    .venv/bin/python -m benchmark.perf.vs_handwritten [--methods ligt] [--mixtures 3000] [--epochs 2]
+    .venv/bin/python -m sepbench.perf.vs_handwritten [--methods ligt] [--mixtures 3000] [--epochs 2]
         [--test 10000] [--threads N] [--repeats 1]
 """
 
@@ -33,11 +33,11 @@ import torch.nn.functional as F
 from skimage.metrics import structural_similarity
 from torch.utils.data import DataLoader, Dataset
 
-from benchmark.cell import load_sources, run_cell
-from benchmark.grid import parse_grid
-from benchmark.perf.common import build_method, load
-from benchmark.plan import plan_grid
-from datasets.mixtures import Batch
+from sepbench.cell import load_sources, run_cell
+from sepbench.datasets.mixtures import Batch
+from sepbench.grid import parse_grid
+from sepbench.perf.common import build_method, load
+from sepbench.plan import plan_grid
 
 SIGMA = 0.01
 

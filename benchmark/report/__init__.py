@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmark.report import content, examples, figures
-from benchmark.report.load import RunData, combine, entry_order, load_run, load_runs
-from benchmark.report.page import Block, Figure, render_html, render_markdown
-from benchmark.report.stats import ALPHA, pairwise_wilcoxon, recognition_ceiling
-from benchmark.report.summary import METRICS, cost_table, summarise
+from sepbench.report import content, examples, figures
+from sepbench.report.load import RunData, combine, entry_order, load_run, load_runs
+from sepbench.report.page import Block, Figure, render_html, render_markdown
+from sepbench.report.stats import ALPHA, pairwise_wilcoxon, recognition_ceiling
+from sepbench.report.summary import METRICS, cost_table, summarise
 
 __all__ = ["is_current", "load_run", "summarise", "write_comparison", "write_report"]
 INPUTS_STAMP = "report.inputs"  # in a run directory: the fingerprint of the cells its report was made from

@@ -8,9 +8,9 @@ from typing import Any
 
 import pandas as pd
 
-from benchmark.report.load import RunData
-from benchmark.report.page import Block, Table
-from benchmark.report.stats import outcome_matrix
+from sepbench.report.load import RunData
+from sepbench.report.page import Block, Table
+from sepbench.report.stats import outcome_matrix
 
 LOWER_IS_BETTER = {"mse": True, "psnr": False, "ssim": False}
 TITLES = {"mse": "MSE", "psnr": "PSNR (dB)", "ssim": "SSIM"}

@@ -20,7 +20,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.colors import ListedColormap  # noqa: E402
 
-from benchmark.report.stats import outcome_matrix  # noqa: E402
+from sepbench.report.stats import outcome_matrix  # noqa: E402
 
 NAMES = {"mse": "MSE", "psnr": "PSNR (dB)", "ssim": "SSIM", "recognised": "recognised (fraction)"}
 DPI = 110

@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from benchmark.errors import UserError
-from benchmark.store import RunStore
+from sepbench.errors import UserError
+from sepbench.store import RunStore
 
 
 @dataclass

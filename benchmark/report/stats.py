@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import wilcoxon
 
-from benchmark.report.load import RunData
+from sepbench.report.load import RunData
 
 ALPHA = 0.01
 SETTING = ["scenario", "sigma"]
@@ -91,8 +91,8 @@ def recognition_ceiling(runs: Sequence[RunData], rows: pd.DataFrame,
     if not wanted:
         return {}, {}
     try:
-        from benchmark.cell import load_sources
-        from benchmark.recognise import load_classifier, truth_recognised
+        from sepbench.cell import load_sources
+        from sepbench.recognise import load_classifier, truth_recognised
 
         sources = load_sources(data_dir)
         info = dict(load_classifier(data_dir, sources).info)

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from benchmark.report.load import RunData
+from sepbench.report.load import RunData
 
 METRICS = ("mse", "psnr", "ssim")
 GROUP = ["run", "label", "scenario", "sigma"]

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 import torch
 
-from datasets.mnist import SourceImages, load_mnist
+from sepbench.datasets.mnist import SourceImages, load_mnist
 
 #: torch intra-op threads for the benchmarks: 1 by default, as a Ray cell runs (steadier on a shared machine)
 THREADS = int(os.environ.get("BENCH_THREADS", "1"))

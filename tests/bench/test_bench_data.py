@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from benchmark.api import Task
-from datasets.mixtures import TrainingData
+from sepbench.api import Task
+from sepbench.datasets.mixtures import TrainingData
 
 SINGLE = Task(((1.0, 1.0),), 2, 0.01)
 DUAL = Task(((0.7, 0.3), (0.3, 0.7)), 2, 0.01)

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from benchmark.api import FitContext, TrainBudget
-from benchmark.perf.common import LEARNED, SINGLE, build_method, endless_batches, training_step
-from datasets.mixtures import TrainingData, make_test_set
+from sepbench.api import FitContext, TrainBudget
+from sepbench.datasets.mixtures import TrainingData, make_test_set
+from sepbench.perf.common import LEARNED, SINGLE, build_method, endless_batches, training_step
 
 PRECISIONS = ("fp32", "bf16")
 ROUNDS = {"fcsae": 30, "convsep": 4, "ligt": 6}

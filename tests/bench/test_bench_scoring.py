@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.metrics import score, ssim_skimage
+from sepbench.metrics import score, ssim_skimage
 
 N_MIXTURES = 10_000
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from skimage.metrics import structural_similarity
 
-from benchmark.fast_ssim import ssim_batch
+from sepbench.fast_ssim import ssim_batch
 
 N_PAIRS = 10_000
 TORCH_THREADS = 2

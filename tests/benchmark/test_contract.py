@@ -9,13 +9,13 @@ from typing import ClassVar
 import pytest
 import torch
 
-from benchmark import registry
-from benchmark.api import Method, Param, Requirements
-from benchmark.cli import main
-from benchmark.contract import assert_method_contract, check_method, synthetic_digits
-from benchmark.errors import UserError
-from benchmark.registry import available_methods
-from datasets.forward import upsample
+from sepbench import registry
+from sepbench.api import Method, Param, Requirements
+from sepbench.cli import main
+from sepbench.contract import assert_method_contract, check_method, synthetic_digits
+from sepbench.datasets.forward import upsample
+from sepbench.errors import UserError
+from sepbench.registry import available_methods
 
 
 @pytest.fixture(autouse=True)
@@ -190,7 +190,7 @@ def test_synthetic_digits_look_like_strokes_on_black():
 @pytest.fixture
 def registry_snapshot(monkeypatch):
     """Methods registered during the test are forgotten afterwards."""
-    from benchmark import api
+    from sepbench import api
 
     registry._load_builtins()
     monkeypatch.setattr(api, "_REGISTRY", dict(api._REGISTRY))
@@ -221,7 +221,7 @@ def test_check_method_command_exit_status(tmp_path, monkeypatch, capsys, registr
     assert status == 2 and "unknown parameter 'gain'" in err
 
     (tmp_path / "faulty_plugin.py").write_text(
-        "from benchmark.api import Method, register_method\n\n\n"
+        "from sepbench.api import Method, register_method\n\n\n"
         "@register_method('faulty')\n"
         "class Faulty(Method):\n"
         "    def separate(self, y):\n"

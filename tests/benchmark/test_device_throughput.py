@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from benchmark.perf.device_throughput import timed_steps
+from sepbench.perf.device_throughput import timed_steps
 
 
 def test_timed_steps_runs_at_least_min_steps_and_counts_them() -> None:
@@ -22,7 +22,7 @@ def test_timed_steps_runs_at_least_min_steps_and_counts_them() -> None:
 def test_batch_sizes_and_packed_cells_on_the_cpu() -> None:
     # a process of its own: multiprocessing's spawn leaves a resource tracker beside its parent until it exits
     done = subprocess.run(
-        [sys.executable, "-m", "benchmark.perf.device_throughput", "--device", "cpu", "--methods", "fcsae",
+        [sys.executable, "-m", "sepbench.perf.device_throughput", "--device", "cpu", "--methods", "fcsae",
          "--batches", "32,64", "--seconds", "0.2", "--max-cells", "2", "--setup-seconds", "10", "--threads", "1"],
         cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr

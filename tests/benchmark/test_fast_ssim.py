@@ -10,7 +10,7 @@ import pytest
 import torch
 from skimage.metrics import structural_similarity
 
-from benchmark.fast_ssim import ssim_batch
+from sepbench.fast_ssim import ssim_batch
 
 TOL = 1e-5
 

@@ -3,9 +3,9 @@
 import pytest
 import yaml
 
-from benchmark.errors import GridError, UserError
-from benchmark.grid import load_grid, packaged_grids, parse_grid
-from benchmark.plan import plan_grid
+from sepbench.errors import GridError, UserError
+from sepbench.grid import load_grid, packaged_grids, parse_grid
+from sepbench.plan import plan_grid
 from tests.conftest import TINY_GRID
 
 

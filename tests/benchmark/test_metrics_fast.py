@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.metrics import score, ssim_fast, ssim_skimage
-from datasets.mnist import load_mnist
+from sepbench.datasets.mnist import load_mnist
+from sepbench.metrics import score, ssim_fast, ssim_skimage
 
 TOL = 1e-5  # the DESIGN's bound for a batched SSIM serving the hot path
 N_MIXTURES = 400

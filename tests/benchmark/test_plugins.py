@@ -21,12 +21,12 @@ import pandas as pd
 import pytest
 import yaml
 
-from benchmark import api, registry
-from benchmark.cell import run_cell
-from benchmark.cli import main
-from benchmark.grid import parse_grid
-from benchmark.plan import plan_grid
-from benchmark.registry import PluginError, available_methods, get_method, method_origin
+from sepbench import api, registry
+from sepbench.cell import run_cell
+from sepbench.cli import main
+from sepbench.grid import parse_grid
+from sepbench.plan import plan_grid
+from sepbench.registry import PluginError, available_methods, get_method, method_origin
 from tests.conftest import TINY_GRID, bench
 
 PLUGIN = "plugdemo"
@@ -54,7 +54,7 @@ bench.methods =
 """,
     "bench_broken_demo/__init__.py": "",
     "bench_broken_demo/things.py": """\
-from benchmark.api import Method
+from sepbench.api import Method
 
 
 def not_a_method():
@@ -119,8 +119,8 @@ def test_methods_lists_the_plugin_and_the_broken_ones(installed):
     assert "built-in" in rows["average"] and "ica" in rows and "fcsae" in rows  # the rest still works
     broken = listed.stdout.split("broken plugins")[1]
     assert "ghost  (bench-broken-demo 0.1.0)" in broken and "ModuleNotFoundError" in broken
-    assert "notamethod" in broken and "not a subclass of benchmark.api.Method" in broken
-    assert "'average' is already taken by methods.average.Average (built-in)" in broken
+    assert "notamethod" in broken and "not a subclass of sepbench.api.Method" in broken
+    assert "'average' is already taken by sepbench.methods.average.Average (built-in)" in broken
 
 
 def test_generated_plugin_passes_the_contract_and_its_own_test(installed):
@@ -137,8 +137,8 @@ def test_generated_plugin_passes_the_contract_and_its_own_test(installed):
 def test_grid_runs_builtin_entry_point_and_grid_plugin_side_by_side(installed):
     root, env = installed
     (root / "gridplug_module.py").write_text(
-        "from benchmark.api import register_method\n"
-        "from methods.average import Average\n\n\n"
+        "from sepbench.api import register_method\n"
+        "from sepbench.methods.average import Average\n\n\n"
         "@register_method('gridplug')\n"
         "class GridPlug(Average):\n"
         "    pass\n")
@@ -204,13 +204,13 @@ def test_entry_point_failures_break_only_themselves(monkeypatch, clean_registry)
                       ("twice", f"{here}:GoodPlugin"), ("twice", f"{here}:OtherPlugin"))
     methods = available_methods()
     assert methods["good"] is GoodPlugin and method_origin("good") == "entry point"
-    assert methods["ica"].__module__ == "methods.ica" and method_origin("ica") == "built-in"
+    assert methods["ica"].__module__ == "sepbench.methods.ica" and method_origin("ica") == "built-in"
     assert methods["twice"] is GoodPlugin  # the first claim wins; the second is reported
     assert {"average", "ica", "fcsae"} <= set(methods) and "missing" not in methods and "stringy" not in methods
     errors = {b.name: b.error for b in registry.broken_plugins()}
     assert errors["missing"] == "cannot be imported: ModuleNotFoundError: No module named 'no_such_module_xyz'"
     assert "is str 'just a string', not a subclass" in errors["stringy"]
-    assert "already taken by methods.ica.ICA (built-in)" in errors["ica"]
+    assert "already taken by sepbench.methods.ica.ICA (built-in)" in errors["ica"]
     assert f"already taken by {here}.GoodPlugin (entry point)" in errors["twice"]
     with pytest.raises(PluginError, match=r"method 'missing' comes from a broken plugin: entry point "
                                           r"'missing = no_such_module_xyz:Thing'"):
@@ -227,7 +227,7 @@ def test_methods_command_shows_broken_plugins(monkeypatch, capsys, clean_registr
 
 
 def _write_module(folder: Path, name: str, body: str) -> str:
-    (folder / f"{name}.py").write_text("from benchmark.api import Method, register_method\n\n\n" + body)
+    (folder / f"{name}.py").write_text("from sepbench.api import Method, register_method\n\n\n" + body)
     return name
 
 
@@ -264,7 +264,7 @@ def test_grid_plugin_is_imported_in_the_driver_and_in_the_cell(plugin_folder):
 @pytest.mark.parametrize("body, cause", [
     ("raise ImportError('needs a GPU library')\n", "ImportError: needs a GPU library"),
     ("@register_method('average')\nclass Average(Method):\n    pass\n", "ValueError: method name 'average' is "
-                                                                        "already taken by methods.average"),
+                                                                        "already taken by sepbench.methods.average"),
     ("register_method('thing')(object)\n", "TypeError: @register_method('thing') needs a Method subclass"),
     ("def broken(:\n", "SyntaxError"),
 ])

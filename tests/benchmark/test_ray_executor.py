@@ -21,11 +21,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from benchmark.api import _ORIGINS, _REGISTRY, Resources
-from benchmark.executors.ray import _Capacity, process_tree, wait_gone
-from benchmark.grid import load_grid, parse_grid
-from benchmark.plan import plan_grid
-from benchmark.runner import run_grid
+from sepbench.api import _ORIGINS, _REGISTRY, Resources
+from sepbench.executors.ray import _Capacity, process_tree, wait_gone
+from sepbench.grid import load_grid, parse_grid
+from sepbench.plan import plan_grid
+from sepbench.runner import run_grid
 from tests.conftest import TINY_GRID, bench
 from tests.raycluster import RayNode, auth_env, free_port, processes_with_env
 
@@ -99,7 +99,7 @@ def wait_for(condition, timeout: float, what: str, proc: subprocess.Popen | None
 
 def popen_bench(*args: str, cwd: Path, env: dict[str, str], log: Path) -> subprocess.Popen:
     with open(log, "wb") as out:
-        return subprocess.Popen([sys.executable, "-m", "benchmark.cli", *args], cwd=cwd, env={**os.environ, **env},
+        return subprocess.Popen([sys.executable, "-m", "sepbench.cli", *args], cwd=cwd, env={**os.environ, **env},
                                 stdout=out, stderr=subprocess.STDOUT)
 
 
@@ -185,8 +185,8 @@ FAILING_METHOD = '''
 """A method that blows up in fit while the flag file beside it exists."""
 from pathlib import Path
 
-from benchmark.api import Method, register_method
-from datasets.forward import upsample
+from sepbench.api import Method, register_method
+from sepbench.datasets.forward import upsample
 
 FLAG = Path(__file__).with_name("explode.flag")
 

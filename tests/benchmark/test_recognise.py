@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.cell import load_sources
-from benchmark.recognise import (
+from sepbench.cell import load_sources
+from sepbench.datasets.mixtures import fixed_test_pairs
+from sepbench.recognise import (
     classifier_path,
     load_classifier,
     mixture_labels,
@@ -17,7 +18,6 @@ from benchmark.recognise import (
     recognised,
     truth_recognised,
 )
-from datasets.mixtures import fixed_test_pairs
 
 KEY = "mnist:60000:500"
 

@@ -13,12 +13,12 @@ import pytest
 import torch
 from scipy.stats import wilcoxon
 
-from benchmark.grid import parse_grid
-from benchmark.report import write_comparison, write_report
-from benchmark.report.load import combine, load_run
-from benchmark.report.stats import recognition_ceiling
-from benchmark.report.summary import bootstrap_ci
-from benchmark.runner import run_grid
+from sepbench.grid import parse_grid
+from sepbench.report import write_comparison, write_report
+from sepbench.report.load import combine, load_run
+from sepbench.report.stats import recognition_ceiling
+from sepbench.report.summary import bootstrap_ci
+from sepbench.runner import run_grid
 from tests.conftest import TINY_GRID, bench
 
 GRID = {**TINY_GRID, "name": "report-tiny", "noise": [0.01, 0.1], "test": {"mixtures": 40},
@@ -114,10 +114,10 @@ def test_wilcoxon_matrix_equals_scipy_on_one_pair(run_dir, parquet_rows):
 
 
 def test_recognisability_ceiling_equals_the_rate_computed_directly(run_dir, parquet_rows):
-    from benchmark.cell import dataset_key, load_sources
-    from benchmark.plan import plan_grid
-    from benchmark.recognise import load_classifier
-    from datasets.mixtures import fixed_test_pairs, make_test_set
+    from sepbench.cell import dataset_key, load_sources
+    from sepbench.datasets.mixtures import fixed_test_pairs, make_test_set
+    from sepbench.plan import plan_grid
+    from sepbench.recognise import load_classifier
 
     cell = plan_grid(parse_grid(GRID)).cells[0]
     sources = load_sources()

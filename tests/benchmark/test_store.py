@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import benchmark.store as store_module
-from benchmark.cell import CellResult
-from benchmark.store import RunStore, interrupts_deferred
+import sepbench.store as store_module
+from sepbench.cell import CellResult
+from sepbench.store import RunStore, interrupts_deferred
 
 
 def _result(cell_id: str = "c1") -> CellResult:

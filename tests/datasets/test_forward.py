@@ -2,9 +2,9 @@
 
 import torch
 
-from benchmark.api import Task
-from datasets.forward import downsample, observe, superimpose
-from datasets.mixtures import TrainingData, make_test_set
+from sepbench.api import Task
+from sepbench.datasets.forward import downsample, observe, superimpose
+from sepbench.datasets.mixtures import TrainingData, make_test_set
 
 SINGLE = Task(((1.0, 1.0),), 2, 0.0)
 DUAL = Task(((0.7, 0.3), (0.3, 0.7)), 2, 0.05)

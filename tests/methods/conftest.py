@@ -7,8 +7,8 @@ from collections.abc import Callable, Iterator
 import pytest
 import torch
 
-from benchmark.api import FitContext, Task, TrainBudget
-from datasets.mixtures import TrainingData
+from sepbench.api import FitContext, Task, TrainBudget
+from sepbench.datasets.mixtures import TrainingData
 
 SINGLE = Task(((1.0, 1.0),), 2, 0.01)
 DUAL = Task(((0.7, 0.3), (0.3, 0.7)), 2, 0.01)

@@ -8,9 +8,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from benchmark.api import Task
-from benchmark.registry import available_methods
-from methods.training import TorchMethod
+from sepbench.api import Task
+from sepbench.methods.training import TorchMethod
+from sepbench.registry import available_methods
 
 SINGLE = Task(((1.0, 1.0),), 2, 0.01)
 DUAL = Task(((0.7, 0.3), (0.3, 0.7)), 2, 0.01)

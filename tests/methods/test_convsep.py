@@ -7,8 +7,8 @@ import itertools
 import pytest
 import torch
 
-from benchmark.errors import ParameterError
-from methods.convsep import ConvSep
+from sepbench.errors import ParameterError
+from sepbench.methods.convsep import ConvSep
 
 PAPER_COUNT = 2_846_224
 TINY = {"width": 8, "blocks": 1, "sep_width": 8, "sep_depth": 1}

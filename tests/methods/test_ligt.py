@@ -7,8 +7,8 @@ import itertools
 import pytest
 import torch
 
-from benchmark.errors import ParameterError
-from methods.ligt import LiGT, LiGTBatchSeq
+from sepbench.errors import ParameterError
+from sepbench.methods.ligt import LiGT, LiGTBatchSeq
 
 PAPER_COUNT = 2_301_865
 TINY = {"channels": 8, "width": 32, "heads": 4, "ff": 64}

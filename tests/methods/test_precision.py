@@ -8,10 +8,10 @@ import pytest
 import torch
 from torch import nn
 
-import methods.training as training
-from benchmark.api import FitContext, TrainBudget
-from benchmark.registry import available_methods
-from methods.training import TorchMethod, autocast, bf16_supported, cpu_has_bf16, resolve_precision
+import sepbench.methods.training as training
+from sepbench.api import FitContext, TrainBudget
+from sepbench.methods.training import TorchMethod, autocast, bf16_supported, cpu_has_bf16, resolve_precision
+from sepbench.registry import available_methods
 
 
 def _ctx(precision: str, mixtures: int = 64) -> FitContext:
@@ -151,9 +151,9 @@ def test_bf16_training_is_deterministic_and_its_separations_batch_independent(na
 
 
 def test_run_cell_records_the_resolved_precision() -> None:
-    from benchmark.cell import run_cell
-    from benchmark.grid import parse_grid
-    from benchmark.plan import plan_grid
+    from sepbench.cell import run_cell
+    from sepbench.grid import parse_grid
+    from sepbench.plan import plan_grid
 
     grid = parse_grid({
         "name": "precision", "dataset": {"name": "mnist", "train_size": 500, "test_size": 100},
