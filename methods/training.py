@@ -1,7 +1,9 @@
 """The shared torch training loop and the base class of every learned method.
 
-Adam, Huber loss (δ = 1) per source, fixed-order or permutation-invariant (PIT), batches from
-:class:`sepbench.datasets.mixtures.TrainingData`, validation each epoch, the best weights kept.
+Adam (the paper's; a method may choose another optimiser and a learning-rate schedule through
+``TorchMethod.configure_optimiser``, e.g. :func:`adamw_cosine`), Huber loss (δ = 1) per source, fixed-order or
+permutation-invariant (PIT), batches from :class:`sepbench.datasets.mixtures.TrainingData`, validation each
+epoch, the best weights kept; each epoch's record holds its seconds and the seconds elapsed so far.
 
 Precision: the budget's ``precision`` is 'fp32', 'bf16' (bf16 autocast) or 'auto', which :func:`resolve_precision`
 turns into 'bf16' where the device runs bf16 natively (CUDA GPUs with bf16, CPUs with AVX512-BF16, AMX-BF16 or
@@ -184,20 +186,54 @@ def evaluate(net: nn.Module, batch: Batch, loss_fn: Callable[[nn.Module, Batch],
     return float(total) / max(count, 1)
 
 
+#: builds the optimiser and an optional per-step learning-rate schedule: (net, budget, total steps) → both
+OptimiserFactory = Callable[[nn.Module, TrainBudget, int],
+                            tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler | None]]
+
+
+def default_optimiser(net: nn.Module, budget: TrainBudget, total_steps: int
+                      ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler | None]:
+    """The paper's choice: Adam at the budget's constant learning rate, no schedule."""
+    return make_optimiser(net, budget.lr), None
+
+
+def adamw_cosine(net: nn.Module, budget: TrainBudget, total_steps: int, weight_decay: float = 0.01,
+                 warmup: float = 0.05) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    """AdamW (decoupled weight decay on weights of rank ≥ 2 only) and a per-step schedule: a linear warm-up
+    over ``warmup`` of the steps, then a cosine decay from the budget's lr to zero at the last step."""
+    params = [p for p in net.parameters() if p.requires_grad]
+    fused = bool(params) and all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
+    groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
+              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
+    optimiser = torch.optim.AdamW([g for g in groups if g["params"]], lr=budget.lr, fused=fused or None)
+    warm = max(1, round(warmup * total_steps))
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        progress = (step - warm) / max(1, total_steps - warm)
+        return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+    return optimiser, torch.optim.lr_scheduler.LambdaLR(optimiser, factor)
+
+
 def train_network(net: nn.Module, data: TrainingData, ctx: FitContext,
                   loss_fn: Callable[[nn.Module, Batch], torch.Tensor],
-                  precision: str | None = None, eval_chunk: int = 1024) -> list[dict[str, float]]:
+                  precision: str | None = None, eval_chunk: int = 1024,
+                  optimiser_factory: OptimiserFactory = default_optimiser) -> list[dict[str, float]]:
     """Train ``net`` on ``data`` within ``ctx.budget``; keep the weights of the best validation epoch.
 
     ``precision`` ('fp32' or 'bf16') defaults to the budget's, with 'auto' resolved for ``ctx.device``;
-    validation runs in chunks of ``eval_chunk`` mixtures.
+    validation runs in chunks of ``eval_chunk`` mixtures; ``optimiser_factory`` builds the optimiser and an
+    optional learning-rate schedule, stepped after every training step.
     """
     budget: TrainBudget = ctx.budget
     precision = precision or resolve_precision(budget.precision, ctx.device)
-    optimiser = make_optimiser(net, budget.lr)
+    steps_per_epoch = math.ceil(len(data) / budget.batch_size)
+    optimiser, schedule = optimiser_factory(net, budget, steps_per_epoch * budget.epochs)
     history: list[dict[str, float]] = []
     best_loss, best_state = math.inf, None
-    steps_per_epoch = math.ceil(len(data) / budget.batch_size)
+    elapsed = 0.0
     for epoch in range(1, budget.epochs + 1):
         net.train()
         started = time.perf_counter()
@@ -208,6 +244,8 @@ def train_network(net: nn.Module, data: TrainingData, ctx: FitContext,
                 loss = loss_fn(net, batch)
             loss.backward()
             optimiser.step()
+            if schedule is not None:
+                schedule.step()
             running += loss.detach()
             if step % 50 == 0 or step == steps_per_epoch:
                 mean = float(running) / step
@@ -220,8 +258,10 @@ def train_network(net: nn.Module, data: TrainingData, ctx: FitContext,
                               "steps": steps_per_epoch, "train_loss": mean})
         train_loss = float(running) / steps_per_epoch
         val_loss = evaluate(net, data.validation, loss_fn, eval_chunk)  # fp32 at every precision
-        record = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
-                  "seconds": time.perf_counter() - started}
+        seconds = time.perf_counter() - started
+        elapsed += seconds
+        record = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "seconds": seconds,
+                  "elapsed": elapsed}  # this epoch's seconds (training and validation), and all epochs' so far
         history.append(record)
         ctx.logger.info("epoch %d/%d train %.5f val %.5f (%.1fs)", epoch, budget.epochs, train_loss, val_loss,
                         record["seconds"])
@@ -273,6 +313,12 @@ class TorchMethod(Method):
         """Estimates for observations ``y`` in eval mode (the default: the network's output)."""
         return net(y)
 
+    def configure_optimiser(self, net: nn.Module, budget: TrainBudget, total_steps: int
+                            ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler | None]:
+        """The optimiser and an optional per-step learning-rate schedule for ``total_steps`` training steps.
+        The default is the paper's (Adam, constant lr); :func:`adamw_cosine` is the modern alternative."""
+        return default_optimiser(net, budget, total_steps)
+
     def fit(self, data: TrainingData, ctx: FitContext) -> TorchMethod:
         self.device = ctx.device
         self.precision_ = resolve_precision(ctx.budget.precision, ctx.device, self.supports_bf16)
@@ -282,7 +328,8 @@ class TorchMethod(Method):
         torch.manual_seed(ctx.seed)
         self.net = self.make_network(ctx.device)
         self.history_ = train_network(self.net, data, ctx, self.training_loss, precision=self.precision_,
-                                      eval_chunk=self.inference_chunk(ctx.device))
+                                      eval_chunk=self.inference_chunk(ctx.device),
+                                      optimiser_factory=self.configure_optimiser)
         return self
 
     def make_network(self, device: torch.device | str) -> nn.Module:

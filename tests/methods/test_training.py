@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 from torch import nn
 
+from sepbench import TrainBudget
 from sepbench.methods.training import (
     FastDropout,
     TorchMethod,
     TrainingDiverged,
+    adamw_cosine,
     evaluate,
     fast_dropout,
     separation_loss,
@@ -135,3 +139,46 @@ def test_fit_on_cpu_trains_with_fast_dropout(single_task, make_data, fit_context
     method.fit(make_data(single_task, n_mixtures=32), fit_context(mixtures=32, epochs=1, batch_size=16))
     kinds = [type(m) for m in method.net.modules()]
     assert FastDropout in kinds and nn.Dropout not in kinds
+
+
+def test_adamw_cosine_warms_up_peaks_at_the_budgets_lr_and_decays_to_zero() -> None:
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.GroupNorm(2, 4))
+    budget = TrainBudget(lr=2e-3)
+    optimiser, schedule = adamw_cosine(net, budget, total_steps=100, weight_decay=0.05, warmup=0.1)
+    assert isinstance(optimiser, torch.optim.AdamW)
+    decay = {id(p): g["weight_decay"] for g in optimiser.param_groups for p in g["params"]}
+    assert decay[id(net[0].weight)] == 0.05 and decay[id(net[0].bias)] == 0.0 and decay[id(net[1].weight)] == 0.0
+    rates = []
+    for _ in range(100):
+        rates.append(optimiser.param_groups[0]["lr"])
+        optimiser.step()
+        schedule.step()
+    assert rates[0] == pytest.approx(2e-3 / 10)                        # first warm-up step
+    assert max(rates) == pytest.approx(2e-3) and rates.index(max(rates)) == 9
+    assert rates[54] == pytest.approx(1e-3, rel=0.05)                   # half-way down the cosine
+    assert rates[-1] < 2e-3 * 1e-3
+    assert all(b <= a for a, b in itertools.pairwise(rates[9:]))
+
+
+class _ScheduledMethod(TorchMethod):
+    """A linear network that chooses AdamW with a cosine schedule (not registered)."""
+
+    def build_network(self) -> nn.Module:
+        return nn.Sequential(nn.Flatten(), nn.Linear(196, 2 * 784), nn.Sigmoid(), nn.Unflatten(1, (2, 28, 28)))
+
+    def configure_optimiser(self, net, budget, total_steps):
+        self.seen = total_steps
+        self.optimiser, schedule = adamw_cosine(net, budget, total_steps)
+        return self.optimiser, schedule
+
+
+def test_fit_uses_the_methods_optimiser_and_schedule_and_records_elapsed_seconds(single_task, make_data,
+                                                                                 fit_context) -> None:
+    method = _ScheduledMethod(single_task)
+    method.fit(make_data(single_task, n_mixtures=64), fit_context(mixtures=64, epochs=3, batch_size=16))
+    assert method.seen == 3 * 4                                         # epochs × steps per epoch
+    assert method.optimiser.param_groups[0]["lr"] < 1e-3 * 1e-2          # the cosine reached its end
+    history = method.history_
+    assert [r["epoch"] for r in history] == [1, 2, 3]
+    assert all(r["seconds"] > 0 for r in history)
+    assert [r["elapsed"] for r in history] == pytest.approx(list(itertools.accumulate(r["seconds"] for r in history)))
