@@ -28,6 +28,7 @@ class Task:
     downsample: int
     sigma: float
     source_shape: tuple[int, int] = (28, 28)
+    superpose: str = "sum"  # how sources add up at the detector: "sum", or "uint8-wrap" (the public code's)
 
     @property
     def n_sources(self) -> int:

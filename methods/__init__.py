@@ -1,3 +1,3 @@
 """Built-in separation methods; importing this package registers each of them."""
 
-from sepbench.methods import average, convsep, fcsae, ica, ligt  # noqa: F401
+from sepbench.methods import average, convsep, convsep_res, fcsae, ica, ligt, ligt_spatial  # noqa: F401

@@ -1,30 +1,31 @@
-"""ConvSep, Model I of the paper (Fig. 2): encoder E and decoder D rebuild the clean 28×28 superposition ẑ,
-two convolutional separators S1, S2 split a superposition into x̂1 and x̂2.
+"""ConvSep, Model I of the paper (Fig. 2), as its public code builds it (GitHub aranganath/Image-disambiguation,
+branch ``Transformer``, class ``RNN``): 2,846,224 parameters for one observation.
 
-Training feeds the separators the true superposition z (Fig. 2b); testing feeds them ẑ (Fig. 2c).
-Loss (3): Huber(ẑ, z) + Huber(x̂1, x1) + Huber(x̂2, x2), δ = 1 (the source terms fixed-order or PIT).
+Encoder E and decoder D rebuild the clean 28×28 superposition ẑ from the 14×14 observation y; two separators
+S1, S2 split a superposition into x̂1, x̂2. Training feeds the separators the true z (Fig. 2b), testing ẑ
+(Fig. 2c). Loss (3): Huber(ẑ, z) + Huber(x̂1, x1) + Huber(x̂2, x2), δ = 1 (sources fixed-order or PIT).
 
-Architecture (defaults; K observations, C = ``width`` = 84, c = ``sep_width`` = 52, ReLU between layers):
+Layers (K observations; BN = BatchNorm, ``a ⊕ f`` = ``a + f(a)``; sizes for 28×28 sources):
 
-    E: conv3×3 K→C @14² · res. block C @14² · conv3×3/2 C→2C @7² · 2 res. blocks 2C @7²
-    D: 2 res. blocks 2C @7² · convT4×4/2 2C→C @14², plus E's 14² features · res. block C @14²
-       · upsampling head: convT4×4/2 C→C/2 @28² · conv3×3 C/2→K, added to y upsampled bilinearly = ẑ
-       (linear: z spans [0, Σ weights])
-    S1, S2 each, @28²: conv3×3 K→c · 3 conv3×3 c→c, dilations 2, 4, 8 (a 33×33 field of view, so a
-       separator sees the whole digit pair) · conv3×3 c→1 · sigmoid
-    (res. block = two conv3×3 with the input added back.)
+    E  conv2×2 K→32 (pad 1: 15²) BN ReLU · conv3×3 32→32 BN =: a · conv5×5/2 (a ⊕ ReLU) →64 (8²) BN =: b
+       · (b ⊕ conv3×3 64→64) BN ReLU · conv5×5/2 64→128 (4²) BN · conv3×3 128→128 BN ReLU
+       · conv3×3 128→64 BN ReLU · conv3×3 64→8 ReLU                          — the 8×4×4 bottleneck
+    D  convT3×3 8→64 BN LReLU · convT3×3 64→128 BN =: a · convT3×3/2 (a ⊕ LReLU) →64 (7²) BN =: b
+       · (b ⊕ convT5×5 64→64) BN LReLU · convT3×3/2 64→32 (13²) BN · convT5×5 32→32 BN LReLU
+       · convT3×3 32→16 BN LReLU · convT2×2 16→K (14²) LReLU
+    up convT3×3 K→4 BN ReLU · convT5×5/2 4→K (28²) · sigmoid, times z's range          = ẑ
+    S  (each) conv5×5/2 K→32 (14²) BN ReLU · conv7×7/3 →64 (5²) BN ReLU · conv7×7/3 →128 (2²) BN ReLU
+       · convT7×7/3 →64 (5²) BN LReLU · convT7×7/3 →32 (14²) BN LReLU · convT5×5/2 →1 (28²) · sigmoid
+       (1,006,081 parameters each)
 
-Count for K = 1: E 840 + 127,176 + 127,176 + 1,016,736 = 1,271,928; D 1,016,736 + 225,876 + 127,176
-+ 56,490 + 379 = 1,426,657; S 2 × 74,153 = 148,306; total 2,846,891 vs the paper's 2,846,224 (+0.02 %).
-Most weights sit at 7×7, where they cost least to run.
-
-Two additions to the paper's description, neither with parameters: D predicts the correction to the
-bilinear upsampling of y (a global residual, as in super-resolution networks), and each separator's logits
-are added to the logit of the even split before the sigmoid. Both make the untrained network start from the
-classical estimates (ẑ ≈ up(y), x̂ ≈ ẑ / 2) instead of from black images. Without the residual, D learned ẑ
-too slowly for small budgets: on two detectors after 1,000 mixtures ẑ reached 0.16 where z reaches 1 and the
-test MSE was 0.106 (black: 0.116); with it 0.030. Without the even-split prior the separators collapsed to
-black outputs (MSE 0.113) even on the paper's budget.
+Departures the benchmark needs, each a parameter whose default is the paper's:
+- z's range: the public code sums uint8 images with wrap-around, so z lies in [0, 1] and a sigmoid can reach
+  it; under ``superpose: sum`` z lies in [0, Σ_s w_ks], so ẑ is the sigmoid times that range (1 for the paper's
+  data: no change there).
+- ``residual`` (default false): D's output logits are added to the logit of the bilinear upsampling of y
+  before the sigmoid, so the untrained D starts at the classical estimate.
+- ``prior`` (default false): each separator's logits are added to the logit of the even split Σ_k z_k / Σ W.
+Both have no parameters; the earlier network that needed them is ``convsep-res`` (methods/convsep_res.py).
 """
 
 from __future__ import annotations
@@ -35,125 +36,135 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sepbench.api import Param, Resources, register_method
-from sepbench.datasets.forward import upsample
-from sepbench.datasets.mixtures import Batch
-from sepbench.errors import ParameterError
-from sepbench.methods.estimates import even_split_logit
-from sepbench.methods.training import LOSS_MODES, TorchMethod, separation_loss
+from sepbench import Batch, Param, Resources, TorchMethod, register_method, upsample
+from sepbench.methods.estimates import even_split_logit, logit
+from sepbench.methods.training import separation_loss
+
+_LOSS_MODES = ("fixed", "pit")
 
 
-class ResBlock(nn.Module):
-    """Two 3×3 convolutions with a ReLU between, added to the input: ``relu(x + conv(relu(conv(x))))``."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
-        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(x + self.conv2(F.relu(self.conv1(x))))
+def _bn(channels: int) -> nn.BatchNorm2d:
+    return nn.BatchNorm2d(channels)
 
 
 class Encoder(nn.Module):
-    """E: the noisy observation ``(N, K, 14, 14)`` → features at 14×14 (C) and at 7×7 (2C)."""
+    """E: ``(N, K, 14, 14)`` → the ``(N, 8, 4, 4)`` bottleneck, with the public code's two additive skips."""
 
-    def __init__(self, n_obs: int, width: int, blocks: int) -> None:
+    def __init__(self, n_obs: int) -> None:
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(n_obs, width, 3, padding=1), nn.ReLU(), ResBlock(width))
-        self.down = nn.Sequential(nn.Conv2d(width, 2 * width, 3, stride=2, padding=1), nn.ReLU(),
-                                  *[ResBlock(2 * width) for _ in range(blocks)])
+        self.stem = nn.Sequential(nn.Conv2d(n_obs, 32, 2, padding=1), _bn(32), nn.ReLU(),
+                                  nn.Conv2d(32, 32, 3, padding=1), _bn(32))
+        self.down1 = nn.Sequential(nn.Conv2d(32, 64, 5, stride=2, padding=2), _bn(64))
+        self.mid1 = nn.Conv2d(64, 64, 3, padding=1)
+        self.rest = nn.Sequential(
+            _bn(64), nn.ReLU(), nn.Conv2d(64, 128, 5, stride=2, padding=2), _bn(128),
+            nn.Conv2d(128, 128, 3, padding=1), _bn(128), nn.ReLU(),
+            nn.Conv2d(128, 64, 3, padding=1), _bn(64), nn.ReLU(),
+            nn.Conv2d(64, 8, 3, padding=1), nn.ReLU())
 
-    def forward(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        fine = self.stem(y)
-        return fine, self.down(fine)
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        a = self.stem(y)
+        b = self.down1(a + F.relu(a))
+        return self.rest(b + self.mid1(b))
 
 
 class Decoder(nn.Module):
-    """D: encoder features → the clean superposition ẑ ``(N, K, 28, 28)`` through an upsampling head."""
+    """D: the bottleneck → ``(N, K, 14, 14)``, mirroring E with transposed convolutions and leaky ReLUs."""
 
-    def __init__(self, n_obs: int, width: int, blocks: int) -> None:
+    def __init__(self, n_obs: int) -> None:
         super().__init__()
-        self.coarse = nn.Sequential(*[ResBlock(2 * width) for _ in range(blocks)])
-        self.up = nn.ConvTranspose2d(2 * width, width, 4, stride=2, padding=1)
-        self.fine = ResBlock(width)
-        self.head = nn.Sequential(nn.ConvTranspose2d(width, width // 2, 4, stride=2, padding=1), nn.ReLU(),
-                                  nn.Conv2d(width // 2, n_obs, 3, padding=1))
+        self.stem = nn.Sequential(nn.ConvTranspose2d(8, 64, 3, padding=1), _bn(64), nn.LeakyReLU(),
+                                  nn.ConvTranspose2d(64, 128, 3, padding=1), _bn(128))
+        self.up1 = nn.Sequential(nn.ConvTranspose2d(128, 64, 3, stride=2, padding=1), _bn(64))
+        self.mid1 = nn.ConvTranspose2d(64, 64, 5, padding=2)
+        self.rest = nn.Sequential(
+            _bn(64), nn.LeakyReLU(), nn.ConvTranspose2d(64, 32, 3, stride=2, padding=1), _bn(32),
+            nn.ConvTranspose2d(32, 32, 5, padding=2), _bn(32), nn.LeakyReLU(),
+            nn.ConvTranspose2d(32, 16, 3, padding=1), _bn(16), nn.LeakyReLU(),
+            nn.ConvTranspose2d(16, n_obs, 2), nn.LeakyReLU())
 
-    def forward(self, fine: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
-        up = self.up(self.coarse(coarse))
-        return self.head(self.fine(F.relu(up + fine)))
+    def forward(self, code: torch.Tensor) -> torch.Tensor:
+        a = self.stem(code)
+        b = self.up1(a + F.leaky_relu(a))
+        return self.rest(b + self.mid1(b))
 
 
-def separator(n_obs: int, width: int, depth: int) -> nn.Sequential:
-    """S_i: a 28×28 superposition (K channels) → one source's logits; ``depth`` dilated c→c convolutions."""
-    layers: list[nn.Module] = [nn.Conv2d(n_obs, width, 3, padding=1), nn.ReLU()]
-    for i in range(depth):
-        dilation = 2 ** min(i + 1, 3)
-        layers += [nn.Conv2d(width, width, 3, padding=dilation, dilation=dilation), nn.ReLU()]
-    layers.append(nn.Conv2d(width, 1, 3, padding=1))
-    return nn.Sequential(*layers)
+def upsampling_head(n_obs: int) -> nn.Sequential:
+    """14×14 → 28×28 logits of ẑ (the sigmoid is applied by the network, after the optional residual)."""
+    return nn.Sequential(nn.ConvTranspose2d(n_obs, 4, 3, padding=1), _bn(4), nn.ReLU(),
+                         nn.ConvTranspose2d(4, n_obs, 5, stride=2, padding=2, output_padding=1))
+
+
+def separator(n_obs: int) -> nn.Sequential:
+    """S_i: a 28×28 superposition → one source's logits, through a strided 2×2 bottleneck."""
+    return nn.Sequential(
+        nn.Conv2d(n_obs, 32, 5, stride=2, padding=2), _bn(32), nn.ReLU(),
+        nn.Conv2d(32, 64, 7, stride=3, padding=3), _bn(64), nn.ReLU(),
+        nn.Conv2d(64, 128, 7, stride=3, padding=3), _bn(128), nn.ReLU(),
+        nn.ConvTranspose2d(128, 64, 7, stride=3, padding=3, output_padding=1), _bn(64), nn.LeakyReLU(),
+        nn.ConvTranspose2d(64, 32, 7, stride=3, padding=3, output_padding=1), _bn(32), nn.LeakyReLU(),
+        nn.ConvTranspose2d(32, 1, 5, stride=2, padding=2, output_padding=1))
 
 
 class ConvSepNet(nn.Module):
-    """E, D and S separators; ``forward`` is the test-time path y → ẑ → (x̂1, …, x̂S)."""
+    """E, D, the upsampling head and S separators; ``forward`` is the test-time path y → ẑ → (x̂1, …, x̂S)."""
 
-    def __init__(self, n_obs: int, n_sources: int, width: int, blocks: int, sep_width: int,
-                 sep_depth: int, total_weight: float = 2.0, factor: int = 2) -> None:
+    def __init__(self, n_obs: int, n_sources: int, z_range: float, total_weight: float, factor: int,
+                 residual: bool = False, prior: bool = False) -> None:
         super().__init__()
-        self.total_weight = total_weight
-        self.factor = factor  # the scenario's downsampling factor: y is 1/factor of z's size
-        self.encoder = Encoder(n_obs, width, blocks)
-        self.decoder = Decoder(n_obs, width, blocks)
-        self.separators = nn.ModuleList([separator(n_obs, sep_width, sep_depth) for _ in range(n_sources)])
+        self.z_range, self.total_weight, self.factor = z_range, total_weight, factor
+        self.residual, self.prior = residual, prior
+        self.encoder = Encoder(n_obs)
+        self.decoder = Decoder(n_obs)
+        self.upsample = upsampling_head(n_obs)
+        self.separators = nn.ModuleList([separator(n_obs) for _ in range(n_sources)])
 
     def reconstruct(self, y: torch.Tensor) -> torch.Tensor:
-        """ẑ = up(y) + D(E(y)): the denoised, upsampled superposition(s); D learns the correction to the
-        bilinear upsampling of the observation."""
-        return upsample(y, self.factor) + self.decoder(*self.encoder(y))
+        """ẑ ``(N, K, 28, 28)`` = z's range × sigmoid(head logits [+ logit of up(y) / range if residual])."""
+        logits = self.upsample(self.decoder(self.encoder(y)))
+        if self.residual:
+            logits = logits + logit(upsample(y, self.factor) / self.z_range)
+        return self.z_range * torch.sigmoid(logits)
 
     def split(self, z: torch.Tensor) -> torch.Tensor:
-        """The separators applied to a superposition ``z (N, K, 28, 28)`` → ``(N, S, 28, 28)``.
-
-        Each separator's logits are added to the logit of the even split ``Σ_k z_k / Σ W`` and squashed by a
-        sigmoid: the net starts at the average baseline and learns corrections. (With a bare sigmoid head,
-        the separators collapsed to all-black outputs within the first few hundred steps: MSE 0.113.)
-        """
-        prior = even_split_logit(z, self.total_weight)
-        return torch.sigmoid(torch.cat([sep(z) for sep in self.separators], dim=1) + prior)
+        """The separators applied to a superposition ``(N, K, 28, 28)`` → ``(N, S, 28, 28)``."""
+        logits = torch.cat([sep(z) for sep in self.separators], dim=1)
+        if self.prior:
+            logits = logits + even_split_logit(z, self.total_weight)
+        return torch.sigmoid(logits)
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         return self.split(self.reconstruct(y))
 
 
+def z_range(task) -> float:
+    """The largest value a clean superposition can take: 1 under uint8 wrap-around, else the largest row sum."""
+    if getattr(task, "superpose", "sum") == "uint8-wrap":
+        return 1.0
+    return float(task.weight_matrix().sum(dim=1).max())
+
+
 @register_method("convsep")
 class ConvSep(TorchMethod):
-    """Model I (ConvSep): denoise and upsample with a residual conv encoder-decoder, then separate."""
+    """Model I (ConvSep) as the paper's public code builds it: conv encoder-decoder to ẑ, then two separators."""
 
     parameters: ClassVar[dict[str, Param]] = {
-        "loss": Param("fixed", str, choices=LOSS_MODES, help="fixed-order targets or permutation-invariant"),
-        "width": Param(84, int, positive=True, help="channels at 14×14 (twice that at 7×7)"),
-        "blocks": Param(2, int, positive=True, help="residual blocks at 7×7 in each of E and D"),
-        "sep_width": Param(52, int, positive=True, help="channels of each separator"),
-        "sep_depth": Param(3, int, positive=True, help="hidden (dilated) convolutions of each separator"),
+        "loss": Param("fixed", str, choices=_LOSS_MODES, help="fixed-order targets (the paper's) or PIT"),
+        "residual": Param(False, bool, help="ẑ's logits start from the upsampled y (false: the paper's)"),
+        "prior": Param(False, bool, help="separator logits start from the even split (false: the paper's)"),
     }
     resources: ClassVar[Resources] = Resources(cpu=1, gpu=0.5)
-    # measured on a shared 2-core AMD EPYC, batch 64, one thread: 50 mixtures/s fp32 and 94 bf16 alone
-    # (sepbench.perf.roofline), 86 bf16 next to another cell (the reproduction's two ConvSep cells)
-    cpu_mixtures_per_s = 45.0
-    cpu_bf16_speedup = 1.9
-    channels_last = True  # NHWC convolutions: 1.1–1.3× faster training steps on the CPU (fp32 and bf16)
+    cpu_mixtures_per_s = 60.0  # rough, one shared CPU thread, fp32 (estimate only)
+    cpu_bf16_speedup = 1.5
+    channels_last = True
 
     def build_network(self) -> nn.Module:
-        p = self.params
-        if p["width"] < 2:
-            raise ParameterError(f"method {self.name!r}: parameter 'width' must be >= 2, got {p['width']}")
-        return ConvSepNet(self.task.n_observations, self.task.n_sources, p["width"], p["blocks"],
-                          p["sep_width"], p["sep_depth"], float(self.task.weight_matrix().sum()), self.task.downsample)
+        task, p = self.task, self.params
+        return ConvSepNet(task.n_observations, task.n_sources, z_range(task), float(task.weight_matrix().sum()),
+                          task.downsample, p["residual"], p["prior"])
 
     def training_loss(self, net: nn.Module, batch: Batch) -> torch.Tensor:
-        """Loss (3). In training the separators see the true z (Fig. 2b); in evaluation (validation) they
-        see ẑ, so the validation loss that picks the kept weights measures the test-time path."""
+        """Loss (3). In training the separators see the true z (Fig. 2b); in evaluation (validation) ẑ."""
         z_hat = net.reconstruct(batch.y)
         x_hat = net.split(batch.z if net.training else z_hat)
         z_term = F.huber_loss(z_hat.float(), batch.z.float(), delta=1.0)

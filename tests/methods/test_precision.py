@@ -131,8 +131,7 @@ def test_bf16_training_is_deterministic_and_its_separations_batch_independent(na
     """Same seed, same device → same numbers in bf16 too; bf16 separation runs every chunk at the full chunk size
     (the last padded), so a mixture alone, inside a batch, or at another position gets the same output (without
     the padding, bf16 kernels chosen by batch size moved LiGT's outputs by ~2e-3); close to fp32 separation."""
-    tiny = {"fcsae": {"hidden": 32}, "convsep": {"width": 8, "sep_width": 8},
-            "ligt": {"channels": 8, "width": 32, "ff": 32, "heads": 2}}[name]
+    tiny = {"fcsae": {"hidden": 32}, "convsep": {}, "ligt": {"ff": 32}}[name]
     cls = available_methods()[name]
     y = torch.rand(100, 1, 14, 14, generator=torch.Generator().manual_seed(4)) * 2  # crosses a chunk boundary
     runs = []

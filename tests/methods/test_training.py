@@ -133,9 +133,9 @@ def test_use_fast_dropout_swaps_plain_dropout_modules_only() -> None:
 
 
 def test_fit_on_cpu_trains_with_fast_dropout(single_task, make_data, fit_context) -> None:
-    from sepbench.methods.ligt import LiGT
+    from sepbench.methods.ligt_spatial import LiGTSpatial
 
-    method = LiGT(single_task, channels=8, width=16, heads=2, ff=32)
+    method = LiGTSpatial(single_task, channels=8, width=16, heads=2, ff=32)
     method.fit(make_data(single_task, n_mixtures=32), fit_context(mixtures=32, epochs=1, batch_size=16))
     kinds = [type(m) for m in method.net.modules()]
     assert FastDropout in kinds and nn.Dropout not in kinds
