@@ -9,8 +9,8 @@ import logging
 import platform
 import time
 import traceback
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ import torch
 from sepbench.api import FitContext, TrainBudget
 from sepbench.datasets.mixtures import TrainingData, make_test_set
 from sepbench.datasets.mnist import SourceImages, load_mnist
+from sepbench.devices import Placement, place
 from sepbench.metrics import score
 from sepbench.plan import Cell
 from sepbench.recognise import recognise_outputs
@@ -49,24 +50,24 @@ def load_sources(data_dir: str | Path | None = None) -> SourceImages:
     return _SOURCES[key]
 
 
-def pick_device(gpu: float) -> torch.device:
-    """CUDA when the method asks for a GPU and one is visible, else the CPU."""
-    return torch.device("cuda") if gpu > 0 and torch.cuda.is_available() else torch.device("cpu")
-
-
 def dataset_key(cell: Cell) -> str:
     spec = cell.dataset
     return f"{spec.name}:{spec.train_size}:{spec.test_size}"
 
 
 def run_cell(cell: Cell, data_dir: str | Path | None = None, device: torch.device | None = None,
-             progress: Callable[[dict[str, Any]], None] | None = None) -> CellResult:
-    """Run ``cell`` to the end; an exception from the method becomes a failed result, not a crash."""
+             progress: Callable[[dict[str, Any]], None] | None = None,
+             gpu_ids: Sequence[int | str] | None = None) -> CellResult:
+    """Run ``cell`` to the end; an exception from the method becomes a failed result, not a crash.
+
+    ``device`` forces a device; else the cell runs on the GPU its executor gave it (``gpu_ids``), or on a GPU of
+    this machine if it asks for one, else on the CPU (see :func:`sepbench.devices.place`)."""
     started = time.time()
-    device = device or pick_device(cell.resources.gpu)
-    meta: dict[str, Any] = {"id": cell.id, "config": cell.config(), "device": str(device),
-                            "host": platform.node(), "torch": torch.__version__, "started": started,
-                            "threads": torch.get_num_threads()}
+    placement = Placement(device) if device is not None else place(cell.resources.gpu, gpu_ids)
+    device = placement.device
+    meta: dict[str, Any] = {"id": cell.id, "config": cell.config(), **placement.record(),
+                            "resources": asdict(cell.resources), "host": platform.node(),
+                            "torch": torch.__version__, "started": started, "threads": torch.get_num_threads()}
     logger = logging.getLogger(f"sepbench.cell.{cell.id}")
     try:
         sources = load_sources(data_dir)

@@ -22,13 +22,25 @@ def bench() -> None:
 @click.option("--address", envvar="RAY_ADDRESS", help="Ray cluster to join (HOST:PORT).")
 @click.option("--data-dir", envvar="BENCH_DATA", type=click.Path(file_okay=False),
               help="Where MNIST IDX files are or go (default ~/.cache/sepbench).")
-def run(grid_name: str, out: str | None, executor: str, address: str | None, data_dir: str | None) -> None:
+@click.option("--gpu-share", type=float, metavar="SHARE",
+              help="Share of a GPU each GPU cell takes, e.g. 0.25: four cells per GPU (default: the grid's "
+                   "`resources`, else the method's).")
+def run(grid_name: str, out: str | None, executor: str, address: str | None, data_dir: str | None,
+        gpu_share: float | None) -> None:
     """Train and score every method × scenario × σ × seed of a grid; resumes an interrupted run."""
-    from sepbench.grid import load_grid
+    from sepbench.grid import check_gpu_share, load_grid
     from sepbench.runner import run_grid
 
+    if gpu_share is not None:
+        try:
+            gpu_share = check_gpu_share(gpu_share)
+        except ValueError as exc:
+            raise UserError(f"--gpu-share: {exc}") from None
+        if gpu_share == 0:
+            raise UserError("--gpu-share: expected a share > 0 (a method entry's `resources: {gpu: 0}` keeps "
+                            "its cells off GPUs)")
     grid = load_grid(grid_name)
-    sys.exit(run_grid(grid, out=out, executor=executor, address=address, data_dir=data_dir))
+    sys.exit(run_grid(grid, out=out, executor=executor, address=address, data_dir=data_dir, gpu_share=gpu_share))
 
 
 @bench.command()

@@ -39,6 +39,7 @@ class MethodEntry:
     label: str
     params: dict[str, Any] = field(default_factory=dict)
     train: dict[str, Any] = field(default_factory=dict)
+    resources: dict[str, float] = field(default_factory=dict)  # overrides of the method's cpu / gpu per cell
 
 
 @dataclass(frozen=True)
@@ -69,8 +70,8 @@ class Grid:
             "seeds": list(self.seeds),
             "train": asdict(self.train),
             "test": {"mixtures": self.test_mixtures},
-            "methods": [{"method": m.method, "label": m.label, "params": dict(m.params), "train": dict(m.train)}
-                        for m in self.methods],
+            "methods": [{"method": m.method, "label": m.label, "params": dict(m.params), "train": dict(m.train),
+                         **({"resources": dict(m.resources)} if m.resources else {})} for m in self.methods],
             "plugins": list(self.plugins),
         }
 
@@ -133,6 +134,31 @@ def _train(check: _Checker, key: str, raw: Any, base: TrainBudget | None) -> dic
     return out
 
 
+def check_gpu_share(value: Any) -> float:
+    """A cell's share of GPUs: a fraction 0 < gpu ≤ 1 (cells share one GPU) or a whole number of GPUs (0: none)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"expected a number of GPUs, got {value!r}")
+    if value < 0 or value > 1 and value != int(value):
+        raise ValueError(f"expected a fraction 0 < gpu ≤ 1 or a whole number of GPUs, got {value:g}")
+    return float(value)
+
+
+def _resources(check: _Checker, key: str, raw: Any) -> dict[str, float]:
+    raw = check.mapping(key, raw, {"cpu", "gpu"})
+    out: dict[str, float] = {}
+    if "gpu" in raw:
+        try:
+            out["gpu"] = check_gpu_share(raw["gpu"])
+        except ValueError as exc:
+            raise check.fail(f"{key}.gpu", str(exc)) from None
+    if "cpu" in raw:
+        cpu = check.typed(f"{key}.cpu", raw["cpu"], float)
+        if not (cpu >= 1 and math.isfinite(cpu)):
+            raise check.fail(f"{key}.cpu", f"expected a number of CPUs ≥ 1, got {cpu:g}")
+        out["cpu"] = cpu
+    return out
+
+
 def _scenarios(check: _Checker, raw: Any) -> tuple[Scenario, ...]:
     if not isinstance(raw, dict) or not raw:
         raise check.fail("scenarios", f"expected a non-empty mapping of name → {{weights, downsample}}, got {raw!r}")
@@ -166,7 +192,7 @@ def _methods(check: _Checker, raw: Any) -> tuple[MethodEntry, ...]:
         if isinstance(item, str):
             entries.append(MethodEntry(item, item))
             continue
-        item = check.mapping(key, item, {"method", "label", "params", "train"})
+        item = check.mapping(key, item, {"method", "label", "params", "train", "resources"})
         if "method" not in item:
             raise check.fail(key, "missing 'method' (a registered method name)")
         method = check.typed(f"{key}.method", item["method"], str)
@@ -175,7 +201,8 @@ def _methods(check: _Checker, raw: Any) -> tuple[MethodEntry, ...]:
         if not isinstance(params, dict):
             raise check.fail(f"{key}.params", f"expected a mapping, got {params!r}")
         train = _train(check, f"{key}.train", item.get("train", {}) or {}, None)
-        entries.append(MethodEntry(method, label, dict(params), train))
+        resources = _resources(check, f"{key}.resources", item.get("resources", {}) or {})
+        entries.append(MethodEntry(method, label, dict(params), train, resources))
     labels = [e.label for e in entries]
     duplicates = sorted({x for x in labels if labels.count(x) > 1})
     if duplicates:

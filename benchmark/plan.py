@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from sepbench.api import Resources, Task, TrainBudget
@@ -28,7 +28,7 @@ class Cell:
     seed: int
     dataset: DatasetSpec
     test_mixtures: int
-    resources: Resources = field(default_factory=Resources)
+    resources: Resources = field(default_factory=Resources)  # what the executor gives it (not part of the id)
     expected_seconds: float = 1.0
     plugins: tuple[str, ...] = ()  # modules to import before the method is looked up (not part of the id)
 
@@ -90,8 +90,19 @@ def estimate_seconds(cls: type, budget: TrainBudget | None, test_mixtures: int) 
     return seconds
 
 
-def plan_grid(grid: Grid) -> Plan:
-    """Resolve methods and parameters and list the cells; any error is raised before work starts."""
+def cell_resources(declared: Resources, entry: dict[str, float], gpu_share: float | None = None) -> Resources:
+    """What a cell asks the executor for: the method's declaration, then the grid entry's ``resources``, then the
+    run's ``--gpu-share`` (which changes only cells that use a GPU). Resources never change a cell's id or results."""
+    resources = replace(declared, **entry)
+    if gpu_share is not None and resources.gpu > 0:
+        resources = replace(resources, gpu=gpu_share)
+    return resources
+
+
+def plan_grid(grid: Grid, gpu_share: float | None = None) -> Plan:
+    """Resolve methods and parameters and list the cells; any error is raised before work starts.
+
+    ``gpu_share``: the share of a GPU every GPU cell of this run takes (``bench run --gpu-share``)."""
     cells: list[Cell] = []
     skipped: list[Skip] = []
     import_plugins(grid.plugins, where=f"{grid.source}: plugins")
@@ -105,6 +116,7 @@ def plan_grid(grid: Grid) -> Plan:
         budget = grid.budget_for(entry) if learned else None
         # a method that does not learn is deterministic: one seed stands for all
         seeds = grid.seeds if learned else grid.seeds[:1]
+        resources = cell_resources(cls.resources, entry.resources, gpu_share)
         served = 0
         for scenario in grid.scenarios:
             reason = cls.unsupported_reason(Task(scenario.weights, scenario.downsample, 0.0))
@@ -115,7 +127,7 @@ def plan_grid(grid: Grid) -> Plan:
             for sigma in grid.noise:
                 for seed in seeds:
                     cells.append(Cell(entry.method, entry.label, params, budget, scenario, sigma, seed,
-                                      grid.dataset, grid.test_mixtures, cls.resources,
+                                      grid.dataset, grid.test_mixtures, resources,
                                       estimate_seconds(cls, budget, grid.test_mixtures), grid.plugins))
         if not served:
             reasons = "; ".join(f"{s.scenario}: {s.reason}" for s in skipped if s.label == entry.label)

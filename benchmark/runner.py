@@ -46,9 +46,11 @@ def default_run_dir(grid: Grid) -> Path:
 
 
 def run_grid(grid: Grid, *, out: str | Path | None = None, executor: str = "ray", address: str | None = None,
-             data_dir: str | Path | None = None, progress_stream: Any = None) -> int:
-    """Run every missing cell of ``grid``; returns the exit status (0, 1 or 130; bad input raises)."""
-    plan = plan_grid(grid)
+             data_dir: str | Path | None = None, progress_stream: Any = None, gpu_share: float | None = None) -> int:
+    """Run every missing cell of ``grid``; returns the exit status (0, 1 or 130; bad input raises).
+
+    ``gpu_share``: the share of a GPU each GPU cell takes in this run (overrides the grid and the methods)."""
+    plan = plan_grid(grid, gpu_share)
     store = RunStore(out or default_run_dir(grid))
     stream = progress_stream or sys.stderr
     with store.lock():
@@ -68,6 +70,7 @@ def run_grid(grid: Grid, *, out: str | Path | None = None, executor: str = "ray"
             "versions": versions(),
             "host": platform.node(),
             "executor": executor,
+            "gpu_share": gpu_share,
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "ended": None,
         }
