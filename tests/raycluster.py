@@ -18,7 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from sepbench.executors.ray import kill_pids, process_tree, stop_process_tree, wait_gone
+import psutil
+
+from sepbench.executors.processes import kill_all, process_tree, stop_process_tree, wait_gone
 
 LOOPBACK = "127.0.0.1"
 REPO = Path(__file__).resolve().parents[1]
@@ -67,14 +69,18 @@ class RayNode:
         self.stop()
         raise RuntimeError(f"ray node did not start (exit {self.proc.returncode}):\n{text[-3000:]}")
 
-    def pids(self) -> list[int]:
-        return [self.proc.pid, *process_tree(self.proc.pid)]
+    def processes(self) -> list[psutil.Process]:
+        """The node's ``ray start`` process and everything below it."""
+        try:
+            return [psutil.Process(self.proc.pid), *process_tree(self.proc.pid)]
+        except psutil.NoSuchProcess:  # stopped or crashed, and reaped
+            return []
 
     def crash(self) -> None:
         """SIGKILL the node: its process group (ray start, raylet, GCS or agents) and its workers, by PID."""
         tree = process_tree(self.proc.pid)  # workers sit in process groups of their own
         os.killpg(self.proc.pid, signal.SIGKILL)
-        kill_pids(tree)
+        kill_all(tree)
         self.proc.wait(10)
         wait_gone(tree, 10)
 
@@ -83,16 +89,15 @@ class RayNode:
         shutil.rmtree(self.temp_dir, ignore_errors=True)  # the node's sockets, logs and session files
 
 
-def processes_with_env(marker: str) -> list[int]:
-    """PIDs of processes whose environment holds ``marker`` (``NAME=value``): everything a run started."""
-    needle, found = marker.encode(), []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and int(entry.name) != os.getpid():
-            try:
-                if needle in (entry / "environ").read_bytes().split(b"\0"):
-                    found.append(int(entry.name))
-            except OSError:
-                continue
+def processes_with_env(name: str, value: str) -> list[psutil.Process]:
+    """Processes (not this one) whose environment sets ``name`` to ``value``: everything a run started."""
+    found = []
+    for process in psutil.process_iter():
+        try:
+            if process.pid != os.getpid() and process.environ().get(name) == value:
+                found.append(process)
+        except psutil.Error:
+            continue
     return found
 
 

@@ -10,7 +10,6 @@ import importlib
 import io
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,17 +18,19 @@ from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
+import psutil
 import pytest
 
 from sepbench.api import _ORIGINS, _REGISTRY, Resources
-from sepbench.executors.ray import _Capacity, process_tree, wait_gone
+from sepbench.executors.processes import process_tree, wait_gone
+from sepbench.executors.ray_scheduler import Capacity
 from sepbench.grid import load_grid, parse_grid
 from sepbench.plan import plan_grid
 from sepbench.runner import run_grid
 from tests.conftest import TINY_GRID, bench
 from tests.raycluster import RayNode, auth_env, free_port, processes_with_env
 
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")
 
 DUAL = {"dual": {"weights": [[0.7, 0.3], [0.3, 0.7]], "downsample": 2}}
 SLOW_FCSAE = {"method": "fcsae", "params": {"hidden": 256}}  # a few seconds per cell on one core
@@ -40,17 +41,23 @@ def marker() -> dict[str, str]:
     return {"SEPBENCH_TEST_RUN": uuid.uuid4().hex}
 
 
-def _marker_pids(env: dict[str, str]) -> list[int]:
-    return processes_with_env(f"SEPBENCH_TEST_RUN={env['SEPBENCH_TEST_RUN']}")
+def _marker_processes(env: dict[str, str]) -> list[psutil.Process]:
+    return processes_with_env("SEPBENCH_TEST_RUN", env["SEPBENCH_TEST_RUN"])
 
 
 def assert_nothing_left(env: dict[str, str], timeout: float = 20) -> None:
     deadline = time.monotonic() + timeout
-    while _marker_pids(env) and time.monotonic() < deadline:
+    while wait_gone(_marker_processes(env), 0) and time.monotonic() < deadline:
         time.sleep(0.2)
-    left = _marker_pids(env)
-    details = [Path(f"/proc/{p}/cmdline").read_bytes()[:120] for p in left if Path(f"/proc/{p}").exists()]
-    assert not left, f"processes of the run are still there: {left} {details}"
+    left = wait_gone(_marker_processes(env), 0)
+    assert not left, f"processes of the run are still there: {[(p.pid, _cmdline(p)) for p in left]}"
+
+
+def _cmdline(process: psutil.Process) -> str:
+    try:
+        return " ".join(process.cmdline())[:120]
+    except psutil.Error:
+        return "?"
 
 
 def rows(run: Path) -> pd.DataFrame:
@@ -62,26 +69,15 @@ def mtimes(run: Path) -> dict[str, int]:
     return {p.name: p.stat().st_mtime_ns for p in (run / "cells").glob("*.parquet")}
 
 
-def listening_ips(pids: list[int]) -> set[str]:
-    """The local addresses of the TCP sockets that ``pids`` listen on, from /proc/net/tcp{,6}."""
-    inodes = set()
-    for pid in pids:
-        try:
-            for fd in Path(f"/proc/{pid}/fd").iterdir():
-                target = os.readlink(fd)
-                if target.startswith("socket:["):
-                    inodes.add(target[8:-1])
-        except OSError:
-            continue
+def listening_ips(processes: list[psutil.Process]) -> set[str]:
+    """The local addresses of the TCP sockets that ``processes`` listen on."""
     found = set()
-    for table, family in (("/proc/net/tcp", socket.AF_INET), ("/proc/net/tcp6", socket.AF_INET6)):
-        for line in Path(table).read_text().splitlines()[1:]:
-            fields = line.split()
-            if fields[3] != "0A" or fields[9] not in inodes:  # 0A: LISTEN
-                continue
-            raw = bytes.fromhex(fields[1].split(":")[0])
-            raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))  # little-endian 32-bit words
-            found.add(socket.inet_ntop(family, raw))
+    for process in processes:
+        try:
+            connections = process.net_connections(kind="tcp")
+        except psutil.Error:
+            continue
+        found |= {c.laddr.ip for c in connections if c.status == psutil.CONN_LISTEN}
     return found
 
 
@@ -135,16 +131,16 @@ def test_worker_node_killed_mid_run_every_cell_still_finishes(tmp_path, write_gr
         worker = RayNode(env, num_cpus=1, address=head.address, tag="w")
         head.wait_started()
         worker.wait_started()
-        assert listening_ips(head.pids() + worker.pids()) <= LOOPBACK_IPS
+        assert listening_ips(head.processes() + worker.processes()) <= LOOPBACK_IPS
         run_env = {**env, **marker()}
         proc = popen_bench("run", "--grid", str(grid), "--out", str(tmp_path / "run"), "--address", head.address,
                            cwd=tmp_path, env=run_env, log=tmp_path / "bench.log")
 
         def cell_on_worker() -> str | None:
-            for pid in process_tree(worker.proc.pid):
+            for process in process_tree(worker.proc.pid):
                 try:
-                    title = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
-                except OSError:
+                    title = process.cmdline()[0]
+                except (psutil.Error, IndexError):
                     continue
                 if title.startswith("ray::cell-"):
                     return title.removeprefix("ray::cell-").split()[0]
@@ -165,11 +161,11 @@ def test_worker_node_killed_mid_run_every_cell_still_finishes(tmp_path, write_gr
         if proc is not None and proc.poll() is None:
             proc.kill()
             proc.wait()
-        pids = head.pids() + (worker.pids() if worker else [])
+        processes = head.processes() + (worker.processes() if worker else [])
         if worker is not None:
             worker.stop()
         head.stop()
-        assert not wait_gone(pids, 10), "cluster processes left behind"
+        assert not wait_gone(processes, 10), "cluster processes left behind"
 
 
 def test_no_cluster_at_the_address_is_one_line_and_exit_2(tmp_path, write_grid):
@@ -254,7 +250,7 @@ def test_ctrl_c_cancels_keeps_finished_cells_stops_ray_and_the_rerun_completes(t
     try:
         wait_for(lambda: list((out / "cells").glob("*.parquet")) if (out / "cells").exists() else [], 180,
                  "a finished cell", proc)
-        ips = listening_ips(_marker_pids(env))
+        ips = listening_ips(_marker_processes(env))
         assert ips and ips <= LOOPBACK_IPS, ips  # the private Ray listens on 127.0.0.1 only
         proc.send_signal(signal.SIGINT)
         assert proc.wait(60) == 130, (tmp_path / "first.log").read_text()
@@ -281,8 +277,8 @@ def test_what_a_cell_asks_ray_for():
     base = plan_grid(parse_grid({**TINY_GRID, "methods": ["average"]})).cells[0]
     gpu_cell = replace(base, resources=Resources(cpu=1, gpu=0.5))
     big_cell = replace(base, resources=Resources(cpu=8, gpu=0))
-    cpu_only = _Capacity(cpu=4, gpu=0, node_cpu=2, node_gpu=0, nodes=2)
-    with_gpu = _Capacity(cpu=16, gpu=2, node_cpu=16, node_gpu=1, nodes=2)
+    cpu_only = Capacity(cpu=4, gpu=0, node_cpu=2, node_gpu=0, nodes=2)
+    with_gpu = Capacity(cpu=16, gpu=2, node_cpu=16, node_gpu=1, nodes=2)
     # no GPU anywhere: the GPU cell becomes a one-core CPU cell on the CPU
     assert (cpu_only.request(gpu_cell).cpu, cpu_only.request(gpu_cell).gpu) == (1.0, 0.0)
     assert cpu_only.request(gpu_cell).device == "cpu" and cpu_only.request(gpu_cell).threads == 1

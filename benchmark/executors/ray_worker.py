@@ -1,0 +1,57 @@
+"""What one Ray task runs, on whichever node Ray puts it: import what the driver had, then run one cell."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+import platform
+import sys
+from collections.abc import Sequence
+
+from sepbench.cell import CellResult
+from sepbench.plan import Cell
+from sepbench.progress import RunProgress
+
+
+def _import_on_worker(driver_path: Sequence[str], cell: Cell, module: str | None) -> None:
+    """Make the worker see what the driver sees: its import path (appended), the grid's plugins, and — for a
+    method registered in the driver by importing a module by hand — that module."""
+    from sepbench import registry
+
+    for entry in driver_path:
+        if entry not in sys.path and os.path.isdir(entry):
+            sys.path.append(entry)
+    if cell.plugins:
+        registry.import_plugins(cell.plugins)
+    if module and module != "__main__" and cell.method not in registry.available_methods():
+        importlib.import_module(module)
+
+
+def run_cell_task(cell: Cell, data_dir: str | None, module: str | None, driver_path: Sequence[str],
+                  threads: int, device: str | None) -> CellResult:
+    """The body of one Ray task: torch threads = the task's CPUs, then :func:`sepbench.cell.run_cell`."""
+    import torch
+
+    from sepbench.cell import run_cell
+
+    torch.set_num_threads(threads)
+    try:
+        _import_on_worker(driver_path, cell, module)
+    except Exception as exc:  # a plugin missing on this node fails its cells, not the run
+        return failed_result(cell, f"cannot load method {cell.method!r} on {platform.node()}: "
+                                   f"{type(exc).__name__}: {exc}")
+    report = RunProgress(0, sys.stderr).epoch_reporter(cell.describe())
+    result = run_cell(cell, data_dir, device=torch.device(device) if device else None, progress=report)
+    with contextlib.suppress(Exception):  # where it ran, for the record
+        import ray
+
+        result.meta["ray_node"] = ray.get_runtime_context().get_node_id()
+    return result
+
+
+def failed_result(cell: Cell, error: str) -> CellResult:
+    """The record of a cell that did not run to the end, with ``error`` as its cause."""
+    meta = {"id": cell.id, "config": cell.config(), "status": "failed", "error": error, "seconds": 0.0,
+            "host": platform.node()}
+    return CellResult(cell.id, "failed", meta)
