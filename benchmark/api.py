@@ -99,6 +99,7 @@ class TrainBudget:
     batch_size: int = 64
     lr: float = 1e-3
     precision: str = "fp32"
+    pairs: str = "fresh"  # training pairs drawn afresh each epoch, or "paper": the public code's fixed 60,000
 
 
 @dataclass

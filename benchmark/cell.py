@@ -72,14 +72,15 @@ def run_cell(cell: Cell, data_dir: str | Path | None = None, device: torch.devic
     try:
         sources = load_sources(data_dir)
         task = cell.task
-        test = make_test_set(sources.test[:cell.dataset.test_size], task, cell.test_mixtures, dataset_key(cell))
+        test = make_test_set(sources.test[:cell.dataset.test_size], task, cell.test_mixtures, dataset_key(cell),
+                             cell.test_pairs)
         import_plugins(cell.plugins)
         meta["origin"] = method_origin(cell.method)
         method = get_method(cell.method)(task, **cell.params)
         data = None
         if cell.budget is not None:
             images = sources.train[:cell.dataset.train_size].to(device)
-            data = TrainingData(images, task, cell.budget.mixtures, cell.seed)
+            data = TrainingData(images, task, cell.budget.mixtures, cell.seed, pairs=cell.budget.pairs)
         ctx = FitContext(device=device, seed=cell.seed, budget=cell.budget or TrainBudget(),
                          progress=progress or (lambda info: None), logger=logger)
         torch.manual_seed(cell.seed)
@@ -98,7 +99,8 @@ def run_cell(cell: Cell, data_dir: str | Path | None = None, device: torch.devic
         t0 = time.perf_counter()
         rows = score(estimates, test.x)
         meta["score_seconds"] = time.perf_counter() - t0
-        flags = recognise_outputs(estimates, sources, cell.dataset.test_size, dataset_key(cell), data_dir)
+        flags = recognise_outputs(estimates, sources, cell.dataset.test_size, dataset_key(cell), data_dir,
+                                  cell.test_pairs)
         if flags is not None:  # per row: are both digits still readable by an MNIST classifier (for the report)
             rows["recognised"] = flags
         meta["n_parameters"] = int(method.n_parameters())

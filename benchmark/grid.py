@@ -31,6 +31,14 @@ class Scenario:
     name: str
     weights: tuple[tuple[float, ...], ...]
     downsample: int = 2
+    superpose: str = "sum"  # or "uint8-wrap", the paper's public code's uint8 sum (see datasets/forward.py)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The grid file's form; ``superpose`` only when not the default (older runs' cell ids stay valid)."""
+        out: dict[str, Any] = {"weights": [list(r) for r in self.weights], "downsample": self.downsample}
+        if self.superpose != "sum":
+            out["superpose"] = self.superpose
+        return out
 
 
 @dataclass(frozen=True)
@@ -54,6 +62,7 @@ class Grid:
     methods: tuple[MethodEntry, ...]
     plugins: tuple[str, ...] = ()
     source: str = "<memory>"
+    test_pairs: str = "random"  # sepbench's seeded test pairs, or "paper": the public code's test pairs
 
     def budget_for(self, entry: MethodEntry) -> TrainBudget:
         """The grid's training defaults with the entry's overrides applied."""
@@ -64,12 +73,12 @@ class Grid:
         return {
             "name": self.name,
             "dataset": asdict(self.dataset),
-            "scenarios": {s.name: {"weights": [list(r) for r in s.weights], "downsample": s.downsample}
-                          for s in self.scenarios},
+            "scenarios": {s.name: s.to_dict() for s in self.scenarios},
             "noise": list(self.noise),
             "seeds": list(self.seeds),
             "train": asdict(self.train),
-            "test": {"mixtures": self.test_mixtures},
+            "test": {"mixtures": self.test_mixtures, **({"pairs": self.test_pairs} if self.test_pairs != "random"
+                                                         else {})},
             "methods": [{"method": m.method, "label": m.label, "params": dict(m.params), "train": dict(m.train),
                          **({"resources": dict(m.resources)} if m.resources else {})} for m in self.methods],
             "plugins": list(self.plugins),
@@ -77,7 +86,10 @@ class Grid:
 
 
 TOP_KEYS = {"name", "dataset", "scenarios", "noise", "seeds", "train", "test", "methods", "plugins"}
-TRAIN_KEYS = {"mixtures": int, "epochs": int, "batch_size": int, "lr": float, "precision": str}
+TRAIN_KEYS = {"mixtures": int, "epochs": int, "batch_size": int, "lr": float, "precision": str, "pairs": str}
+SUPERPOSE_MODES = ("sum", "uint8-wrap")
+TRAIN_PAIRS = ("fresh", "paper")
+TEST_PAIRS = ("random", "paper")
 
 
 class _Checker:
@@ -124,6 +136,10 @@ def _train(check: _Checker, key: str, raw: Any, base: TrainBudget | None) -> dic
             value = check.typed(f"{key}.lr", value, float)
             if not (value > 0 and math.isfinite(value)):
                 raise check.fail(f"{key}.lr", f"expected a positive learning rate, got {value}")
+        elif name == "pairs":
+            value = check.typed(f"{key}.pairs", value, str)
+            if value not in TRAIN_PAIRS:
+                raise check.fail(f"{key}.pairs", f"expected one of {', '.join(TRAIN_PAIRS)}, got {value!r}")
         elif name == "precision":
             value = check.typed(f"{key}.precision", value, str)
             if value not in PRECISIONS:
@@ -165,7 +181,7 @@ def _scenarios(check: _Checker, raw: Any) -> tuple[Scenario, ...]:
     scenarios = []
     for name, spec in raw.items():
         key = f"scenarios.{name}"
-        spec = check.mapping(key, spec, {"weights", "downsample"})
+        spec = check.mapping(key, spec, {"weights", "downsample", "superpose"})
         if "weights" not in spec:
             raise check.fail(key, "missing 'weights' (rows = observations, columns = sources)")
         rows = check.sequence(f"{key}.weights", spec["weights"])
@@ -181,7 +197,10 @@ def _scenarios(check: _Checker, raw: Any) -> tuple[Scenario, ...]:
         downsample = check.positive_int(f"{key}.downsample", spec.get("downsample", 2))
         if 28 % downsample:
             raise check.fail(f"{key}.downsample", f"must divide the image size 28, got {downsample}")
-        scenarios.append(Scenario(str(name), tuple(weights), downsample))
+        superpose = check.typed(f"{key}.superpose", spec.get("superpose", "sum"), str)
+        if superpose not in SUPERPOSE_MODES:
+            raise check.fail(f"{key}.superpose", f"expected one of {', '.join(SUPERPOSE_MODES)}, got {superpose!r}")
+        scenarios.append(Scenario(str(name), tuple(weights), downsample, superpose))
     return tuple(scenarios)
 
 
@@ -243,14 +262,44 @@ def parse_grid(raw: Any, source: str = "<memory>") -> Grid:
     for i, seed in enumerate(check.sequence("seeds", raw["seeds"])):
         seeds.append(check.typed(f"seeds[{i}]", seed, int))
     train = TrainBudget(**_train(check, "train", raw.get("train", {}) or {}, None))
-    test = check.mapping("test", raw.get("test", {}) or {}, {"mixtures"})
+    test = check.mapping("test", raw.get("test", {}) or {}, {"mixtures", "pairs"})
     test_mixtures = check.positive_int("test.mixtures", test.get("mixtures", dataset.test_size))
+    test_pairs = check.typed("test.pairs", test.get("pairs", "random"), str)
+    if test_pairs not in TEST_PAIRS:
+        raise check.fail("test.pairs", f"expected one of {', '.join(TEST_PAIRS)}, got {test_pairs!r}")
     plugins = raw.get("plugins", []) or []
     if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
         raise check.fail("plugins", f"expected a list of importable module names, got {plugins!r}")
-    return Grid(name, dataset, _scenarios(check, raw["scenarios"]), tuple(dict.fromkeys(noise)),
+    grid = Grid(name, dataset, _scenarios(check, raw["scenarios"]), tuple(dict.fromkeys(noise)),
                 tuple(dict.fromkeys(seeds)), train, test_mixtures, _methods(check, raw["methods"]),
-                tuple(plugins), source)
+                tuple(plugins), source, test_pairs)
+    _check_paper_pairs(check, grid)
+    return grid
+
+
+def _check_paper_pairs(check: _Checker, grid: Grid) -> None:
+    """The paper's pairs index whole MNIST splits and pair two sources: say so before any work starts."""
+    wants_train = [e.label for e in grid.methods if grid.budget_for(e).pairs == "paper"]
+    if grid.test_pairs != "paper" and not wants_train:
+        return
+    for scenario in grid.scenarios:
+        if len(scenario.weights[0]) != 2:
+            raise check.fail(f"scenarios.{scenario.name}", "the paper's pairs need two sources per mixture")
+    if grid.test_pairs == "paper":
+        if grid.dataset.test_size != 10000:
+            raise check.fail("test.pairs", "the paper's test pairs index all 10000 MNIST test images: "
+                             f"dataset.test_size is {grid.dataset.test_size}")
+        if grid.test_mixtures > 10000:
+            raise check.fail("test.mixtures", f"the paper has 10000 test pairs, {grid.test_mixtures} asked for")
+    if wants_train:
+        if grid.dataset.train_size != 60000:
+            raise check.fail("train.pairs", "the paper's training pairs index all 60000 MNIST training images: "
+                             f"dataset.train_size is {grid.dataset.train_size}")
+        for entry in grid.methods:
+            budget = grid.budget_for(entry)
+            if budget.pairs == "paper" and budget.mixtures > 60000:
+                raise check.fail("train.mixtures", f"{entry.label}: the paper has 60000 training pairs, "
+                                 f"{budget.mixtures} asked for")
 
 
 def packaged_grids() -> list[str]:

@@ -31,26 +31,32 @@ class Cell:
     resources: Resources = field(default_factory=Resources)  # what the executor gives it (not part of the id)
     expected_seconds: float = 1.0
     plugins: tuple[str, ...] = ()  # modules to import before the method is looked up (not part of the id)
+    test_pairs: str = "random"
 
     @property
     def task(self) -> Task:
-        return Task(self.scenario.weights, self.scenario.downsample, self.sigma)
+        return Task(self.scenario.weights, self.scenario.downsample, self.sigma, superpose=self.scenario.superpose)
 
     def config(self) -> dict[str, Any]:
         """Everything that determines the cell's results, as plain JSON-able data."""
-        return {
+        budget = asdict(self.budget) if self.budget else None
+        if budget is not None and budget["pairs"] == "fresh":
+            del budget["pairs"]  # the default stays out, so that older runs' cell ids stay valid
+        config = {
             "format": CELL_FORMAT,
             "method": self.method,
             "label": self.label,
             "params": self.params,
-            "budget": asdict(self.budget) if self.budget else None,
-            "scenario": {"name": self.scenario.name, "weights": [list(r) for r in self.scenario.weights],
-                         "downsample": self.scenario.downsample},
+            "budget": budget,
+            "scenario": {"name": self.scenario.name, **self.scenario.to_dict()},
             "sigma": self.sigma,
             "seed": self.seed,
             "dataset": asdict(self.dataset),
             "test_mixtures": self.test_mixtures,
         }
+        if self.test_pairs != "random":
+            config["test_pairs"] = self.test_pairs
+        return config
 
     @property
     def id(self) -> str:
@@ -119,7 +125,8 @@ def plan_grid(grid: Grid, gpu_share: float | None = None) -> Plan:
         resources = cell_resources(cls.resources, entry.resources, gpu_share)
         served = 0
         for scenario in grid.scenarios:
-            reason = cls.unsupported_reason(Task(scenario.weights, scenario.downsample, 0.0))
+            reason = cls.unsupported_reason(Task(scenario.weights, scenario.downsample, 0.0,
+                                                 superpose=scenario.superpose))
             if reason:
                 skipped.append(Skip(entry.label, scenario.name, reason))
                 continue
@@ -128,7 +135,8 @@ def plan_grid(grid: Grid, gpu_share: float | None = None) -> Plan:
                 for seed in seeds:
                     cells.append(Cell(entry.method, entry.label, params, budget, scenario, sigma, seed,
                                       grid.dataset, grid.test_mixtures, resources,
-                                      estimate_seconds(cls, budget, grid.test_mixtures), grid.plugins))
+                                      estimate_seconds(cls, budget, grid.test_mixtures), grid.plugins,
+                                      grid.test_pairs))
         if not served:
             reasons = "; ".join(f"{s.scenario}: {s.reason}" for s in skipped if s.label == entry.label)
             raise UserError(f"{grid.source}: methods: {entry.label} cannot serve any scenario of the grid "

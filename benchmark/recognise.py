@@ -165,15 +165,15 @@ def recognised(predicted: np.ndarray, truth: np.ndarray) -> np.ndarray:
 
 
 def mixture_labels(sources: SourceImages, test_size: int, n_mixtures: int, n_sources: int,
-                   dataset_key: str) -> np.ndarray:
+                   dataset_key: str, test_pairs: str = "random") -> np.ndarray:
     """True digits ``(N, S)`` of the fixed test mixtures (the same pairs the cell's test set uses)."""
     labels = sources.test_labels[:test_size]
-    pairs = fixed_test_pairs(len(labels), n_mixtures, n_sources, dataset_key)
+    pairs = fixed_test_pairs(len(labels), n_mixtures, n_sources, dataset_key, test_pairs)
     return labels[pairs].numpy()
 
 
 def recognise_outputs(estimates: torch.Tensor, sources: SourceImages, test_size: int, dataset_key: str,
-                      data_dir: str | Path | None = None) -> np.ndarray | None:
+                      data_dir: str | Path | None = None, test_pairs: str = "random") -> np.ndarray | None:
     """Per score row (mixture-major, source-minor): whether the row's mixture was recognised.
 
     None when the sources are not MNIST digits (the classifier would not apply), or when the classifier
@@ -183,7 +183,7 @@ def recognise_outputs(estimates: torch.Tensor, sources: SourceImages, test_size:
         return None
     n_mixtures, n_sources = estimates.shape[:2]
     try:
-        truth = mixture_labels(sources, test_size, n_mixtures, n_sources, dataset_key)
+        truth = mixture_labels(sources, test_size, n_mixtures, n_sources, dataset_key, test_pairs)
         predicted = load_classifier(data_dir, sources).predict(estimates)
     except Exception as exc:  # logged; the cell's scores stand without this column
         log.warning("digit recognisability skipped: %s: %s", type(exc).__name__, exc)

@@ -10,6 +10,7 @@ from typing import Any, NamedTuple
 import torch
 
 from sepbench.datasets.forward import observe
+from sepbench.datasets.paper import paper_pairs
 
 
 class Batch(NamedTuple):
@@ -51,59 +52,75 @@ def draw_pairs(n_images: int, n_mixtures: int, n_sources: int, gen: torch.Genera
 
 
 def mix(images: torch.Tensor, pairs: torch.Tensor, weights: torch.Tensor, downsample: int, sigma: float,
-        gen: torch.Generator) -> Batch:
+        gen: torch.Generator, superpose: str = "sum") -> Batch:
     """Gather source images by ``pairs`` and apply the forward model, all on ``images``' device."""
     # index_select: the same gather as images[pairs], without advanced indexing's overhead (~5× on CPU)
     x = images.index_select(0, pairs.reshape(-1)).view(*pairs.shape, *images.shape[1:])
-    y, z = observe(x, weights, downsample, sigma, gen)
+    y, z = observe(x, weights, downsample, sigma, gen, superpose)
     return Batch(y, x, z)
 
 
 class TrainingData:
     """Training mixtures generated batch by batch on the device, reproducibly from a seed.
 
-    Every epoch draws fresh pairs and fresh noise; the validation set is fixed for the cell.
+    Every epoch draws fresh pairs and fresh noise (``pairs='fresh'``), or, with ``pairs='paper'``, runs the
+    first ``n_mixtures`` of the paper's public code's fixed training pairs in their order every epoch (fresh
+    noise each time, as its loader did); the validation set is fixed for the cell.
     """
 
     def __init__(self, images: torch.Tensor, task: Any, n_mixtures: int, seed: int,
-                 n_validation: int | None = None) -> None:
+                 n_validation: int | None = None, pairs: str = "fresh") -> None:
         self.images = images
         self.task = task
         self.device = images.device
         self.n_mixtures = n_mixtures
         self.weights = task.weight_matrix(self.device)
+        self.superpose = getattr(task, "superpose", "sum")
+        self.fixed_pairs = None
+        if pairs == "paper":
+            self.fixed_pairs = paper_pairs("train", n_mixtures, len(images)).to(self.device)
+        elif pairs != "fresh":
+            raise ValueError(f"unknown training pairs {pairs!r} (expected fresh or paper)")
         self._gen = _generator(self.device, stable_seed("train", seed))
         if n_validation is None:
             n_validation = min(1000, max(64, n_mixtures // 10))
         val_gen = _generator(self.device, stable_seed("validation", seed))
-        pairs = draw_pairs(len(images), n_validation, task.n_sources, val_gen)
-        self.validation = mix(images, pairs, self.weights, task.downsample, task.sigma, val_gen)
+        val_pairs = draw_pairs(len(images), n_validation, task.n_sources, val_gen)
+        self.validation = mix(images, val_pairs, self.weights, task.downsample, task.sigma, val_gen, self.superpose)
 
     def __len__(self) -> int:
         return self.n_mixtures
 
     def epoch(self, batch_size: int) -> Iterator[Batch]:
-        """One pass over ``n_mixtures`` fresh mixtures, in batches of ``batch_size``."""
-        pairs = draw_pairs(len(self.images), self.n_mixtures, self.task.n_sources, self._gen)
+        """One pass over ``n_mixtures`` mixtures (fresh pairs, or the fixed ones), in batches of ``batch_size``."""
+        pairs = self.fixed_pairs
+        if pairs is None:
+            pairs = draw_pairs(len(self.images), self.n_mixtures, self.task.n_sources, self._gen)
         for start in range(0, self.n_mixtures, batch_size):
             yield mix(self.images, pairs[start:start + batch_size], self.weights, self.task.downsample,
-                      self.task.sigma, self._gen)
+                      self.task.sigma, self._gen, self.superpose)
 
 
-def fixed_test_pairs(n_images: int, n_mixtures: int, n_sources: int, dataset_key: str) -> torch.Tensor:
-    """Indices ``(N, S)`` into the test images of the fixed test mixtures (e.g. to look up their labels)."""
+def fixed_test_pairs(n_images: int, n_mixtures: int, n_sources: int, dataset_key: str,
+                     pairs: str = "random") -> torch.Tensor:
+    """Indices ``(N, S)`` into the test images of the fixed test mixtures (e.g. to look up their labels):
+    sepbench's seeded draw (``random``), or the first ``n_mixtures`` of the paper's test pairs (``paper``)."""
+    if pairs == "paper":
+        return paper_pairs("test", n_mixtures, n_images)
     gen = _generator(torch.device("cpu"), stable_seed("test-pairs", dataset_key, n_mixtures))
     return draw_pairs(n_images, n_mixtures, n_sources, gen)
 
 
-def make_test_set(images: torch.Tensor, task: Any, n_mixtures: int, dataset_key: str) -> Batch:
+def make_test_set(images: torch.Tensor, task: Any, n_mixtures: int, dataset_key: str, pairs: str = "random"
+                  ) -> Batch:
     """The fixed test mixtures of (dataset, scenario, σ): built on the CPU, the same for every method and seed.
 
     The source pairs depend on the dataset and the count only, so every scenario and σ reuses the same
     digits; the noise depends on the scenario's weights, its downsampling and σ.
     """
     images = images.cpu()
-    pairs = fixed_test_pairs(len(images), n_mixtures, task.n_sources, dataset_key)
+    indices = fixed_test_pairs(len(images), n_mixtures, task.n_sources, dataset_key, pairs)
     noise_gen = _generator(torch.device("cpu"),
                            stable_seed("test-noise", dataset_key, task.weights, task.downsample, task.sigma))
-    return mix(images, pairs, task.weight_matrix(), task.downsample, task.sigma, noise_gen)
+    return mix(images, indices, task.weight_matrix(), task.downsample, task.sigma, noise_gen,
+               getattr(task, "superpose", "sum"))

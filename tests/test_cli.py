@@ -91,6 +91,11 @@ def _assert_bad_input(result, fragment: str) -> None:
     ({"seeds": [0.5]}, "seeds[0]: expected int"),
     ({"methods": ["average", "nosuch"]}, "unknown method 'nosuch' (known: average"),
     ({"scenarios": {"single": {"weights": [[1, 1]]}}, "methods": ["ica"]}, "cannot serve any scenario"),
+    ({"scenarios": {"s": {"weights": [[1, 1]], "superpose": "max"}}}, "superpose: expected one of sum, uint8-wrap"),
+    ({"test": {"mixtures": 40, "pairs": "paper"}}, "index all 10000 MNIST test images"),
+    ({"train": {"mixtures": 128, "pairs": "paper"}}, "index all 60000 MNIST training images"),
+    ({"dataset": {"name": "mnist", "train_size": 60000, "test_size": 10000}, "test": {"mixtures": 20000,
+      "pairs": "paper"}}, "the paper has 10000 test pairs"),
 ])
 def test_bad_grids_exit_2_with_one_line_and_write_nothing(tmp_path, write_grid, changes, fragment):
     out = tmp_path / "out"
