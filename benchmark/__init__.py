@@ -29,7 +29,7 @@ _EXPORTS = {
     "ParameterError": "sepbench.errors",
     "TrainingData": "sepbench.datasets.mixtures",
     "Batch": "sepbench.datasets.mixtures",
-    "TorchMethod": "sepbench.methods.training",
+    "TorchMethod": "sepbench.methods.torch_method",
     "superimpose": "sepbench.datasets.forward",
     "downsample": "sepbench.datasets.forward",
     "upsample": "sepbench.datasets.forward",
@@ -57,4 +57,4 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from sepbench.datasets.forward import downsample, superimpose, upsample
     from sepbench.datasets.mixtures import Batch, TrainingData
     from sepbench.errors import ParameterError, UserError
-    from sepbench.methods.training import TorchMethod
+    from sepbench.methods.torch_method import TorchMethod

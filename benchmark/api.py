@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 
 from sepbench.errors import ParameterError
+from sepbench.values import coerce
 
 if TYPE_CHECKING:
     from sepbench.datasets.mixtures import TrainingData
@@ -75,13 +76,12 @@ class Param:
     help: str = ""
 
     def validate(self, method: str, name: str, value: Any) -> Any:
-        expected = self.type
-        if expected is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if isinstance(value, bool) and expected is not bool or not isinstance(value, expected):
+        try:
+            value = coerce(value, self.type)
+        except TypeError:
             raise ParameterError(
-                f"method {method!r}: parameter {name!r} must be {expected.__name__}, got {value!r}"
-            )
+                f"method {method!r}: parameter {name!r} must be {self.type.__name__}, got {value!r}"
+            ) from None
         if self.choices is not None and value not in self.choices:
             options = ", ".join(map(str, self.choices))
             raise ParameterError(f"method {method!r}: parameter {name!r} must be one of {options}, got {value!r}")

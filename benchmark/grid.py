@@ -15,8 +15,8 @@ import yaml
 
 from sepbench.api import TrainBudget
 from sepbench.errors import GridError
-
-PRECISIONS = ("auto", "fp32", "bf16")
+from sepbench.precision import PRECISIONS
+from sepbench.values import coerce
 
 
 @dataclass(frozen=True)
@@ -102,11 +102,10 @@ class _Checker:
         return GridError(f"{self.source}: {key}: {message}")
 
     def typed(self, key: str, value: Any, kind: type) -> Any:
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if isinstance(value, bool) and kind is not bool or not isinstance(value, kind):
-            raise self.fail(key, f"expected {kind.__name__}, got {value!r}")
-        return value
+        try:
+            return coerce(value, kind)
+        except TypeError as exc:
+            raise self.fail(key, str(exc)) from None
 
     def mapping(self, key: str, value: Any, allowed: set[str]) -> dict[str, Any]:
         if not isinstance(value, dict):

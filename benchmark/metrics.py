@@ -1,7 +1,8 @@
 """Scores per test mixture and per source, under the best assignment of outputs to sources.
 
 MSE (mean over pixels), PSNR (``-10·log10(MSE)``, data range 1) and SSIM exactly as scikit-image's
-``structural_similarity(data_range=1)``. The permutation is chosen per mixture by the lowest summed MSE.
+``structural_similarity(data_range=1)``. The permutation is chosen per mixture by the lowest summed MSE
+(:mod:`sepbench.pit`, the same search the PIT training loss uses).
 
 SSIM is computed by the batched torch implementation :func:`sepbench.fast_ssim.ssim_batch` (tests hold it to
 scikit-image within 1e-5 on random and real digits; it is far faster); scikit-image stays the reference and
@@ -10,7 +11,6 @@ can be asked for with ``score(..., ssim=ssim_skimage)``.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable
 
 import numpy as np
@@ -18,6 +18,7 @@ import pandas as pd
 import torch
 from skimage.metrics import structural_similarity
 
+from sepbench import pit
 from sepbench.fast_ssim import ssim_batch
 
 MSE_FLOOR = 1e-10  # PSNR of a perfect estimate is capped at 100 dB instead of infinity
@@ -29,19 +30,7 @@ def pairwise_mse(est: torch.Tensor, ref: torch.Tensor, block: int = 128) -> torc
     Computed ``block`` mixtures at a time so the float64 differences stay in cache (same values, ~9× faster
     on 10,000 MNIST mixtures on one CPU thread than one pass over the whole set).
     """
-    parts = [(e.double().unsqueeze(2) - r.double().unsqueeze(1)).square_().flatten(3).mean(-1)
-             for e, r in zip(est.split(block), ref.split(block), strict=True)]
-    return torch.cat(parts)
-
-
-def best_permutation(pair_mse: torch.Tensor) -> torch.Tensor:
-    """For each mixture, the output index assigned to each source ``(N, S)``, minimising summed MSE."""
-    n_sources = pair_mse.shape[-1]
-    perms = torch.tensor(list(itertools.permutations(range(n_sources))), device=pair_mse.device)
-    sources = torch.arange(n_sources, device=pair_mse.device)
-    totals = torch.stack([pair_mse[:, perm, sources].sum(-1) for perm in perms], dim=1)
-    # ties (e.g. identical outputs) resolve to the first permutation, the identity
-    return perms[totals.argmin(dim=1)]
+    return pit.pairwise_cost(est.double(), ref.double(), pit.squared_error, block=block)
 
 
 def ssim_skimage(est: np.ndarray, ref: np.ndarray) -> np.ndarray:
@@ -66,7 +55,7 @@ def score(est: torch.Tensor, ref: torch.Tensor,
         raise ValueError(f"estimates {tuple(est.shape)} and sources {tuple(ref.shape)} differ in shape")
     n, n_sources = est.shape[:2]
     pair = pairwise_mse(est, ref)
-    perm = best_permutation(pair)
+    perm = pit.best_permutation(pair)
     chosen = torch.gather(est, 1, perm[:, :, None, None].expand(-1, -1, *est.shape[2:])).double()
     mse = torch.gather(pair, 1, perm[:, None, :]).squeeze(1)
     est_np = chosen.numpy().reshape(n * n_sources, *est.shape[2:])

@@ -10,6 +10,7 @@ from typing import Any
 from sepbench.api import Resources, Task, TrainBudget
 from sepbench.errors import UserError
 from sepbench.grid import DatasetSpec, Grid, Scenario
+from sepbench.precision import cpu_has_bf16
 from sepbench.registry import get_method, import_plugins
 
 CELL_FORMAT = 1  # bump when a change makes old cell results incomparable
@@ -89,8 +90,6 @@ def estimate_seconds(cls: type, budget: TrainBudget | None, test_mixtures: int) 
     if budget is not None and cls.cpu_mixtures_per_s > 0:
         rate = cls.cpu_mixtures_per_s
         if budget.precision != "fp32" and getattr(cls, "supports_bf16", False):
-            from sepbench.methods.training import cpu_has_bf16  # the torch methods' base; imported only when it matters
-
             rate *= cls.cpu_bf16_speedup if cpu_has_bf16() else 1.0
         seconds += budget.epochs * budget.mixtures / rate
     return seconds

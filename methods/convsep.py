@@ -38,9 +38,7 @@ from torch import nn
 
 from sepbench import Batch, Param, Resources, TorchMethod, register_method, upsample
 from sepbench.methods.estimates import even_split_logit, logit
-from sepbench.methods.training import separation_loss
-
-_LOSS_MODES = ("fixed", "pit")
+from sepbench.methods.losses import LOSS_MODES, separation_loss
 
 
 def _bn(channels: int) -> nn.BatchNorm2d:
@@ -149,7 +147,7 @@ class ConvSep(TorchMethod):
     """Model I (ConvSep) as the paper's public code builds it: conv encoder-decoder to ẑ, then two separators."""
 
     parameters: ClassVar[dict[str, Param]] = {
-        "loss": Param("fixed", str, choices=_LOSS_MODES, help="fixed-order targets (the paper's) or PIT"),
+        "loss": Param("fixed", str, choices=LOSS_MODES, help="fixed-order targets (the paper's) or PIT"),
         "residual": Param(False, bool, help="ẑ's logits start from the upsampled y (false: the paper's)"),
         "prior": Param(False, bool, help="separator logits start from the even split (false: the paper's)"),
     }

@@ -41,7 +41,8 @@ from sepbench.datasets.forward import upsample
 from sepbench.datasets.mixtures import Batch
 from sepbench.errors import ParameterError
 from sepbench.methods.estimates import even_split_logit
-from sepbench.methods.training import LOSS_MODES, TorchMethod, separation_loss
+from sepbench.methods.losses import LOSS_MODES, separation_loss
+from sepbench.methods.torch_method import TorchMethod
 
 
 class ResBlock(nn.Module):

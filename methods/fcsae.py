@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from sepbench.api import Param, register_method
-from sepbench.methods.training import LOSS_MODES, TorchMethod
+from sepbench.methods.losses import LOSS_MODES
+from sepbench.methods.torch_method import TorchMethod
 
 
 class StackedAutoencoder(nn.Module):

@@ -37,7 +37,8 @@ from torch import nn
 from sepbench.api import Param, Resources, register_method
 from sepbench.errors import ParameterError
 from sepbench.methods.estimates import even_split_logit
-from sepbench.methods.training import LOSS_MODES, TorchMethod
+from sepbench.methods.losses import LOSS_MODES
+from sepbench.methods.torch_method import TorchMethod
 
 GRID = 6  # the compressed map is 8 × GRID × GRID
 FEATURES = 8

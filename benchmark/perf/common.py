@@ -13,7 +13,9 @@ import torch
 
 from sepbench.api import Task
 from sepbench.datasets.mixtures import Batch, TrainingData
-from sepbench.methods.training import TorchMethod, autocast, make_optimiser
+from sepbench.methods.torch_method import TorchMethod
+from sepbench.methods.training import make_optimiser
+from sepbench.precision import autocast
 from sepbench.registry import get_method
 
 SINGLE = Task(((1.0, 1.0),), 2, 0.01)  # the paper's scenario: one detector sees x1 + x2, σ = 0.01

@@ -26,8 +26,8 @@ import torch
 
 from sepbench.datasets.mixtures import Batch
 from sepbench.datasets.mnist import load_mnist
-from sepbench.methods.training import autocast, resolve_precision
 from sepbench.perf.common import LEARNED, build_method, endless_batches, load, training_step
+from sepbench.precision import autocast, resolve_precision
 
 GAIN = 0.05  # stop packing when one more cell adds less than this to the total
 

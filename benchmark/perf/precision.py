@@ -22,9 +22,9 @@ import torch
 from sepbench.api import FitContext, TrainBudget
 from sepbench.datasets.mixtures import Batch, TrainingData, make_test_set
 from sepbench.datasets.mnist import SourceImages, load_mnist
-from sepbench.methods.training import bf16_supported, resolve_precision
 from sepbench.metrics import score
 from sepbench.perf.common import LEARNED, SINGLE, build_method, load, median_seconds, run_steps, training_step
+from sepbench.precision import bf16_supported, resolve_precision
 
 STEPS = {"fcsae": 40, "convsep": 3, "ligt": 6}
 

@@ -4,7 +4,8 @@ import numpy as np
 import torch
 from skimage.metrics import mean_squared_error, peak_signal_noise_ratio, structural_similarity
 
-from sepbench.metrics import best_permutation, pairwise_mse, score
+from sepbench.metrics import pairwise_mse, score
+from sepbench.pit import best_permutation
 
 
 def _pair(n=20, seed=0):

@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from sepbench import TorchMethod
 from sepbench.api import Task
-from sepbench.methods.training import TorchMethod
 from sepbench.registry import available_methods
 
 SINGLE = Task(((1.0, 1.0),), 2, 0.01)

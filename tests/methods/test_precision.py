@@ -8,9 +8,10 @@ import pytest
 import torch
 from torch import nn
 
-import sepbench.methods.training as training
+import sepbench.precision as precision_module
+from sepbench import TorchMethod
 from sepbench.api import FitContext, TrainBudget
-from sepbench.methods.training import TorchMethod, autocast, bf16_supported, cpu_has_bf16, resolve_precision
+from sepbench.precision import autocast, bf16_supported, cpu_has_bf16, resolve_precision
 from sepbench.registry import available_methods
 
 
@@ -54,9 +55,9 @@ def test_resolve_precision() -> None:
 
 
 def test_auto_follows_the_hardware(monkeypatch) -> None:
-    monkeypatch.setattr(training, "bf16_supported", lambda device: True)
+    monkeypatch.setattr(precision_module, "bf16_supported", lambda device: True)
     assert resolve_precision("auto", "cpu") == "bf16"
-    monkeypatch.setattr(training, "bf16_supported", lambda device: False)
+    monkeypatch.setattr(precision_module, "bf16_supported", lambda device: False)
     assert resolve_precision("auto", "cpu") == "fp32"
 
 
@@ -105,7 +106,7 @@ def test_training_and_separation_run_in_the_resolved_precision(precision, single
 
 def test_auto_is_resolved_at_fit_time_and_recorded(single_task, make_data, monkeypatch) -> None:
     for native, expected in ((True, "bf16"), (False, "fp32")):
-        monkeypatch.setattr(training, "bf16_supported", lambda device, native=native: native)
+        monkeypatch.setattr(precision_module, "bf16_supported", lambda device, native=native: native)
         method = _RecorderMethod(single_task)
         assert method.precision_ == "fp32"  # before fit: separate runs in fp32
         method.fit(make_data(single_task, n_mixtures=32), _ctx("auto", mixtures=32))
@@ -113,7 +114,7 @@ def test_auto_is_resolved_at_fit_time_and_recorded(single_task, make_data, monke
 
 
 def test_a_method_without_bf16_support_trains_in_fp32(single_task, make_data, monkeypatch) -> None:
-    monkeypatch.setattr(training, "bf16_supported", lambda device: True)
+    monkeypatch.setattr(precision_module, "bf16_supported", lambda device: True)
     for requested in ("auto", "bf16"):
         method = _NoBf16Method(single_task)
         method.fit(make_data(single_task, n_mixtures=32), _ctx(requested, mixtures=32))

@@ -8,18 +8,10 @@ import pytest
 import torch
 from torch import nn
 
-from sepbench import TrainBudget
-from sepbench.methods.training import (
-    FastDropout,
-    TorchMethod,
-    TrainingDiverged,
-    adamw_cosine,
-    evaluate,
-    fast_dropout,
-    separation_loss,
-    train_network,
-    use_fast_dropout,
-)
+from sepbench import TorchMethod, TrainBudget
+from sepbench.methods.dropout import FastDropout, fast_dropout, use_fast_dropout
+from sepbench.methods.losses import separation_loss
+from sepbench.methods.training import TrainingDiverged, adamw_cosine, evaluate, train_network
 
 
 def _sources(n: int = 8, s: int = 2, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
