@@ -1,3 +1,13 @@
 """Built-in separation methods; importing this package registers each of them."""
 
-from sepbench.methods import average, convsep, convsep_res, fcsae, ica, ligt, ligt_spatial  # noqa: F401
+from sepbench.methods import (  # noqa: F401
+    average,
+    convsep,
+    convsep_res,
+    fcsae,
+    ica,
+    ligt,
+    ligt_spatial,
+    patchformer,
+    unet,
+)
