@@ -35,7 +35,8 @@ from torch import nn
 from sepbench import Param, Resources, TorchMethod, register_method
 from sepbench.errors import ParameterError
 from sepbench.methods.estimates import even_split_logit
-from sepbench.methods.training import LOSS_MODES, adamw_cosine, default_optimiser
+from sepbench.methods.losses import LOSS_MODES
+from sepbench.methods.training import adamw_cosine, default_optimiser
 from sepbench.methods.unet import groups
 
 STEM = 32  # channels of the convolutional stem and head
