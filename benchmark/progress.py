@@ -47,6 +47,8 @@ class RunProgress:
         if meta.get("status") == "done":
             self.done += 1
             outcome = f"MSE {meta['mse']:.4g}  SSIM {meta['ssim']:.3f}  ({format_duration(meta['seconds'])})"
+            if meta.get("gpu_ids"):  # where an executor put it
+                outcome += f" on GPU {','.join(map(str, meta['gpu_ids']))}: {meta.get('device_note') or meta['device']}"
         else:
             self.failed += 1
             outcome = f"FAILED: {meta.get('error', 'unknown error')}"

@@ -43,13 +43,15 @@ def free_port() -> int:
 class RayNode:
     """One ``ray start --block`` node: the head when ``address`` is None, else a worker joining ``address``."""
 
-    def __init__(self, env: dict[str, str], num_cpus: int = 1, address: str | None = None, tag: str = "n") -> None:
+    def __init__(self, env: dict[str, str], num_cpus: int = 1, address: str | None = None, tag: str = "n",
+                 num_gpus: int = 0) -> None:
+        """``num_gpus``: logical GPUs (Ray schedules them as if they were there; torch sees no CUDA)."""
         self.temp_dir = tempfile.mkdtemp(prefix=f"sb{tag}-", dir="/tmp")  # short: Ray's socket paths are limited
         self.port = free_port() if address is None else None
         self.address = address or f"{LOOPBACK}:{self.port}"
         self.log = Path(self.temp_dir) / "start.log"
         args = [sys.executable, "-m", "tests.raycluster", "start", "--block", f"--node-ip-address={LOOPBACK}",
-                f"--num-cpus={num_cpus}", "--num-gpus=0", f"--temp-dir={self.temp_dir}",
+                f"--num-cpus={num_cpus}", f"--num-gpus={num_gpus}", f"--temp-dir={self.temp_dir}",
                 "--object-store-memory=100000000", "--disable-usage-stats"]
         args += ["--head", f"--port={self.port}", "--include-dashboard=false"] if address is None else \
             [f"--address={address}"]

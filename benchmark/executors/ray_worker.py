@@ -42,7 +42,13 @@ def run_cell_task(cell: Cell, data_dir: str | None, module: str | None, driver_p
         return failed_result(cell, f"cannot load method {cell.method!r} on {platform.node()}: "
                                    f"{type(exc).__name__}: {exc}")
     report = RunProgress(0, sys.stderr).epoch_reporter(cell.describe())
-    result = run_cell(cell, data_dir, device=torch.device(device) if device else None, progress=report)
+    gpu_ids = None
+    if device is None:  # a GPU cell: it runs on the GPU Ray gave this task (the CPU if torch sees no CUDA)
+        import ray
+
+        gpu_ids = ray.get_gpu_ids()
+    result = run_cell(cell, data_dir, device=torch.device(device) if device else None, progress=report,
+                      gpu_ids=gpu_ids)
     with contextlib.suppress(Exception):  # where it ran, for the record
         import ray
 
