@@ -23,6 +23,7 @@ from sepbench.datasets.mixtures import TrainingData, make_test_set
 from sepbench.datasets.mnist import SourceImages, load_mnist
 from sepbench.devices import Placement, place
 from sepbench.metrics import score
+from sepbench.paper_protocol import paper_protocol
 from sepbench.plan import Cell
 from sepbench.recognise import recognise_outputs
 from sepbench.registry import get_method, import_plugins, method_origin
@@ -103,6 +104,10 @@ def run_cell(cell: Cell, data_dir: str | Path | None = None, device: torch.devic
                                   cell.test_pairs)
         if flags is not None:  # per row: are both digits still readable by an MNIST classifier (for the report)
             rows["recognised"] = flags
+        if cell.test_pairs == "paper" and task.n_sources == 2:  # the paper's test set: its protocol too
+            t0 = time.perf_counter()
+            meta["paper_protocol"] = paper_protocol(method, test.y, test.x, estimates, rows, cell.seed)
+            meta["paper_protocol_seconds"] = time.perf_counter() - t0
         meta["n_parameters"] = int(method.n_parameters())
         meta["history"] = getattr(method, "history_", [])
         meta["precision"] = getattr(method, "precision_", None)  # resolved ('auto' → fp32 | bf16); None: no network

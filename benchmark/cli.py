@@ -49,13 +49,27 @@ def run(grid_name: str, out: str | None, executor: str, address: str | None, dat
               help="Where to write (default: the run directory; for several runs <first run>/comparison).")
 @click.option("--data-dir", envvar="BENCH_DATA", type=click.Path(file_okay=False),
               help="Where MNIST and the digit classifier are (default ~/.cache/sepbench).")
-def report(runs: tuple[str, ...], out: str | None, data_dir: str | None) -> None:
+@click.option("--protocol", type=click.Choice(["sepbench", "paper"]), default="sepbench", show_default=True,
+              help="paper: the paper's scoring protocol beside sepbench's (paper-protocol.md/.csv), for runs "
+                   "scored on the paper's test pairs.")
+def report(runs: tuple[str, ...], out: str | None, data_dir: str | None, protocol: str) -> None:
     """Write report.html, report.md, summary.csv and figures for a run; several runs: one comparison page.
 
     Without RUNS: a report for every run under reports/ whose cells changed since its last report, each in
     its own directory (a named run is always reported).
     """
     from pathlib import Path
+
+    if protocol == "paper":
+        from sepbench.report.paper import write_paper_report
+
+        if not runs:
+            raise UserError("--protocol paper needs the run directories to report on")
+        for run_dir in runs:
+            path = write_paper_report(run_dir, out)
+            click.echo(path.read_text())
+            click.echo(f"wrote {path}")
+        return
 
     from sepbench.report import is_current, write_comparison, write_report
 

@@ -179,3 +179,33 @@ def test_methods_lists_builtins(tmp_path):
     assert result.returncode == 0
     for name in ("average", "ica", "fcsae"):
         assert name in result.stdout
+
+
+def test_paper_protocol_report_needs_the_papers_test_pairs(tiny_run):
+    root, _, out, _ = tiny_run
+    _assert_bad_input(bench("report", "--protocol", "paper", str(out), cwd=root), "not scored on the paper's test")
+
+
+def test_paper_protocol_report_on_the_papers_data(tmp_path, write_grid):
+    grid = write_grid({"dataset": {"name": "mnist", "train_size": 60000, "test_size": 10000},
+                       "scenarios": {"wrap": {"weights": [[1, 1]], "superpose": "uint8-wrap"}}, "noise": [0.01],
+                       "train": {"mixtures": 64, "epochs": 1, "batch_size": 32, "pairs": "paper"},
+                       "test": {"mixtures": 200, "pairs": "paper"},
+                       "methods": ["average", {"method": "fcsae", "params": {"hidden": 32}}]})
+    out = tmp_path / "paper"
+    assert bench("run", "--grid", str(grid), "--out", str(out), "--executor", "local", cwd=tmp_path).returncode == 0
+    result = bench("report", "--protocol", "paper", str(out), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    table = pd.read_csv(out / "paper-protocol.csv").set_index("label")
+    assert set(table.index) == {"average", "fcsae"} and set(table["superpose"]) == {"uint8-wrap"}
+    summary = pd.concat([pd.read_parquet(p) for p in (out / "cells").glob("*.parquet")]).groupby("label").mean(
+        numeric_only=True)
+    for label in table.index:  # E is sepbench's own protocol: the cell's rows
+        assert table.loc[label, "E_mse"] == pytest.approx(summary.loc[label, "mse"], rel=1e-9)
+        assert table.loc[label, "E_ssim"] == pytest.approx(summary.loc[label, "ssim"], rel=1e-9)
+    assert bool(table.loc["fcsae", "train_mode"]) and not bool(table.loc["average", "train_mode"])
+    # the average has no network: the paper's train mode changes nothing
+    assert table.loc["average", "A_mse"] == table.loc["average", "B_mse"]
+    cell = json.loads(next(p for p in (out / "cells").glob("*.json")
+                           if json.loads(p.read_text())["config"]["method"] == "average").read_text())
+    assert cell["paper_protocol"]["images"]["mixture"] == [0, 64, 128, 192]  # the first of each batch of 64
