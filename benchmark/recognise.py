@@ -11,8 +11,6 @@ from __future__ import annotations
 import fcntl
 import io
 import logging
-import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +22,7 @@ from torch import nn
 
 from sepbench.datasets.mixtures import fixed_test_pairs
 from sepbench.datasets.mnist import SourceImages, default_data_dir, load_mnist
+from sepbench.files import atomic_write
 
 CACHE_NAME = "digit-classifier-v1.pt"
 SEED, EPOCHS, BATCH_SIZE, MAX_LR = 0, 2, 128, 3e-3
@@ -117,14 +116,7 @@ def _read(path: Path) -> DigitClassifier | None:
 def _write(path: Path, classifier: DigitClassifier) -> None:
     buffer = io.BytesIO()
     torch.save({"state": classifier.net.state_dict(), "info": classifier.info}, buffer)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(buffer.getvalue())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    atomic_write(path, buffer.getvalue())
 
 
 def load_classifier(data_dir: str | Path | None = None, sources: SourceImages | None = None) -> DigitClassifier:

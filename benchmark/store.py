@@ -10,7 +10,6 @@ import io
 import json
 import os
 import signal
-import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,6 +21,7 @@ import pandas as pd
 import yaml
 
 from sepbench.errors import RunLocked, UserError
+from sepbench.files import atomic_write
 
 ROW_COLUMNS = ["run", "cell", "method", "label", "scenario", "sigma", "seed", "mixture", "source",
                "mse", "psnr", "ssim", "perm"]
@@ -48,21 +48,6 @@ def interrupts_deferred() -> Iterator[None]:
                 previous(signal.SIGINT, None)  # the default handler raises KeyboardInterrupt
             elif previous == signal.SIG_DFL:
                 raise KeyboardInterrupt
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temp file beside ``path`` and rename it: the file is wholly there or absent."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class RunStore:

