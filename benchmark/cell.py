@@ -51,11 +51,6 @@ def load_sources(data_dir: str | Path | None = None) -> SourceImages:
     return _SOURCES[key]
 
 
-def dataset_key(cell: Cell) -> str:
-    spec = cell.dataset
-    return f"{spec.name}:{spec.train_size}:{spec.test_size}"
-
-
 def run_cell(cell: Cell, data_dir: str | Path | None = None, device: torch.device | None = None,
              progress: Callable[[dict[str, Any]], None] | None = None,
              gpu_ids: Sequence[int | str] | None = None) -> CellResult:
@@ -73,7 +68,7 @@ def run_cell(cell: Cell, data_dir: str | Path | None = None, device: torch.devic
     try:
         sources = load_sources(data_dir)
         task = cell.task
-        test = make_test_set(sources.test[:cell.dataset.test_size], task, cell.test_mixtures, dataset_key(cell),
+        test = make_test_set(sources.test[:cell.dataset.test_size], task, cell.test_mixtures, cell.dataset.key,
                              cell.test_pairs)
         import_plugins(cell.plugins)
         meta["origin"] = method_origin(cell.method)
@@ -100,7 +95,7 @@ def run_cell(cell: Cell, data_dir: str | Path | None = None, device: torch.devic
         t0 = time.perf_counter()
         rows = score(estimates, test.x)
         meta["score_seconds"] = time.perf_counter() - t0
-        flags = recognise_outputs(estimates, sources, cell.dataset.test_size, dataset_key(cell), data_dir,
+        flags = recognise_outputs(estimates, sources, cell.dataset.test_size, cell.dataset.key, data_dir,
                                   cell.test_pairs)
         if flags is not None:  # per row: are both digits still readable by an MNIST classifier (for the report)
             rows["recognised"] = flags

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from sepbench.api import TrainBudget
+from sepbench.datasets import dataset_key
 from sepbench.errors import GridError
 from sepbench.precision import PRECISIONS
 from sepbench.values import coerce
@@ -24,6 +25,11 @@ class DatasetSpec:
     name: str = "mnist"
     train_size: int = 60000
     test_size: int = 10000
+
+    @property
+    def key(self) -> str:
+        """Names the source images that test sets are drawn from: equal keys, equal test mixtures."""
+        return dataset_key(self.name, self.train_size, self.test_size)
 
 
 @dataclass(frozen=True)
@@ -127,7 +133,7 @@ class _Checker:
         return value
 
 
-def _train(check: _Checker, key: str, raw: Any, base: TrainBudget | None) -> dict[str, Any]:
+def _train(check: _Checker, key: str, raw: Any) -> dict[str, Any]:
     raw = check.mapping(key, raw, set(TRAIN_KEYS))
     out: dict[str, Any] = {}
     for name, value in raw.items():
@@ -218,7 +224,7 @@ def _methods(check: _Checker, raw: Any) -> tuple[MethodEntry, ...]:
         params = item.get("params", {}) or {}
         if not isinstance(params, dict):
             raise check.fail(f"{key}.params", f"expected a mapping, got {params!r}")
-        train = _train(check, f"{key}.train", item.get("train", {}) or {}, None)
+        train = _train(check, f"{key}.train", item.get("train", {}) or {})
         resources = _resources(check, f"{key}.resources", item.get("resources", {}) or {})
         entries.append(MethodEntry(method, label, dict(params), train, resources))
     labels = [e.label for e in entries]
@@ -260,7 +266,7 @@ def parse_grid(raw: Any, source: str = "<memory>") -> Grid:
     seeds = []
     for i, seed in enumerate(check.sequence("seeds", raw["seeds"])):
         seeds.append(check.typed(f"seeds[{i}]", seed, int))
-    train = TrainBudget(**_train(check, "train", raw.get("train", {}) or {}, None))
+    train = TrainBudget(**_train(check, "train", raw.get("train", {}) or {}))
     test = check.mapping("test", raw.get("test", {}) or {}, {"mixtures", "pairs"})
     test_mixtures = check.positive_int("test.mixtures", test.get("mixtures", dataset.test_size))
     test_pairs = check.typed("test.pairs", test.get("pairs", "random"), str)

@@ -41,7 +41,6 @@ class BrokenPlugin:
 
 
 _BROKEN: list[BrokenPlugin] = []
-_PLUGIN_NAMES: set[str] = set()  # methods registered by plugins (forgotten by reset_plugins)
 _state = {"entry_points_loaded": False}
 
 
@@ -58,7 +57,6 @@ def _claim_new_names(before: set[str], origin: str) -> None:
     """Methods registered since ``before`` (by a plugin's import) get the plugin as their origin."""
     for name in set(_REGISTRY) - before:
         _ORIGINS[name] = origin
-        _PLUGIN_NAMES.add(name)
 
 
 def _load_entry_point(entry: metadata.EntryPoint) -> None:
@@ -87,7 +85,6 @@ def _load_entry_point(entry: metadata.EntryPoint) -> None:
         return
     register_method(entry.name, origin=origin)(target)
     _ORIGINS[entry.name] = origin
-    _PLUGIN_NAMES.add(entry.name)
 
 
 def load_entry_points() -> None:
@@ -136,16 +133,6 @@ def import_plugins(modules: Iterable[str], where: str = "plugins") -> None:
         finally:
             if set(_REGISTRY) - before:
                 _claim_new_names(before, _module_origin(module))
-
-
-def reset_plugins() -> None:
-    """Forget every plugin-registered method and broken plugin, so the next lookup loads them afresh."""
-    for name in _PLUGIN_NAMES:
-        _REGISTRY.pop(name, None)
-        _ORIGINS.pop(name, None)
-    _PLUGIN_NAMES.clear()
-    _BROKEN.clear()
-    _state["entry_points_loaded"] = False
 
 
 def broken_plugins(pattern: str = "*") -> list[BrokenPlugin]:

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import yaml
 
 from sepbench.errors import RunLocked, UserError
@@ -121,14 +120,3 @@ class RunStore:
             atomic_write(self.examples / f"{result.cell_id}.npz", buffer.getvalue())
         atomic_write(self.cells / f"{result.cell_id}.json",
                      json.dumps(result.meta, indent=2, default=str).encode())
-
-    def read_meta(self) -> list[dict[str, Any]]:
-        """Metadata of every cell that has run (done or failed)."""
-        return [json.loads(p.read_text()) for p in sorted(self.cells.glob("*.json"))]
-
-    def read_rows(self) -> pd.DataFrame:
-        """All rows of all finished cells, concatenated."""
-        frames = [pd.read_parquet(p) for p in sorted(self.cells.glob("*.parquet"))]
-        if not frames:
-            return pd.DataFrame(columns=ROW_COLUMNS)
-        return pd.concat(frames, ignore_index=True)

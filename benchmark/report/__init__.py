@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from sepbench.report import content, examples, figures
-from sepbench.report.load import RunData, combine, entry_order, load_run, load_runs
+from sepbench.report.load import RunData, combine, entry_names, entry_order, load_run, load_runs
 from sepbench.report.page import Block, Figure, render_html, render_markdown
 from sepbench.report.stats import ALPHA, pairwise_wilcoxon, recognition_ceiling
 from sepbench.report.summary import METRICS, cost_table, summarise
@@ -46,7 +46,7 @@ def build(runs: Sequence[RunData], out: Path, data_dir: str | Path | None = None
     _clean(fig_dir)
 
     summary = summarise(rows)
-    summary.insert(2, "entry", summary["label"] if not several else summary["run"] + ": " + summary["label"])
+    summary.insert(2, "entry", entry_names(summary, several))
     summary.drop(columns="entry").to_csv(out / "summary.csv", index=False)
     tests = pairwise_wilcoxon(rows, entries, ALPHA)
     tests.to_csv(out / "wilcoxon.csv", index=False)

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sepbench.datasets import dataset_key
 from sepbench.errors import UserError
 from sepbench.store import RunStore
 
@@ -35,7 +36,7 @@ class RunData:
         """Names the cell's test set: cells with equal keys were scored on the same test mixtures."""
         config = self.meta[cell_id]["config"]
         spec = config["dataset"]
-        return f"{spec['name']}:{spec['train_size']}:{spec['test_size']}|{config['test_mixtures']}"
+        return f"{dataset_key(spec['name'], spec['train_size'], spec['test_size'])}|{config['test_mixtures']}"
 
 
 def load_run(run_dir: str | Path, name: str | None = None) -> RunData:
@@ -92,11 +93,13 @@ def load_runs(run_dirs: Sequence[str | Path]) -> list[RunData]:
 def combine(runs: Sequence[RunData]) -> pd.DataFrame:
     """All rows of all runs, with ``entry``: the method label, prefixed by the run when several are compared."""
     rows = pd.concat([r.rows for r in runs], ignore_index=True)
-    if len(runs) == 1:
-        rows["entry"] = rows["label"]
-    else:
-        rows["entry"] = rows["run"] + ": " + rows["label"]
+    rows["entry"] = entry_names(rows, several=len(runs) > 1)
     return rows
+
+
+def entry_names(frame: pd.DataFrame, several: bool) -> pd.Series:
+    """What the report calls each row's method entry: its label, as ``run: label`` when several runs are compared."""
+    return frame["run"] + ": " + frame["label"] if several else frame["label"]
 
 
 def entry_order(rows: pd.DataFrame) -> list[str]:

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import wilcoxon
 
+from sepbench.datasets import dataset_key
 from sepbench.report.load import RunData
 
 ALPHA = 0.01
@@ -74,12 +75,6 @@ def outcome_matrix(tests: pd.DataFrame, scenario: str, sigma: float, entries: Se
     return matrix.reindex(index=present, columns=present).astype(float)
 
 
-def win_loss(tests: pd.DataFrame) -> pd.DataFrame:
-    """Per scenario × σ × entry: how many others it beats and loses to significantly."""
-    tally = tests.assign(wins=tests["outcome"] == 1, losses=tests["outcome"] == -1)
-    return tally.groupby([*SETTING, "a"], sort=False)[["wins", "losses"]].sum().reset_index()
-
-
 def recognition_ceiling(runs: Sequence[RunData], rows: pd.DataFrame,
                         data_dir: str | Path | None = None) -> tuple[dict[str, float], dict[str, Any]]:
     """Per test set: the fraction of test mixtures whose *true* images the classifier reads correctly.
@@ -103,10 +98,9 @@ def recognition_ceiling(runs: Sequence[RunData], rows: pd.DataFrame,
                 if key in wanted and key not in ceiling:
                     config = meta["config"]
                     spec = config["dataset"]
-                    dataset_key = f"{spec['name']}:{spec['train_size']}:{spec['test_size']}"
                     n_sources = len(config["scenario"]["weights"][0])
                     flags = truth_recognised(sources, spec["test_size"], config["test_mixtures"], n_sources,
-                                             dataset_key, data_dir)
+                                             dataset_key(spec["name"], spec["train_size"], spec["test_size"]), data_dir)
                     ceiling[key] = float(flags.mean())
         return ceiling, info
     except Exception as exc:  # the rest of the report stands without the ceiling

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from sepbench.report.load import RunData
+from sepbench.report.load import RunData, entry_names
 
 METRICS = ("mse", "psnr", "ssim")
 GROUP = ["run", "label", "scenario", "sigma"]
@@ -98,5 +98,5 @@ def cost_table(runs: Sequence[RunData], several: bool) -> pd.DataFrame:
         device=("device", lambda d: ", ".join(sorted(set(map(str, d))))),
         precision=("precision", lambda p: ", ".join(sorted({str(x) for x in p if isinstance(x, str)})) or "–"),
     ).reset_index()
-    table.insert(0, "entry", table["label"] if not several else table["run"] + ": " + table["label"])
+    table.insert(0, "entry", entry_names(table, several))
     return table

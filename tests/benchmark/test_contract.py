@@ -197,7 +197,6 @@ def registry_snapshot(monkeypatch):
     monkeypatch.setattr(api, "_ORIGINS", dict(api._ORIGINS))
     monkeypatch.setattr(registry, "_REGISTRY", api._REGISTRY)
     monkeypatch.setattr(registry, "_ORIGINS", api._ORIGINS)
-    monkeypatch.setattr(registry, "_PLUGIN_NAMES", set(registry._PLUGIN_NAMES))
 
 
 def cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:

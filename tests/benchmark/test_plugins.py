@@ -176,7 +176,7 @@ def clean_registry(monkeypatch):
     monkeypatch.setattr(api, "_REGISTRY", dict(api._REGISTRY))
     monkeypatch.setattr(api, "_ORIGINS", dict(api._ORIGINS))
     for name, value in (("_REGISTRY", api._REGISTRY), ("_ORIGINS", api._ORIGINS), ("_BROKEN", []),
-                        ("_PLUGIN_NAMES", set()), ("_state", {"entry_points_loaded": False})):
+                        ("_state", {"entry_points_loaded": False})):
         monkeypatch.setattr(registry, name, value)
 
 

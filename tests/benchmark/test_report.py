@@ -114,7 +114,7 @@ def test_wilcoxon_matrix_equals_scipy_on_one_pair(run_dir, parquet_rows):
 
 
 def test_recognisability_ceiling_equals_the_rate_computed_directly(run_dir, parquet_rows):
-    from sepbench.cell import dataset_key, load_sources
+    from sepbench.cell import load_sources
     from sepbench.datasets.mixtures import fixed_test_pairs, make_test_set
     from sepbench.plan import plan_grid
     from sepbench.recognise import load_classifier
@@ -122,8 +122,8 @@ def test_recognisability_ceiling_equals_the_rate_computed_directly(run_dir, parq
     cell = plan_grid(parse_grid(GRID)).cells[0]
     sources = load_sources()
     images = sources.test[:cell.dataset.test_size]
-    test = make_test_set(images, cell.task, cell.test_mixtures, dataset_key(cell))
-    pairs = fixed_test_pairs(len(images), cell.test_mixtures, 2, dataset_key(cell))
+    test = make_test_set(images, cell.task, cell.test_mixtures, cell.dataset.key)
+    pairs = fixed_test_pairs(len(images), cell.test_mixtures, 2, cell.dataset.key)
     labels = sources.test_labels[:cell.dataset.test_size][pairs].numpy()
     with torch.no_grad():
         predicted = load_classifier().net(test.x.reshape(-1, 1, 28, 28)).argmax(1).reshape(-1, 2).numpy()
