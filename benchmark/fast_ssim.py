@@ -31,9 +31,8 @@ K1 = 0.01
 K2 = 0.03
 
 # On CPU a chunk is processed in blocks of about this many pixels per image map, so that the working set
-# (four float64 maps and their partial sums, a few MB) stays in cache: on a 2-core machine this was 2-4×
-# faster than filtering 4096 MNIST-sized images at once. Images larger than this go one per block. On CUDA
-# whole chunks are processed in one go.
+# (four float64 maps and their partial sums, a few MB) stays in cache (docs/performance.md, "Rates behind the
+# code"). Images larger than this go one per block. On CUDA whole chunks are processed in one go.
 _CPU_BLOCK_PIXELS = 1 << 16
 
 

@@ -9,10 +9,10 @@ from torch import nn
 def fast_dropout(x: torch.Tensor, p: float) -> torch.Tensor:
     """Inverted dropout (zero with probability ``p``, scale the rest) with a cheaper mask than torch's on a CPU.
 
-    torch draws one random number per element (about 7 ns each on this project's CPU; a quarter of a LiGT
-    training step went into it). Here each 64-bit draw of torch's generator gives four 16-bit lanes, one per
-    element, so ``p`` is rounded to a multiple of 1/65,536 and the survivors are scaled by the inverse of the
-    rounded keep probability (unbiased). Forward and backward together take half the time of ``F.dropout``.
+    torch draws one random number per element (a large share of a LiGT training step on a CPU; see
+    docs/performance.md, "Rates behind the code"). Here each 64-bit draw of torch's generator gives four
+    16-bit lanes, one per element, so ``p`` is rounded to a multiple of 1/65,536 and the survivors are scaled
+    by the inverse of the rounded keep probability (unbiased), in about half the time of ``F.dropout``.
     Seeded by ``torch.manual_seed`` like any torch random op.
     """
     dropped = round(p * 65536)

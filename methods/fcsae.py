@@ -39,11 +39,9 @@ class FCSAE(TorchMethod):
         "hidden": Param(1024, int, positive=True, help="width of each hidden layer"),
         "depth": Param(2, int, positive=True, help="number of hidden layers"),
     }
-    # one thread, batch 64: 3,763 mixtures/s fp32 and 5,601 bf16 alone (sepbench.perf.roofline), 4,380 bf16
-    # next to another cell (the reproduction)
-    cpu_mixtures_per_s = 3000.0
+    cpu_mixtures_per_s = 3000.0  # estimates from measured rates (docs/performance.md, "Rates behind the code")
     cpu_bf16_speedup = 1.5
-    cpu_chunk = 1024  # dense layers want long matrices: 30,800 mixtures/s in chunks of 1,024, 19,900 in 64
+    cpu_chunk = 1024  # dense layers want long matrices (docs/performance.md, "Rates behind the code")
 
     def build_network(self) -> nn.Module:
         task = self.task

@@ -44,8 +44,7 @@ class TorchMethod(Method):
     #: on a CPU, train with :class:`FastDropout` in place of the network's ``nn.Dropout`` modules
     fast_dropout: ClassVar[bool] = True
     #: mixtures per forward pass when validating and separating on a CPU. Small chunks keep a convolutional
-    #: network's activations in cache: on this project's 2-core CPU ConvSep separates 287 mixtures/s in
-    #: chunks of 64 and 195 in chunks of 1,024, LiGT 762 and 453. On a GPU the chunk is ``GPU_CHUNK``.
+    #: network's activations in cache (docs/performance.md, "Rates behind the code"). On a GPU: ``GPU_CHUNK``.
     cpu_chunk: ClassVar[int] = 64
     GPU_CHUNK: ClassVar[int] = 1024
 

@@ -28,8 +28,8 @@ class TrainingDiverged(RuntimeError):
 def make_optimiser(net: nn.Module, lr: float) -> torch.optim.Optimizer:
     """Adam; the fused kernel where every parameter is a floating tensor on the CPU or a CUDA GPU.
 
-    Same update rule as the default per-tensor loop (rounding aside); on this project's 2-core CPU the fused
-    step made a small network's (fcsae's) training step about 1.5× faster.
+    Same update rule as the default per-tensor loop (rounding aside), and faster for small networks
+    (docs/performance.md, "Rates behind the code").
     """
     params = list(net.parameters())
     fused = bool(params) and all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
