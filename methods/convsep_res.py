@@ -141,11 +141,9 @@ class ConvSepRes(TorchMethod):
         "sep_depth": Param(3, int, positive=True, help="hidden (dilated) convolutions of each separator"),
     }
     resources: ClassVar[Resources] = Resources(cpu=1, gpu=0.5)
-    # measured on a shared 2-core AMD EPYC, batch 64, one thread: 50 mixtures/s fp32 and 94 bf16 alone
-    # (sepbench.perf.roofline), 86 bf16 next to another cell (the reproduction's two ConvSep cells)
-    cpu_mixtures_per_s = 45.0
+    cpu_mixtures_per_s = 45.0  # estimates from measured rates (docs/performance.md, "Rates behind the code")
     cpu_bf16_speedup = 1.9
-    channels_last = True  # NHWC convolutions: 1.1–1.3× faster training steps on the CPU (fp32 and bf16)
+    channels_last = True  # NHWC convolutions train faster on a CPU (docs/performance.md, "Rates behind the code")
 
     def build_network(self) -> nn.Module:
         p = self.params

@@ -138,9 +138,7 @@ class LiGTSpatial(TorchMethod):
         "prior": Param(True, bool, help="add the even-split logit before the output sigmoid (false: the paper's)"),
     }
     resources: ClassVar[Resources] = Resources(cpu=1, gpu=0.5)
-    # measured on a shared 2-core AMD EPYC, batch 64, one thread: 112 mixtures/s fp32 and 178 bf16 alone
-    # (sepbench.perf.roofline), 163 bf16 next to another cell (the reproduction's LiGT cells)
-    cpu_mixtures_per_s = 100.0
+    cpu_mixtures_per_s = 100.0  # estimates from measured rates (docs/performance.md, "Rates behind the code")
     cpu_bf16_speedup = 1.6
 
     def build_network(self) -> nn.Module:
