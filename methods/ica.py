@@ -13,8 +13,6 @@ from typing import ClassVar
 
 import numpy as np
 import torch
-from scipy.optimize import nnls
-from sklearn.decomposition import FastICA
 
 from sepbench.api import Method, Param, Requirements, register_method
 from sepbench.datasets.forward import upsample
@@ -26,6 +24,8 @@ def resolve_ambiguity(components: np.ndarray, observations: np.ndarray, weights:
     Each sign choice is shifted so its minimum is 0 (sources have a black background); for every order,
     non-negative scales ``d`` minimise ``‖y − W·diag(d)·c‖`` (NNLS); the best fit wins.
     """
+    from scipy.optimize import nnls  # here, not at the top: `bench methods` need not load scipy
+
     n_sources = len(components)
     best_residual, best = np.inf, None
     for signs in itertools.product((1.0, -1.0), repeat=n_sources):
@@ -55,6 +55,8 @@ class ICA(Method):
     }
 
     def separate(self, y: torch.Tensor) -> torch.Tensor:
+        from sklearn.decomposition import FastICA  # here: scikit-learn takes seconds to import
+
         n, k, h, w = y.shape
         weights = np.asarray(self.task.weights, dtype=np.float64)
         observations = y.detach().cpu().double().numpy().reshape(n, k, h * w)
