@@ -1,4 +1,4 @@
-"""Grid files: YAML parsed with ``safe_load`` and validated into frozen dataclasses.
+"""Grid files: YAML parsed with ``safe_load`` and validated into the dataclasses of :mod:`sepbench.grid_model`.
 
 Every error names the file, the key and what was expected, and is raised before any work starts.
 """
@@ -6,7 +6,6 @@ Every error names the file, the key and what was expected, and is raised before 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -14,82 +13,10 @@ from typing import Any
 import yaml
 
 from sepbench.api import TrainBudget
-from sepbench.datasets import dataset_key
 from sepbench.errors import GridError
+from sepbench.grid_model import DatasetSpec, Grid, MethodEntry, Scenario
 from sepbench.precision import PRECISIONS
 from sepbench.values import coerce
-
-
-@dataclass(frozen=True)
-class DatasetSpec:
-    name: str = "mnist"
-    train_size: int = 60000
-    test_size: int = 10000
-
-    @property
-    def key(self) -> str:
-        """Names the source images that test sets are drawn from: equal keys, equal test mixtures."""
-        return dataset_key(self.name, self.train_size, self.test_size)
-
-
-@dataclass(frozen=True)
-class Scenario:
-    name: str
-    weights: tuple[tuple[float, ...], ...]
-    downsample: int = 2
-    superpose: str = "sum"  # or "uint8-wrap", the paper's public code's uint8 sum (see datasets/forward.py)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The grid file's form; ``superpose`` only when not the default (older runs' cell ids stay valid)."""
-        out: dict[str, Any] = {"weights": [list(r) for r in self.weights], "downsample": self.downsample}
-        if self.superpose != "sum":
-            out["superpose"] = self.superpose
-        return out
-
-
-@dataclass(frozen=True)
-class MethodEntry:
-    method: str
-    label: str
-    params: dict[str, Any] = field(default_factory=dict)
-    train: dict[str, Any] = field(default_factory=dict)
-    resources: dict[str, float] = field(default_factory=dict)  # overrides of the method's cpu / gpu per cell
-
-
-@dataclass(frozen=True)
-class Grid:
-    name: str
-    dataset: DatasetSpec
-    scenarios: tuple[Scenario, ...]
-    noise: tuple[float, ...]
-    seeds: tuple[int, ...]
-    train: TrainBudget
-    test_mixtures: int
-    methods: tuple[MethodEntry, ...]
-    plugins: tuple[str, ...] = ()
-    source: str = "<memory>"
-    test_pairs: str = "random"  # sepbench's seeded test pairs, or "paper": the public code's test pairs
-
-    def budget_for(self, entry: MethodEntry) -> TrainBudget:
-        """The grid's training defaults with the entry's overrides applied."""
-        return replace(self.train, **entry.train)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The resolved grid, in the grid file's own format (written to the run directory)."""
-        return {
-            "name": self.name,
-            "dataset": asdict(self.dataset),
-            "scenarios": {s.name: s.to_dict() for s in self.scenarios},
-            "noise": list(self.noise),
-            "seeds": list(self.seeds),
-            "train": asdict(self.train),
-            "test": {"mixtures": self.test_mixtures, **({"pairs": self.test_pairs} if self.test_pairs != "random"
-                                                         else {})},
-            "methods": [{"method": m.method, "label": m.label, "params": dict(m.params), "train": dict(m.train),
-                         **({"resources": dict(m.resources)} if m.resources else {})} for m in self.methods],
-            "plugins": list(self.plugins),
-        }
-
 
 TOP_KEYS = {"name", "dataset", "scenarios", "noise", "seeds", "train", "test", "methods", "plugins"}
 TRAIN_KEYS = {"mixtures": int, "epochs": int, "batch_size": int, "lr": float, "precision": str, "pairs": str}

@@ -9,7 +9,7 @@ from typing import Any
 
 from sepbench.api import Resources, Task, TrainBudget
 from sepbench.errors import UserError
-from sepbench.grid import DatasetSpec, Grid, Scenario
+from sepbench.grid_model import DatasetSpec, Grid, Scenario
 from sepbench.precision import cpu_has_bf16
 from sepbench.registry import get_method, import_plugins
 

@@ -18,7 +18,7 @@ from sepbench.cell import load_sources
 from sepbench.datasets.mnist import ChecksumError, DatasetNotFound
 from sepbench.errors import UserError
 from sepbench.executors import make_executor
-from sepbench.grid import Grid
+from sepbench.grid_model import Grid
 from sepbench.plan import Plan, plan_grid
 from sepbench.progress import RunProgress, format_duration
 from sepbench.store import RunStore

@@ -1,0 +1,83 @@
+"""The validated grid: the frozen dataclasses a grid file becomes (:mod:`sepbench.grid` reads and checks the file).
+
+The planner reads these; ``Grid.to_dict`` writes them back in the grid file's own format.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from sepbench.api import TrainBudget
+from sepbench.datasets import dataset_key
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str = "mnist"
+    train_size: int = 60000
+    test_size: int = 10000
+
+    @property
+    def key(self) -> str:
+        """Names the source images that test sets are drawn from: equal keys, equal test mixtures."""
+        return dataset_key(self.name, self.train_size, self.test_size)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    weights: tuple[tuple[float, ...], ...]
+    downsample: int = 2
+    superpose: str = "sum"  # or "uint8-wrap", the paper's public code's uint8 sum (see datasets/forward.py)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The grid file's form; ``superpose`` only when not the default (older runs' cell ids stay valid)."""
+        out: dict[str, Any] = {"weights": [list(r) for r in self.weights], "downsample": self.downsample}
+        if self.superpose != "sum":
+            out["superpose"] = self.superpose
+        return out
+
+
+@dataclass(frozen=True)
+class MethodEntry:
+    method: str
+    label: str
+    params: dict[str, Any] = field(default_factory=dict)
+    train: dict[str, Any] = field(default_factory=dict)
+    resources: dict[str, float] = field(default_factory=dict)  # overrides of the method's cpu / gpu per cell
+
+
+@dataclass(frozen=True)
+class Grid:
+    name: str
+    dataset: DatasetSpec
+    scenarios: tuple[Scenario, ...]
+    noise: tuple[float, ...]
+    seeds: tuple[int, ...]
+    train: TrainBudget
+    test_mixtures: int
+    methods: tuple[MethodEntry, ...]
+    plugins: tuple[str, ...] = ()
+    source: str = "<memory>"
+    test_pairs: str = "random"  # sepbench's seeded test pairs, or "paper": the public code's test pairs
+
+    def budget_for(self, entry: MethodEntry) -> TrainBudget:
+        """The grid's training defaults with the entry's overrides applied."""
+        return replace(self.train, **entry.train)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved grid, in the grid file's own format (written to the run directory)."""
+        return {
+            "name": self.name,
+            "dataset": asdict(self.dataset),
+            "scenarios": {s.name: s.to_dict() for s in self.scenarios},
+            "noise": list(self.noise),
+            "seeds": list(self.seeds),
+            "train": asdict(self.train),
+            "test": {"mixtures": self.test_mixtures, **({"pairs": self.test_pairs} if self.test_pairs != "random"
+                                                         else {})},
+            "methods": [{"method": m.method, "label": m.label, "params": dict(m.params), "train": dict(m.train),
+                         **({"resources": dict(m.resources)} if m.resources else {})} for m in self.methods],
+            "plugins": list(self.plugins),
+        }
