@@ -2,13 +2,14 @@
 
 Part 1, per learned method: training mixtures/s (steps as ``fit`` runs them: batches generated on the device,
 ``precision: auto``, the fused Adam) and separation mixtures/s (eval mode, no gradients, the same autocast),
-for each batch size. Part 2: k = 1, 2, 3, … training processes ("cells", batch 64) on the same device at once,
-all timed over the same window; the total mixtures/s for each k, until adding a cell raises it by less than
-5 % (or ``--max-cells``). On a GPU that is how many grid cells to pack per GPU (Ray's ``gpu`` fraction per
-cell); on a CPU each process gets one torch thread, as a Ray cell does.
+for each batch size. Part 2: k = 1, 2, 3, … (or ``--cells 1,2,4,8``) training processes ("cells", batch 64) on
+the same device at once, all timed over the same window (it opens when the last one has warmed up); the total
+mixtures/s for each k, until more cells raise it by less than 5 % (or ``--max-cells``). On a GPU that is how
+many grid cells to pack per GPU (Ray's ``gpu`` fraction per cell); on a CPU each process gets one torch
+thread, as a Ray cell does.
 
     .venv/bin/python -m sepbench.perf.device_throughput [--methods fcsae,convsep,ligt] [--batches 64,256,1024]
-        [--seconds 10] [--max-cells 8] [--device cuda|cpu] [--threads N]
+        [--seconds 10] [--max-cells 8 | --cells 1,2,4,8] [--device cuda|cpu] [--threads N]
 
 Timings synchronise the device (``torch.cuda.synchronize``) before reading the clock.
 """
@@ -82,8 +83,8 @@ def separation_rate(name: str, images: torch.Tensor, batch: int, device: torch.d
     return steps * batch / elapsed
 
 
-def _cell(name: str, device: str, batch: int, start_at: float, seconds: float, seed: int, results) -> None:
-    """One packed cell: warm up, wait for the common start, train for ``seconds``, report mixtures/s."""
+def _cell(name: str, device: str, batch: int, ready, seconds: float, seed: int, results) -> None:
+    """One packed cell: warm up, wait until every cell has warmed up, train for ``seconds``, report mixtures/s."""
     dev = torch.device(device)
     if dev.type == "cpu":
         torch.set_num_threads(1)
@@ -94,28 +95,61 @@ def _cell(name: str, device: str, batch: int, start_at: float, seconds: float, s
     for _ in range(3):
         step(next(batches))
     sync(dev)
-    late = time.time() - start_at  # > 0: this cell was not ready when the common window opened
-    time.sleep(max(0.0, -late))
+    ready.wait()  # the common window opens when the last cell is ready
     steps, elapsed = timed_steps(step, batches, dev, seconds)
-    results.put((steps * batch / elapsed, max(0.0, late)))
+    results.put(steps * batch / elapsed)
 
 
 def packed_rate(name: str, cells: int, device: torch.device, batch: int, seconds: float,
-                setup_s: float) -> list[tuple[float, float]]:
-    """Per cell (mixtures/s, seconds it started late) with ``cells`` processes training ``name`` at once."""
+                setup_s: float) -> list[float]:
+    """Mixtures/s of each of ``cells`` processes training ``name`` on ``device`` at once, over a common window.
+
+    ``setup_s``: the most seconds a process may take to start, load MNIST and warm up."""
     ctx = mp.get_context("spawn")  # CUDA cannot be used in forked children
     results = ctx.Queue()
-    start_at = time.time() + setup_s  # every process has started, loaded MNIST and warmed up by then
-    procs = [ctx.Process(target=_cell, args=(name, str(device), batch, start_at, seconds, i, results))
+    ready = ctx.Barrier(cells, timeout=setup_s)
+    procs = [ctx.Process(target=_cell, args=(name, str(device), batch, ready, seconds, i, results))
              for i in range(cells)]
     for p in procs:
         p.start()
-    rates = [results.get(timeout=setup_s + 20 * seconds + 300) for _ in procs]
+    try:
+        rates = [results.get(timeout=setup_s + 20 * seconds + 60) for _ in procs]
+    except Exception:
+        for p in procs:
+            p.kill()
+        raise SystemExit(f"packed {name} cells did not report (exit status {[p.exitcode for p in procs]})") from None
     for p in procs:
         p.join()
         if p.exitcode != 0:
             raise SystemExit(f"a packed {name} cell exited with status {p.exitcode}")
     return rates
+
+
+def cell_counts(text: str, most: int) -> list[int]:
+    """``1,2,4,8`` → [1, 2, 4, 8]; empty → 1, 2, …, ``most``."""
+    return [int(k) for k in text.split(",") if k] if text else list(range(1, most + 1))
+
+
+def packing(name: str, counts: list[int], device: torch.device, seconds: float, setup_s: float,
+            echo=print) -> tuple[list[dict], int | None]:
+    """Total training mixtures/s (batch 64) of k cells at once for each k in ``counts``, until one more step adds
+    less than ``GAIN``; returns the rows and the best k (None: still rising at the last k)."""
+    rows: list[dict] = []
+    best_total, best_k = 0.0, None
+    for k in counts:
+        rates = packed_rate(name, k, device, 64, seconds, setup_s)
+        total = sum(rates)
+        rows.append({"method": name, "cells": k, "total_mixtures_per_s": total,
+                     "median_cell_mixtures_per_s": statistics.median(rates)})
+        echo(f"  {name:8} k={k}: total {total:9,.0f} mixtures/s (per cell median "
+             f"{statistics.median(rates):,.0f}); {load()}")
+        if best_k is not None and total < best_total * (1 + GAIN):
+            echo(f"  {name:8} → {best_k} cell(s) per device: {k} cells changed the total by "
+                 f"{total / best_total - 1:+.1%}")
+            return rows, best_k
+        best_total, best_k = total, k
+    echo(f"  {name:8} → still rising at {counts[-1]} cells")
+    return rows, None
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -124,8 +158,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batches", default="64,256,1024", help="batch sizes for part 1")
     parser.add_argument("--seconds", type=float, default=10.0, help="timed window per measurement")
     parser.add_argument("--max-cells", type=int, default=8, help="most processes packed in part 2 (0: skip)")
-    parser.add_argument("--setup-seconds", type=float, default=30.0,
-                        help="part 2: time for the processes to start and warm up before the common window")
+    parser.add_argument("--cells", default="", help="part 2: the numbers of cells to try, e.g. 1,2,4,8 "
+                                                    "(default 1, 2, …, --max-cells)")
+    parser.add_argument("--setup-seconds", type=float, default=120.0,
+                        help="part 2: the most time a process may take to start and warm up")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=None, help="part 1 torch threads on a CPU")
     args = parser.parse_args(argv)
@@ -151,27 +187,12 @@ def main(argv: list[str] | None = None) -> None:
         if device.type == "cuda":
             torch.cuda.empty_cache()
 
-    if args.max_cells > 0:
-        print(f"\npart 2: k cells training at once (batch 64), total mixtures/s; stop when a cell adds < "
+    counts = cell_counts(args.cells, args.max_cells)
+    if counts:
+        print(f"\npart 2: k cells training at once (batch 64), total mixtures/s; stop when more cells add < "
               f"{GAIN:.0%}", flush=True)
         for name in names:
-            best = 0.0
-            for k in range(1, args.max_cells + 1):
-                runs = packed_rate(name, k, device, 64, args.seconds, args.setup_seconds)
-                rates = [rate for rate, _ in runs]
-                total = sum(rates)
-                late = max(late for _, late in runs)
-                print(f"  {name:8} k={k}: total {total:9,.0f} mixtures/s (per cell median "
-                      f"{statistics.median(rates):,.0f}); {load()}"
-                      + (f"; a cell started {late:.1f} s late: raise --setup-seconds" if late > 0.5 else ""),
-                      flush=True)
-                if total < best * (1 + GAIN):
-                    print(f"  {name:8} → {k - 1} cell(s) per device: cell {k} changed the total by "
-                          f"{total / best - 1:+.1%}", flush=True)
-                    break
-                best = total
-            else:
-                print(f"  {name:8} → still rising at {args.max_cells} cells", flush=True)
+            packing(name, counts, device, args.seconds, args.setup_seconds, echo=lambda text: print(text, flush=True))
 
 
 if __name__ == "__main__":

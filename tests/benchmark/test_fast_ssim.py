@@ -107,6 +107,7 @@ def test_chunking_and_input_dtype_do_not_change_the_result():
     assert ssim_batch(a[:0], b[:0]).shape == (0,)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_cuda_matches_cpu():
     rng = np.random.default_rng(5)
