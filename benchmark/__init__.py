@@ -21,7 +21,7 @@ _EXPORTS = {
     "Param": "sepbench.api",
     "Requirements": "sepbench.api",
     "Resources": "sepbench.api",
-    "Task": "sepbench.api",
+    "Task": "sepbench.datasets.task",
     "FitContext": "sepbench.api",
     "TrainBudget": "sepbench.api",
     "register_method": "sepbench.api",
@@ -32,6 +32,7 @@ _EXPORTS = {
     "TorchMethod": "sepbench.methods.torch_method",
     "superimpose": "sepbench.datasets.forward",
     "downsample": "sepbench.datasets.forward",
+    "downsample_adjoint": "sepbench.datasets.forward",
     "upsample": "sepbench.datasets.forward",
 }
 
@@ -53,8 +54,9 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
     # ruff: noqa: F401
-    from sepbench.api import FitContext, Method, Param, Requirements, Resources, Task, TrainBudget, register_method
-    from sepbench.datasets.forward import downsample, superimpose, upsample
+    from sepbench.api import FitContext, Method, Param, Requirements, Resources, TrainBudget, register_method
+    from sepbench.datasets.forward import downsample, downsample_adjoint, superimpose, upsample
     from sepbench.datasets.mixtures import Batch, TrainingData
+    from sepbench.datasets.task import Task
     from sepbench.errors import ParameterError, UserError
     from sepbench.methods.torch_method import TorchMethod

@@ -8,43 +8,18 @@ maps observations ``(N, K, h, w)`` to source estimates ``(N, S, H, W)``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
+from sepbench.datasets.task import Task
 from sepbench.errors import ParameterError
 from sepbench.values import coerce
 
 if TYPE_CHECKING:
     from sepbench.datasets.mixtures import TrainingData
-
-
-@dataclass(frozen=True)
-class Task:
-    """What a method is asked to solve: S sources seen through K weighted, pooled, noisy observations."""
-
-    weights: tuple[tuple[float, ...], ...]  # K rows (observations) × S columns (sources)
-    downsample: int
-    sigma: float
-    source_shape: tuple[int, int] = (28, 28)
-    superpose: str = "sum"  # how sources add up at the detector: "sum", or "uint8-wrap" (the public code's)
-
-    @property
-    def n_sources(self) -> int:
-        return len(self.weights[0])
-
-    @property
-    def n_observations(self) -> int:
-        return len(self.weights)
-
-    @property
-    def observation_shape(self) -> tuple[int, int]:
-        return (self.source_shape[0] // self.downsample, self.source_shape[1] // self.downsample)
-
-    def weight_matrix(self, device: torch.device | str = "cpu") -> torch.Tensor:
-        return torch.tensor(self.weights, dtype=torch.float32, device=device)
 
 
 @dataclass(frozen=True)
@@ -114,25 +89,45 @@ class FitContext:
 
 
 class Method:
-    """Base class of every separation method. Subclass, declare, and register with ``@register_method``."""
+    """Base class of every separation method. Subclass, declare, and register with ``@register_method``.
+
+    The engine reads from a method only what this class declares: the class attributes below, ``resolve_params``,
+    ``check_params``, ``unsupported_reason``, ``fit``, ``separate``, ``n_parameters``, and after ``fit`` the
+    learned state ``history_`` and ``precision_``.
+    """
 
     name: ClassVar[str] = ""
     requires: ClassVar[Requirements] = Requirements()
     resources: ClassVar[Resources] = Resources()
     parameters: ClassVar[dict[str, Param]] = {}
+    #: True only for a method whose output for one mixture depends on the other mixtures of the batch (a flaw
+    #: kept to reproduce published code): the contract then notes the measured difference instead of failing,
+    #: and bf16 separation does not pad a short last chunk (padding would change the real outputs)
+    batch_dependent: ClassVar[bool] = False
+    #: whether precision 'auto' or 'bf16' may run the method under bf16 autocast (a network's choice; the
+    #: planner's run-time estimate reads it too). Methods without a network run in their own precision.
+    supports_bf16: ClassVar[bool] = False
     #: rough fp32 training throughput of one cell on one CPU thread (mixtures/s), used only to estimate run time
     cpu_mixtures_per_s: ClassVar[float] = 0.0
     #: how much faster training runs under bf16 autocast on a CPU with bf16 instructions (estimate only)
     cpu_bf16_speedup: ClassVar[float] = 1.0
 
+    #: learned state, read by the cell after ``fit`` (scikit-learn's trailing underscore): one record per
+    #: training epoch (``epoch``, ``train_loss``, ``val_loss``, ``seconds``, ``elapsed``); empty if nothing trained
+    history_: Sequence[Mapping[str, float]] = ()
+    #: the precision the last ``fit`` trained and separates in ('fp32' | 'bf16'); None for a method without a network
+    precision_: str | None = None
+
     def __init__(self, task: Task, **params: Any) -> None:
         self.task = task
-        self.params = self.check_params(params)
+        self.params = self.resolve_params(params)
+        self.check_params(self.params, task)
         self.device = torch.device("cpu")
 
     @classmethod
-    def check_params(cls, params: dict[str, Any]) -> dict[str, Any]:
-        """Validate user parameters against the declaration and fill in defaults."""
+    def resolve_params(cls, params: Mapping[str, Any]) -> dict[str, Any]:
+        """Validate user parameters against the declared :class:`Param` s (name, type, choices, positive) and
+        fill in defaults. Raises :class:`ParameterError`."""
         unknown = sorted(set(params) - set(cls.parameters))
         if unknown:
             known = ", ".join(sorted(cls.parameters)) or "none"
@@ -141,6 +136,16 @@ class Method:
         for key, spec in cls.parameters.items():
             resolved[key] = spec.validate(cls.name, key, params[key]) if key in params else spec.default
         return resolved
+
+    @classmethod
+    def check_params(cls, params: Mapping[str, Any], task: Task) -> None:
+        """The method's own parameter checks, beyond what a :class:`Param` declares: a range (``>= 0``), a relation
+        between two parameters, or one with the task. ``params`` are resolved (every declared name present).
+
+        Override it and raise :class:`ParameterError` (one line, naming the method and the parameter). It runs
+        when a grid is validated, for every entry and scenario, before any cell starts, and again in ``__init__``.
+        The default accepts everything.
+        """
 
     @classmethod
     def unsupported_reason(cls, task: Task) -> str | None:

@@ -104,8 +104,8 @@ def run_cell(cell: Cell, data_dir: str | Path | None = None, device: torch.devic
             meta["paper_protocol"] = paper_protocol(method, test.y, test.x, estimates, rows, cell.seed)
             meta["paper_protocol_seconds"] = time.perf_counter() - t0
         meta["n_parameters"] = int(method.n_parameters())
-        meta["history"] = getattr(method, "history_", [])
-        meta["precision"] = getattr(method, "precision_", None)  # resolved ('auto' → fp32 | bf16); None: no network
+        meta["history"] = [dict(record) for record in method.history_]
+        meta["precision"] = method.precision_  # resolved ('auto' → fp32 | bf16); None: no network
         meta["mixtures_per_s"] = cell.test_mixtures / max(meta["separate_seconds"], 1e-9)
         examples = {
             "y": test.y[:N_EXAMPLES].numpy(), "x": test.x[:N_EXAMPLES].numpy(),

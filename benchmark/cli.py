@@ -117,7 +117,7 @@ def check_method_command(name: str, params: tuple[str, ...], device: str, plugin
     """Run the method contract on NAME: every check with ✓/✗; exit 0 if all pass, 1 if any fails."""
     import yaml
 
-    from sepbench.contract import check_method, format_report
+    from sepbench.contract import check_method, contract_params, format_report
     from sepbench.registry import get_method, import_plugins, method_origin
 
     import_plugins(plugins, where="--plugin")
@@ -128,7 +128,7 @@ def check_method_command(name: str, params: tuple[str, ...], device: str, plugin
         if not sep or not key:
             raise UserError(f"--param {item!r}: expected KEY=VALUE")
         values[key] = yaml.safe_load(value)
-    cls.check_params(values)  # a bad parameter is bad input: one line, exit 2
+    contract_params(cls, values)  # a bad parameter is bad input: one line, exit 2
     results = check_method(name, params=values, device=device)
     click.echo(format_report(f"method contract: {name} ({method_origin(name)})", results))
     sys.exit(0 if all(r.passed for r in results) else 1)
@@ -147,7 +147,7 @@ def new_method_command(name: str, directory: str | None) -> None:
     for path in written:
         click.echo(f"  {path.relative_to(root)}")
     click.echo(f"next: edit {root}/{names(name)['package']}/method.py, then\n"
-               f"  cd {root} && pip install -e . && bench check-method {name} && pytest\n"
+               f"  cd {root} && pip install -e .[test] && bench check-method {name} && pytest\n"
                f"  bench run --grid grid.yaml --executor local")
 
 

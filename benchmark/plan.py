@@ -7,7 +7,7 @@ import json
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from sepbench.api import Resources, Task, TrainBudget
+from sepbench.api import Method, Resources, Task, TrainBudget
 from sepbench.errors import UserError
 from sepbench.grid_model import DatasetSpec, Grid, Scenario
 from sepbench.precision import cpu_has_bf16
@@ -36,7 +36,7 @@ class Cell:
 
     @property
     def task(self) -> Task:
-        return Task(self.scenario.weights, self.scenario.downsample, self.sigma, superpose=self.scenario.superpose)
+        return scenario_task(self.scenario, self.sigma)
 
     def config(self) -> dict[str, Any]:
         """Everything that determines the cell's results, as plain JSON-able data."""
@@ -84,12 +84,17 @@ class Plan:
     skipped: tuple[Skip, ...]
 
 
-def estimate_seconds(cls: type, budget: TrainBudget | None, test_mixtures: int) -> float:
+def scenario_task(scenario: Scenario, sigma: float) -> Task:
+    """The task a method solves in ``scenario`` at noise ``sigma``."""
+    return Task(scenario.weights, scenario.downsample, sigma, superpose=scenario.superpose)
+
+
+def estimate_seconds(cls: type[Method], budget: TrainBudget | None, test_mixtures: int) -> float:
     """A rough CPU duration of a cell, from the method's declared training throughput."""
     seconds = 2.0 + test_mixtures * 2e-4  # loading data and scoring
     if budget is not None and cls.cpu_mixtures_per_s > 0:
         rate = cls.cpu_mixtures_per_s
-        if budget.precision != "fp32" and getattr(cls, "supports_bf16", False):
+        if budget.precision != "fp32" and cls.supports_bf16:
             rate *= cls.cpu_bf16_speedup if cpu_has_bf16() else 1.0
         seconds += budget.epochs * budget.mixtures / rate
     return seconds
@@ -114,7 +119,7 @@ def plan_grid(grid: Grid, gpu_share: float | None = None) -> Plan:
     for entry in grid.methods:
         cls = get_method(entry.method)
         try:
-            params = cls.check_params(entry.params)
+            params = cls.resolve_params(entry.params)
         except UserError as exc:
             raise UserError(f"{grid.source}: methods: {entry.label}: {exc}") from None
         learned = cls.requires.needs_training
@@ -124,13 +129,17 @@ def plan_grid(grid: Grid, gpu_share: float | None = None) -> Plan:
         resources = cell_resources(cls.resources, entry.resources, gpu_share)
         served = 0
         for scenario in grid.scenarios:
-            reason = cls.unsupported_reason(Task(scenario.weights, scenario.downsample, 0.0,
-                                                 superpose=scenario.superpose))
+            reason = cls.unsupported_reason(scenario_task(scenario, 0.0))
             if reason:
                 skipped.append(Skip(entry.label, scenario.name, reason))
                 continue
             served += 1
             for sigma in grid.noise:
+                try:  # the method's own checks (ranges, relations between parameters), before any cell runs
+                    cls.check_params(params, scenario_task(scenario, sigma))
+                except UserError as exc:
+                    raise UserError(f"{grid.source}: methods: {entry.label}: scenario {scenario.name} "
+                                    f"(σ={sigma:g}): {exc}") from None
                 for seed in seeds:
                     cells.append(Cell(entry.method, entry.label, params, budget, scenario, sigma, seed,
                                       grid.dataset, grid.test_mixtures, resources,

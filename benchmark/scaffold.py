@@ -28,6 +28,11 @@ packages = find:
 [options.packages.find]
 include = ${package}*
 
+[options.extras_require]
+# the test tools of this package's own tests: pip install -e .[test]
+test =
+    pytest>=8
+
 [options.entry_points]
 # the entry point's name (left) is the method's name in grids and in `bench methods`
 bench.methods =
@@ -111,19 +116,21 @@ class ${cls}(Method):
 TEST = '''\
 """${name} against sepbench's method contract (run `pytest` in this folder)."""
 
-from sepbench.contract import assert_method_contract
+from sepbench.contract import parametrize_with_checks
 from sepbench.registry import available_methods
 
 from ${package}.method import ${cls}
 
 
-def test_${ident}_meets_the_method_contract():
-    assert_method_contract(${cls})
+@parametrize_with_checks([${cls}])
+def test_${ident}_meets_the_method_contract(method, check):
+    """One test per contract check (e.g. ${cls}-batch-independence): a failure names the check."""
+    check(method)
 
 
 def test_${ident}_is_registered_by_its_entry_point():
     registered = available_methods()
-    assert "${name}" in registered, "${name} is not registered: run `pip install -e .` in this folder"
+    assert "${name}" in registered, "${name} is not registered: run `pip install -e .[test]` in this folder"
     assert registered["${name}"] is ${cls}
 '''
 
@@ -150,10 +157,10 @@ README = """\
 
 The `${name}` separation method for sepbench, as a plugin (entry point group `bench.methods`).
 
-    pip install -e .                                # registers the method `${name}`
+    pip install -e .[test]                          # registers the method `${name}`; [test] adds pytest
     bench methods ${name}                           # shows it, its origin and parameters
     bench check-method ${name}                      # the method contract, check by check
-    pytest                                          # the same contract, as a test
+    pytest                                          # the same contract, one test per check
     bench run --grid grid.yaml --executor local     # ${name} next to the baselines
     bench report reports/${name}-quick
 """

@@ -29,6 +29,14 @@ def downsample(z: torch.Tensor, factor: int) -> torch.Tensor:
     return F.avg_pool2d(z, factor) if factor > 1 else z
 
 
+def downsample_adjoint(y: torch.Tensor, factor: int) -> torch.Tensor:
+    """The adjoint Dᵀ of :func:`downsample`: each pixel copied into its ``factor``×``factor`` block, divided by
+    ``factor²`` (so that ``<D z, y> = <z, Dᵀ y>``; D Dᵀ is the identity divided by ``factor²``)."""
+    if factor == 1:
+        return y
+    return y.repeat_interleave(factor, dim=-2).repeat_interleave(factor, dim=-1) / factor**2
+
+
 def upsample(y: torch.Tensor, factor: int) -> torch.Tensor:
     """Back to full resolution by bilinear interpolation (used by baselines and ICA)."""
     if factor == 1:

@@ -11,6 +11,7 @@ import torch
 
 from sepbench.datasets.forward import observe
 from sepbench.datasets.paper import paper_pairs
+from sepbench.datasets.task import Task
 
 
 class Batch(NamedTuple):
@@ -68,14 +69,14 @@ class TrainingData:
     noise each time, as its loader did); the validation set is fixed for the cell.
     """
 
-    def __init__(self, images: torch.Tensor, task: Any, n_mixtures: int, seed: int,
+    def __init__(self, images: torch.Tensor, task: Task, n_mixtures: int, seed: int,
                  n_validation: int | None = None, pairs: str = "fresh") -> None:
         self.images = images
         self.task = task
         self.device = images.device
         self.n_mixtures = n_mixtures
         self.weights = task.weight_matrix(self.device)
-        self.superpose = getattr(task, "superpose", "sum")
+        self.superpose = task.superpose
         self.fixed_pairs = None
         if pairs == "paper":
             self.fixed_pairs = paper_pairs("train", n_mixtures, len(images)).to(self.device)
@@ -111,7 +112,7 @@ def fixed_test_pairs(n_images: int, n_mixtures: int, n_sources: int, dataset_key
     return draw_pairs(n_images, n_mixtures, n_sources, gen)
 
 
-def make_test_set(images: torch.Tensor, task: Any, n_mixtures: int, dataset_key: str, pairs: str = "random"
+def make_test_set(images: torch.Tensor, task: Task, n_mixtures: int, dataset_key: str, pairs: str = "random"
                   ) -> Batch:
     """The fixed test mixtures of (dataset, scenario, σ): built on the CPU, the same for every method and seed.
 
@@ -123,4 +124,4 @@ def make_test_set(images: torch.Tensor, task: Any, n_mixtures: int, dataset_key:
     noise_gen = _generator(torch.device("cpu"),
                            stable_seed("test-noise", dataset_key, task.weights, task.downsample, task.sigma))
     return mix(images, indices, task.weight_matrix(), task.downsample, task.sigma, noise_gen,
-               getattr(task, "superpose", "sum"))
+               task.superpose)

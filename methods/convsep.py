@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sepbench import Batch, Param, Resources, TorchMethod, register_method, upsample
+from sepbench import Batch, Param, Resources, Task, TorchMethod, register_method, upsample
 from sepbench.methods.estimates import even_split_logit, logit
 from sepbench.methods.losses import LOSS_MODES, separation_loss
 
@@ -135,9 +135,9 @@ class ConvSepNet(nn.Module):
         return self.split(self.reconstruct(y))
 
 
-def z_range(task) -> float:
+def z_range(task: Task) -> float:
     """The largest value a clean superposition can take: 1 under uint8 wrap-around, else the largest row sum."""
-    if getattr(task, "superpose", "sum") == "uint8-wrap":
+    if task.superpose == "uint8-wrap":
         return 1.0
     return float(task.weight_matrix().sum(dim=1).max())
 

@@ -30,13 +30,14 @@ black outputs (MSE 0.113) even on the paper's budget.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sepbench.api import Param, Resources, register_method
+from sepbench.api import Param, Resources, Task, register_method
 from sepbench.datasets.forward import upsample
 from sepbench.datasets.mixtures import Batch
 from sepbench.errors import ParameterError
@@ -145,10 +146,13 @@ class ConvSepRes(TorchMethod):
     cpu_bf16_speedup = 1.9
     channels_last = True  # NHWC convolutions train faster on a CPU (docs/performance.md, "Rates behind the code")
 
+    @classmethod
+    def check_params(cls, params: Mapping[str, Any], task: Task) -> None:
+        if params["width"] < 2:
+            raise ParameterError(f"method {cls.name!r}: parameter 'width' must be >= 2, got {params['width']}")
+
     def build_network(self) -> nn.Module:
         p = self.params
-        if p["width"] < 2:
-            raise ParameterError(f"method {self.name!r}: parameter 'width' must be >= 2, got {p['width']}")
         return ConvSepNet(self.task.n_observations, self.task.n_sources, p["width"], p["blocks"],
                           p["sep_width"], p["sep_depth"], float(self.task.weight_matrix().sum()), self.task.downsample)
 

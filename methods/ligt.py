@@ -28,13 +28,14 @@ per image is ``ligt-spatial`` (methods/ligt_spatial.py).
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sepbench import Param, Resources, TorchMethod, register_method
+from sepbench import Param, Resources, Task, TorchMethod, register_method
 from sepbench.errors import ParameterError
 from sepbench.methods.estimates import even_split_logit
 
@@ -117,12 +118,15 @@ class LiGT(TorchMethod):
     cpu_bf16_speedup = 1.3
     seq_len: ClassVar[int | None] = None
 
+    @classmethod
+    def check_params(cls, params: Mapping[str, Any], task: Task) -> None:
+        if WIDTH % params["heads"]:
+            raise ParameterError(f"method {cls.name!r}: heads={params['heads']} must divide the model width {WIDTH}")
+        if not 0 <= params["dropout"] < 1:
+            raise ParameterError(f"method {cls.name!r}: parameter 'dropout' must be in [0, 1), got {params['dropout']}")
+
     def build_network(self) -> nn.Module:
         p = self.params
-        if WIDTH % p["heads"]:
-            raise ParameterError(f"method {self.name!r}: heads={p['heads']} must divide the model width {WIDTH}")
-        if not 0 <= p["dropout"] < 1:
-            raise ParameterError(f"method {self.name!r}: parameter 'dropout' must be in [0, 1), got {p['dropout']}")
         total = float(self.task.weight_matrix().sum()) if p["prior"] else None
         return LiGTNet(self.task.n_observations, self.task.n_sources, p["heads"], p["ff"], p["dropout"],
                        self.seq_len, total)

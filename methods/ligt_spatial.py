@@ -28,13 +28,14 @@ Count for K = 1: compressor 33,408 + tokens 2,592 + 10,368 + encoder layer 925,2
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sepbench.api import Param, Resources, register_method
+from sepbench.api import Param, Resources, Task, register_method
 from sepbench.errors import ParameterError
 from sepbench.methods.estimates import even_split_logit
 from sepbench.methods.losses import LOSS_MODES
@@ -117,16 +118,6 @@ _COMMON: dict[str, Param] = {
 }
 
 
-def _check(name: str, params: dict, width: int) -> None:
-    """Constraints between parameters that a single :class:`Param` cannot express."""
-    if width % params["heads"]:
-        raise ParameterError(f"method {name!r}: heads={params['heads']} must divide the model width {width}")
-    if params["channels"] < 2:
-        raise ParameterError(f"method {name!r}: parameter 'channels' must be >= 2, got {params['channels']}")
-    if not 0 <= params["dropout"] < 1:
-        raise ParameterError(f"method {name!r}: parameter 'dropout' must be in [0, 1), got {params['dropout']}")
-
-
 @register_method("ligt-spatial")
 class LiGTSpatial(TorchMethod):
     """An earlier sepbench network after LiGT's description (not the public code's layers): attention over the
@@ -141,8 +132,18 @@ class LiGTSpatial(TorchMethod):
     cpu_mixtures_per_s = 100.0  # estimates from measured rates (docs/performance.md, "Rates behind the code")
     cpu_bf16_speedup = 1.6
 
+    @classmethod
+    def check_params(cls, params: Mapping[str, Any], task: Task) -> None:
+        """Constraints between parameters that a single :class:`Param` cannot express."""
+        if params["width"] % params["heads"]:
+            raise ParameterError(f"method {cls.name!r}: heads={params['heads']} must divide the model width "
+                                 f"{params['width']}")
+        if params["channels"] < 2:
+            raise ParameterError(f"method {cls.name!r}: parameter 'channels' must be >= 2, got {params['channels']}")
+        if not 0 <= params["dropout"] < 1:
+            raise ParameterError(f"method {cls.name!r}: parameter 'dropout' must be in [0, 1), got {params['dropout']}")
+
     def build_network(self) -> nn.Module:
         p = self.params
-        _check(self.name, p, p["width"])
         return LiGTNet(self.task.n_observations, self.task.n_sources, p["channels"], p["width"], p["heads"],
                        p["ff"], p["dropout"], float(self.task.weight_matrix().sum()) if p["prior"] else None)

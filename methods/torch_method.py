@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from sepbench.api import FitContext, Method, Param, Requirements, Resources, TrainBudget
+from sepbench.api import FitContext, Method, Param, Requirements, Resources, Task, TrainBudget
 from sepbench.datasets.mixtures import Batch, TrainingData
 from sepbench.methods.dropout import use_fast_dropout
 from sepbench.methods.losses import LOSS_MODES, separation_loss
@@ -48,7 +48,7 @@ class TorchMethod(Method):
     cpu_chunk: ClassVar[int] = 64
     GPU_CHUNK: ClassVar[int] = 1024
 
-    def __init__(self, task: Any, **params: Any) -> None:
+    def __init__(self, task: Task, **params: Any) -> None:
         super().__init__(task, **params)
         self.net: nn.Module = self.build_network()
         self.history_: list[dict[str, float]] = []
@@ -112,7 +112,7 @@ class TorchMethod(Method):
         declare ``batch_dependent``: padding would change their real outputs).
         """
         chunk = chunk or self.inference_chunk(self.device)
-        pad = self.precision_ == "bf16" and not getattr(self, "batch_dependent", False)
+        pad = self.precision_ == "bf16" and not self.batch_dependent
         self.net.eval()
         outputs = []
         with torch.no_grad(), autocast(torch.device(self.device), self.precision_):

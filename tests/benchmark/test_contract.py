@@ -9,12 +9,18 @@ from typing import ClassVar
 import pytest
 import torch
 
-from sepbench import registry
 from sepbench.api import Method, Param, Requirements
 from sepbench.cli import main
-from sepbench.contract import assert_method_contract, check_method, synthetic_digits
+from sepbench.contract import (
+    CHECKS,
+    assert_method_contract,
+    check_method,
+    contract_params,
+    parametrize_with_checks,
+    synthetic_digits,
+)
 from sepbench.datasets.forward import upsample
-from sepbench.errors import UserError
+from sepbench.errors import ParameterError, UserError
 from sepbench.registry import available_methods
 
 
@@ -27,9 +33,10 @@ def one_torch_thread():
     torch.set_num_threads(before)
 
 
-@pytest.mark.parametrize("name", sorted(available_methods()))
-def test_every_registered_method_meets_the_contract(name):
-    assert_method_contract(name)
+@parametrize_with_checks(sorted(available_methods()))
+def test_every_registered_method_meets_the_contract(method, check):
+    """One case per method and check, e.g. ``ligt-batch-independence``: a failure names the check."""
+    check(method)
 
 
 class EvenSplit(Method):
@@ -99,8 +106,21 @@ class Unseeded(EvenSplit):
 
 class AcceptsAnything(EvenSplit):
     @classmethod
-    def check_params(cls, params):
+    def resolve_params(cls, params):
         return {"gain": 1.0, **params}
+
+
+class BadDefault(EvenSplit):
+    """Its own check refuses its own default."""
+
+    @classmethod
+    def check_params(cls, params, task):
+        if params["gain"] >= 1:
+            raise ParameterError(f"method {cls.name!r}: parameter 'gain' must be < 1, got {params['gain']}")
+
+
+class NotAFlag(EvenSplit):
+    batch_dependent = "no"
 
 
 class RaisesValueError(EvenSplit):
@@ -119,6 +139,32 @@ class FitFails(EvenSplit):
 
 class ThreeDetectors(EvenSplit):
     requires: ClassVar[Requirements] = Requirements(min_observations=3)
+
+
+def test_parametrize_with_checks_names_each_case_method_dash_check():
+    mark = parametrize_with_checks(["average", EvenSplit])
+    ids = [case.id for case in mark.args[1]]
+    names = [check.name for check in CHECKS]
+    assert ids == [f"average-{n}" for n in names] + [f"EvenSplit-{n}" for n in names]
+    assert len(set(names)) == len(names)
+    assert {"declarations", "rejects-unknown-parameter", "fit-then-separate", "shape", "dtype", "device", "finite",
+            "range", "input-untouched", "batch-independence", "same-seed-same-output", "n_parameters"} <= set(names)
+    assert all(case.values[1] in CHECKS for case in mark.args[1])
+
+
+def test_one_check_fails_alone_and_names_itself():
+    checks = {check.name: check for check in CHECKS}
+    with pytest.raises(AssertionError, match="method Float64 fails contract check 'dtype':") as error:
+        checks["dtype"](Float64)
+    assert "✗ single: dtype: torch.float64, expected torch.float32" in str(error.value)
+    for name in ("shape", "device", "finite", "batch-independence", "same-seed-same-output"):
+        assert all(r.passed for r in checks[name](Float64))
+
+
+def test_contract_params_runs_the_methods_own_check():
+    assert contract_params(BadDefault, {"gain": 0.5}) == {"gain": 0.5}
+    with pytest.raises(ParameterError, match="'gain' must be < 1, got 2.0"):
+        contract_params(BadDefault, {"gain": 2})
 
 
 def _by_status(results):
@@ -145,7 +191,9 @@ def test_a_correct_method_passes_every_check():
     (Unseeded, "single: same seed, same output"),
     (AcceptsAnything, "rejects an unknown parameter"),
     (RaisesValueError, "rejects an unknown parameter"),
-    (FitFails, "single: fit on tiny data"),
+    (FitFails, "single: fit then separate"),
+    (BadDefault, "parameter defaults"),
+    (NotAFlag, "declarations"),
     (ThreeDetectors, "scenarios"),
 ])
 def test_each_fault_fails_the_check_that_names_it(method, failing):
@@ -187,18 +235,6 @@ def test_synthetic_digits_look_like_strokes_on_black():
     assert torch.equal(images, synthetic_digits(32, seed=3))
 
 
-@pytest.fixture
-def registry_snapshot(monkeypatch):
-    """Methods registered during the test are forgotten afterwards."""
-    from sepbench import api
-
-    registry._load_builtins()
-    monkeypatch.setattr(api, "_REGISTRY", dict(api._REGISTRY))
-    monkeypatch.setattr(api, "_ORIGINS", dict(api._ORIGINS))
-    monkeypatch.setattr(registry, "_REGISTRY", api._REGISTRY)
-    monkeypatch.setattr(registry, "_ORIGINS", api._ORIGINS)
-
-
 def cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
     """Run ``bench ARGS`` in this process: (exit status, stdout, stderr)."""
     monkeypatch.setattr(sys, "argv", ["bench", *args])
@@ -211,13 +247,15 @@ def cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
     return status, out.out, out.err
 
 
-def test_check_method_command_exit_status(tmp_path, monkeypatch, capsys, registry_snapshot):
+def test_check_method_command_exit_status(tmp_path, monkeypatch, capsys, clean_registry):
     status, out, _ = cli(monkeypatch, capsys, "check-method", "average")
     assert status == 0 and "✓ single: batch independence" in out and "checks passed" in out
     status, _, err = cli(monkeypatch, capsys, "check-method", "nosuch")
     assert status == 2 and err.startswith("error: unknown method 'nosuch'")
     status, _, err = cli(monkeypatch, capsys, "check-method", "average", "-p", "gain=2")
     assert status == 2 and "unknown parameter 'gain'" in err
+    status, _, err = cli(monkeypatch, capsys, "check-method", "ligt", "-p", "heads=7")  # the method's own check
+    assert status == 2 and err.strip() == "error: method 'ligt': heads=7 must divide the model width 288"
 
     (tmp_path / "faulty_plugin.py").write_text(
         "from sepbench.api import Method, register_method\n\n\n"

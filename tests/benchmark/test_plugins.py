@@ -7,6 +7,7 @@ there like in site-packages), so the shared environment never sees them and noth
 
 from __future__ import annotations
 
+import configparser
 import importlib.metadata
 import importlib.util
 import json
@@ -24,6 +25,7 @@ import yaml
 from sepbench import api, registry
 from sepbench.cell import run_cell
 from sepbench.cli import main
+from sepbench.contract import CHECKS
 from sepbench.grid import parse_grid
 from sepbench.plan import plan_grid
 from sepbench.registry import PluginError, available_methods, get_method, method_origin
@@ -128,10 +130,16 @@ def test_generated_plugin_passes_the_contract_and_its_own_test(installed):
     checked = bench("check-method", PLUGIN, cwd=root, env=env)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert f"method contract: {PLUGIN} (bench-plugdemo 0.1.0)" in checked.stdout
-    own = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=root / PLUGIN,
+    own = subprocess.run([sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider"], cwd=root / PLUGIN,
                          env={**os.environ, **env}, capture_output=True, text=True, timeout=600)
     assert own.returncode == 0, own.stdout + own.stderr
-    assert "2 passed" in own.stdout
+    assert f"{len(CHECKS) + 1} passed" in own.stdout  # one test per contract check, and the registration
+    assert "meets_the_method_contract[Plugdemo-batch-independence] PASSED" in own.stdout
+    # its test tools come with the package: pip install -e .[test]
+    setup = configparser.ConfigParser()
+    setup.read(root / PLUGIN / "setup.cfg")
+    assert setup["options.extras_require"]["test"].split() == ["pytest>=8"]
+    assert "pip install -e .[test]" in (root / PLUGIN / "README.md").read_text()
 
 
 def test_grid_runs_builtin_entry_point_and_grid_plugin_side_by_side(installed):
@@ -168,17 +176,6 @@ def test_grid_using_a_broken_entry_point_exits_2_naming_it(installed):
 
 
 # ---- in-process: entry points faked, grid plugin modules from a temporary folder ----------------------
-
-@pytest.fixture
-def clean_registry(monkeypatch):
-    """A private copy of the registry and plugin state, restored afterwards; entry points loaded afresh."""
-    registry._load_builtins()  # built-ins register on first import: into the real registry, not the copy
-    monkeypatch.setattr(api, "_REGISTRY", dict(api._REGISTRY))
-    monkeypatch.setattr(api, "_ORIGINS", dict(api._ORIGINS))
-    for name, value in (("_REGISTRY", api._REGISTRY), ("_ORIGINS", api._ORIGINS), ("_BROKEN", []),
-                        ("_state", {"entry_points_loaded": False})):
-        monkeypatch.setattr(registry, name, value)
-
 
 class GoodPlugin(api.Method):
     def separate(self, y):

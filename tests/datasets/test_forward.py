@@ -3,7 +3,7 @@
 import torch
 
 from sepbench.api import Task
-from sepbench.datasets.forward import downsample, observe, superimpose
+from sepbench.datasets.forward import downsample, downsample_adjoint, observe, superimpose
 from sepbench.datasets.mixtures import TrainingData, make_test_set
 
 SINGLE = Task(((1.0, 1.0),), 2, 0.0)
@@ -17,6 +17,15 @@ def test_pooling_equals_2x2_block_means():
     for i, j in [(0, 0), (5, 9), (13, 13)]:
         block = z[:, :, 2 * i:2 * i + 2, 2 * j:2 * j + 2]
         torch.testing.assert_close(pooled[:, :, i, j], block.mean(dim=(-2, -1)))
+
+
+def test_downsample_adjoint_is_the_adjoint_of_pooling():
+    gen = torch.Generator().manual_seed(0)
+    for factor in (1, 2, 4):
+        z = torch.rand(3, 2, 28, 28, generator=gen, dtype=torch.float64)
+        y = torch.rand(3, 2, 28 // factor, 28 // factor, generator=gen, dtype=torch.float64)
+        assert torch.allclose((downsample(z, factor) * y).sum(), (z * downsample_adjoint(y, factor)).sum())
+        assert torch.allclose(downsample(downsample_adjoint(y, factor), factor), y / factor**2)
 
 
 def test_superposition_weights_rows_are_observations():

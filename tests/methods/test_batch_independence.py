@@ -43,7 +43,7 @@ def test_output_does_not_depend_on_batch_mates(name: str, task: Task, make_data,
     together = method.separate(batch)[position:position + 1]
     assert alone.shape == (1, task.n_sources, *task.source_shape)
     difference = float((alone - together).abs().max())
-    if getattr(cls, "batch_dependent", False):
+    if cls.batch_dependent:
         # declared flaw: outputs mix information across the batch, so they must differ
         assert difference > 1e-5, f"{name} declares batch_dependent but gave the same output ({difference:.2e})"
     else:

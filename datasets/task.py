@@ -1,0 +1,41 @@
+"""The task: what a method is asked to solve. Data (mixtures) and methods both import it from here.
+
+Re-exported as ``sepbench.Task`` (and ``sepbench.api.Task``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class Task:
+    """What a method is asked to solve: S sources seen through K weighted, pooled, noisy observations."""
+
+    weights: tuple[tuple[float, ...], ...]  # K rows (observations) × S columns (sources)
+    downsample: int
+    sigma: float
+    source_shape: tuple[int, int] = (28, 28)
+    superpose: str = "sum"  # how sources add up at the detector: "sum", or "uint8-wrap" (the public code's)
+
+    @property
+    def n_sources(self) -> int:
+        """S, the number of sources to recover (columns of ``weights``)."""
+        return len(self.weights[0])
+
+    @property
+    def n_observations(self) -> int:
+        """K, the number of observations (detectors) per mixture (rows of ``weights``)."""
+        return len(self.weights)
+
+    @property
+    def observation_shape(self) -> tuple[int, int]:
+        """``(h, w)`` of one observation: the source shape divided by ``downsample``."""
+        return (self.source_shape[0] // self.downsample, self.source_shape[1] // self.downsample)
+
+    def weight_matrix(self, device: torch.device | str = "cpu") -> torch.Tensor:
+        """The weights as a float32 tensor ``(K, S)`` on ``device``: row k says how much of each source
+        observation k sees (``superimpose(x, task.weight_matrix())`` gives the clean superpositions)."""
+        return torch.tensor(self.weights, dtype=torch.float32, device=device)
