@@ -23,7 +23,6 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 PAPER_BATCH = 64  # the public code's test loader: batch 64, not shuffled
 WINDOW, WINDOW_SIGMA = 11, 1.5
@@ -62,10 +61,11 @@ def scored_mixtures(n_mixtures: int) -> torch.Tensor:
 def train_mode_outputs(method: Any, y: torch.Tensor, seed: int = 0) -> torch.Tensor | None:
     """The method's outputs with its network in train mode, batch by batch of 64 as the public code ran them;
     None for a method without a network. Runs on a copy, so the method's own network is untouched."""
-    net = getattr(method, "net", None)
-    if not isinstance(net, nn.Module):
+    from sepbench.methods.torch_method import TorchMethod  # the cell's side: methods are loaded by now
+
+    if not isinstance(method, TorchMethod):
         return None
-    net = copy.deepcopy(net).train()
+    net = copy.deepcopy(method.net).train()
     device = next(net.parameters()).device
     torch.manual_seed(seed)
     outputs = []

@@ -9,8 +9,10 @@ import torch
 from scipy import ndimage
 from torch import nn
 
+from sepbench import Task, TorchMethod
 from sepbench.metrics import score
 from sepbench.paper_protocol import gaussian_ssim, paper_protocol, scored_mixtures, train_mode_outputs
+from sepbench.registry import get_method
 
 
 def _reference_ssim(a: np.ndarray, b: np.ndarray) -> float:
@@ -38,21 +40,19 @@ def test_the_paper_scores_157_images_of_10000() -> None:
     assert len(picked) == 157 and picked[:3].tolist() == [0, 64, 128] and int(picked[-1]) == 9984
 
 
-class _BatchNormMethod:
-    """A stand-in learned method: BatchNorm, then a sigmoid, two outputs."""
+class _BatchNormMethod(TorchMethod):
+    """A small learned method: BatchNorm, then a sigmoid, two outputs."""
 
-    def __init__(self) -> None:
+    def build_network(self) -> nn.Module:
         torch.manual_seed(0)
-        self.net = nn.Sequential(nn.Upsample(scale_factor=2), nn.Conv2d(1, 2, 3, padding=1), nn.BatchNorm2d(2),
-                                 nn.Sigmoid()).eval()
-        self.net[2].running_mean.fill_(0.3)
-
-    def predict(self, net, y):
-        return net(y)
+        net = nn.Sequential(nn.Upsample(scale_factor=2), nn.Conv2d(1, 2, 3, padding=1), nn.BatchNorm2d(2),
+                            nn.Sigmoid()).eval()
+        net[2].running_mean.fill_(0.3)
+        return net
 
 
 def test_train_mode_uses_batch_statistics_on_a_copy() -> None:
-    method = _BatchNormMethod()
+    method = _BatchNormMethod(Task(((1.0, 1.0),), 2, 0.01))
     before = {k: v.clone() for k, v in method.net.state_dict().items()}
     y = torch.rand(130, 1, 14, 14)
     trained = train_mode_outputs(method, y)
@@ -64,7 +64,7 @@ def test_train_mode_uses_batch_statistics_on_a_copy() -> None:
     assert not method.net.training
     for key, value in method.net.state_dict().items():
         assert torch.equal(value, before[key]), key  # running statistics untouched
-    assert train_mode_outputs(object(), y) is None
+    assert train_mode_outputs(get_method("average")(Task(((1.0, 1.0),), 2, 0.01)), y) is None  # no network
 
 
 def test_one_output_is_matched_to_the_source_of_higher_ssim() -> None:

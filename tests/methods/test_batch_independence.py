@@ -51,7 +51,7 @@ def test_output_does_not_depend_on_batch_mates(name: str, task: Task, make_data,
 
 
 @pytest.mark.parametrize("name", [n for n, c in available_methods().items()
-                                  if issubclass(c, TorchMethod) and not getattr(c, "batch_dependent", False)
+                                  if issubclass(c, TorchMethod) and not c.batch_dependent
                                   and c.unsupported_reason(SINGLE) is None])
 def test_chunked_separation_equals_one_pass(name: str, make_data, fit_context) -> None:
     """``separate`` runs in chunks sized for the cache (64 on a CPU for most methods); chunks change nothing."""

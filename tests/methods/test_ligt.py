@@ -49,7 +49,7 @@ def test_batchseq_depends_on_batch_mates_and_the_default_does_not(single_task) -
         method = cls(single_task)
         gap = float((method.separate(y[5:6]) - method.separate(y)[5:6]).abs().max())
         assert (gap > 1e-5) if dependent else (gap <= 1e-5), (cls.name, gap)
-    assert LiGTBatchSeq.batch_dependent is True and not getattr(LiGT, "batch_dependent", False)
+    assert LiGTBatchSeq.batch_dependent is True and not LiGT.batch_dependent
 
 
 def test_contract_flags_the_batch_dependent_variant() -> None:
