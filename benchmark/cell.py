@@ -25,6 +25,7 @@ from sepbench.devices import Placement, place
 from sepbench.metrics import score
 from sepbench.paper_protocol import paper_protocol
 from sepbench.plan import Cell
+from sepbench.provenance import provenance
 from sepbench.recognise import recognise_outputs
 from sepbench.registry import get_method, import_plugins, method_origin
 
@@ -67,11 +68,15 @@ def run_cell(cell: Cell, data_dir: str | Path | None = None, device: torch.devic
     logger = logging.getLogger(f"sepbench.cell.{cell.id}")
     try:
         sources = load_sources(data_dir)
+        if sources.fingerprint != cell.data:
+            raise ValueError(f"the source images here ({sources.origin}, fingerprint {sources.fingerprint}) are not "
+                             f"the ones the cell names ({cell.data})")
         task = cell.task
         test = make_test_set(sources.test[:cell.dataset.test_size], task, cell.test_mixtures, cell.dataset.key,
                              cell.test_pairs)
         import_plugins(cell.plugins)
         meta["origin"] = method_origin(cell.method)
+        meta["provenance"] = provenance(get_method(cell.method), sources.fingerprint, device.type)
         method = get_method(cell.method)(task, **cell.params)
         data = None
         if cell.budget is not None:

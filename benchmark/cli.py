@@ -25,9 +25,15 @@ def bench() -> None:
 @click.option("--gpu-share", type=float, metavar="SHARE",
               help="Share of a GPU each GPU cell takes, e.g. 0.25: four cells per GPU (default: the grid's "
                    "`resources`, else the method's).")
+@click.option("--keep-stale", is_flag=True,
+              help="Keep finished cells whose method code, versions or device changed (the report marks them).")
 def run(grid_name: str, out: str | None, executor: str, address: str | None, data_dir: str | None,
-        gpu_share: float | None) -> None:
-    """Train and score every method × scenario × σ × seed of a grid; resumes an interrupted run."""
+        gpu_share: float | None, keep_stale: bool) -> None:
+    """Train and score every method × scenario × σ × seed of a grid; resumes an interrupted run.
+
+    A finished cell is reused only if its files are intact and its method's code, sepbench, torch and the
+    device kind are unchanged; damaged cells are moved to cells/damaged/ and recomputed.
+    """
     from sepbench.grid import check_gpu_share, load_grid
     from sepbench.runner import run_grid
 
@@ -40,7 +46,8 @@ def run(grid_name: str, out: str | None, executor: str, address: str | None, dat
             raise UserError("--gpu-share: expected a share > 0 (a method entry's `resources: {gpu: 0}` keeps "
                             "its cells off GPUs)")
     grid = load_grid(grid_name)
-    sys.exit(run_grid(grid, out=out, executor=executor, address=address, data_dir=data_dir, gpu_share=gpu_share))
+    sys.exit(run_grid(grid, out=out, executor=executor, address=address, data_dir=data_dir, gpu_share=gpu_share,
+                      keep_stale=keep_stale))
 
 
 @bench.command()
@@ -90,8 +97,8 @@ def report(runs: tuple[str, ...], out: str | None, data_dir: str | None, protoco
             else:
                 stale.append(str(run_dir))
         runs = tuple(stale)
-    for run_dir in runs:
-        click.echo(f"wrote {write_report(run_dir, out, data_dir)}")
+    for run_dir in runs:  # damaged cells are left out and named on stderr; the exit status stays 0
+        click.echo(f"wrote {write_report(run_dir, out, data_dir, warn=lambda line: click.echo(line, err=True))}")
 
 
 @bench.command(short_help="List methods (origin, needs, parameters) and broken plugins.")

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from sepbench.api import Method, Resources, Task, TrainBudget
+from sepbench.datasets.mnist import MNIST_FINGERPRINT
 from sepbench.errors import UserError
 from sepbench.grid_model import DatasetSpec, Grid, Scenario
 from sepbench.precision import cpu_has_bf16
@@ -33,6 +34,7 @@ class Cell:
     expected_seconds: float = 1.0
     plugins: tuple[str, ...] = ()  # modules to import before the method is looked up (not part of the id)
     test_pairs: str = "random"
+    data: str = MNIST_FINGERPRINT  # the source images' fingerprint (part of the id: cells on other data differ)
 
     @property
     def task(self) -> Task:
@@ -53,6 +55,7 @@ class Cell:
             "sigma": self.sigma,
             "seed": self.seed,
             "dataset": asdict(self.dataset),
+            "data": self.data,
             "test_mixtures": self.test_mixtures,
         }
         if self.test_pairs != "random":

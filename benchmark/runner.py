@@ -16,11 +16,14 @@ import torch
 
 from sepbench.cell import load_sources
 from sepbench.datasets.mnist import ChecksumError, DatasetNotFound
+from sepbench.devices import place
 from sepbench.errors import UserError
 from sepbench.executors import make_executor
 from sepbench.grid_model import Grid
+from sepbench.integrity import remove_partial_writes
 from sepbench.plan import Plan, plan_grid
 from sepbench.progress import RunProgress, format_duration
+from sepbench.resume import describe, grid_history, read_previous_manifest, triage
 from sepbench.store import RunStore
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -46,8 +49,10 @@ def default_run_dir(grid: Grid) -> Path:
 
 
 def run_grid(grid: Grid, *, out: str | Path | None = None, executor: str = "ray", address: str | None = None,
-             data_dir: str | Path | None = None, progress_stream: Any = None, gpu_share: float | None = None) -> int:
-    """Run every missing cell of ``grid``; returns the exit status (0, 1 or 130; bad input raises).
+             data_dir: str | Path | None = None, progress_stream: Any = None, gpu_share: float | None = None,
+             keep_stale: bool = False) -> int:
+    """Run every missing, failed, damaged or stale cell of ``grid``; returns the exit status (0, 1 or 130; bad
+    input raises). ``keep_stale`` keeps cells whose code, versions or device changed (marked in the manifest).
 
     ``gpu_share``: the share of a GPU each GPU cell takes in this run (overrides the grid and the methods)."""
     plan = plan_grid(grid, gpu_share)
@@ -59,19 +64,29 @@ def run_grid(grid: Grid, *, out: str | Path | None = None, executor: str = "ray"
         except (DatasetNotFound, ChecksumError, ValueError) as exc:  # missing, corrupt or unverified MNIST
             raise UserError(str(exc).splitlines()[0]) from None
         runner = make_executor(executor, data_dir=data_dir, address=address)
+        remove_partial_writes(store.root)
+        previous, manifest_damage = read_previous_manifest(store)
+        found = triage(plan, store, keep_stale=keep_stale,
+                       device_kind=lambda cell: None if address else place(cell.resources.gpu).device.type)
+        pending = found.pending
         store.write_grid(grid.to_dict())
-        pending = [c for c in plan.cells if store.cell_status(c.id) != "done"]
+        started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         manifest: dict[str, Any] = {
             "name": grid.name,
             "grid_source": grid.source,
             "cells": [{"id": c.id, "label": c.label, "method": c.method, "scenario": c.scenario.name,
                        "sigma": c.sigma, "seed": c.seed} for c in plan.cells],
             "skipped": [asdict(s) for s in plan.skipped],
+            "stale_kept": {i: r for i, r in found.stale.items() if keep_stale},
+            "not_in_grid": found.not_in_grid,
+            "damaged": [{"id": i, "reason": r, "found": started} for i, r in found.damaged]
+            + list((previous or {}).get("damaged") or []),
+            "history": grid_history(previous, grid.to_dict(), started),
             "versions": versions(),
             "host": platform.node(),
             "executor": executor,
             "gpu_share": gpu_share,
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "started": started,
             "ended": None,
         }
         store.write_manifest(manifest)
@@ -80,6 +95,8 @@ def run_grid(grid: Grid, *, out: str | Path | None = None, executor: str = "ray"
         progress.line(f"{grid.name}: {len(plan.cells)} cells planned, {len(plan.cells) - len(pending)} already "
                       f"done, {len(pending)} to run, {len(plan.skipped)} (method, scenario) pairs skipped → "
                       f"{store.root}")
+        for line in ([manifest_damage] if manifest_damage else []) + describe(found, plan, keep_stale):
+            progress.line(line)
         for skip in plan.skipped:
             progress.line(f"  skipped {skip.label} on {skip.scenario}: {skip.reason}")
         if pending and not torch.cuda.is_available() and any(c.budget for c in pending):

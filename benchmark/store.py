@@ -21,6 +21,7 @@ import yaml
 
 from sepbench.errors import RunLocked, UserError
 from sepbench.files import atomic_write
+from sepbench.integrity import CellFiles, damage, move_aside, read_record, sha256_bytes
 
 ROW_COLUMNS = ["run", "cell", "method", "label", "scenario", "sigma", "seed", "mixture", "source",
                "mse", "psnr", "ssim", "perm"]
@@ -90,17 +91,34 @@ class RunStore:
         path = self.root / "manifest.json"
         if not path.exists():
             raise UserError(f"{self.root}: not a run directory (no manifest.json)")
-        return json.loads(path.read_text())
+        return json.loads(path.read_bytes())  # ValueError (incl. JSONDecodeError) if damaged
 
     def cell_status(self, cell_id: str) -> str | None:
-        """'done' only when both the rows and the metadata are there; 'failed'; or None if absent."""
-        meta_path = self.cells / f"{cell_id}.json"
-        if not meta_path.exists():
+        """'done' (record and files intact), 'failed', 'damaged' (see :mod:`sepbench.integrity`), or None if absent."""
+        files = CellFiles.of(self.root, cell_id)
+        if not files.meta.exists():
             return None
-        status = json.loads(meta_path.read_text()).get("status")
-        if status == "done" and not (self.cells / f"{cell_id}.parquet").exists():
-            return None
-        return status
+        if damage(files) is not None:
+            return "damaged"
+        return read_record(files.meta)["status"]
+
+    def read_record(self, cell_id: str) -> dict[str, Any]:
+        """The JSON record of a cell whose status is 'done' or 'failed'."""
+        return read_record(self.cells / f"{cell_id}.json")
+
+    def recorded_ids(self) -> list[str]:
+        """Ids of every cell with a record in this run directory (any grid version)."""
+        return sorted(p.stem for p in self.cells.glob("*.json"))
+
+    def set_aside_damaged(self) -> list[tuple[str, str]]:
+        """Move every damaged cell into cells/damaged/; returns (cell id, why) for each."""
+        found = []
+        for cell_id in self.recorded_ids():
+            reason = damage(CellFiles.of(self.root, cell_id))
+            if reason is not None:
+                move_aside(self.root, cell_id)
+                found.append((cell_id, reason))
+        return found
 
     def write_result(self, result: Any, run_name: str) -> None:
         """Rows first, then examples, then the metadata that marks the cell finished; Ctrl-C waits for all three."""
@@ -108,15 +126,19 @@ class RunStore:
             self._write_result(result, run_name)
 
     def _write_result(self, result: Any, run_name: str) -> None:
+        sums: dict[str, str] = {}
         if result.rows is not None:
             rows = result.rows.copy()
             rows.insert(0, "run", run_name)
             buffer = io.BytesIO()
             rows[ROW_COLUMNS + [c for c in OPTIONAL_COLUMNS if c in rows]].to_parquet(buffer, index=False)
             atomic_write(self.cells / f"{result.cell_id}.parquet", buffer.getvalue())
+            sums["rows"] = sha256_bytes(buffer.getvalue())
         if result.examples:
             buffer = io.BytesIO()
             np.savez_compressed(buffer, **result.examples)
             atomic_write(self.examples / f"{result.cell_id}.npz", buffer.getvalue())
-        atomic_write(self.cells / f"{result.cell_id}.json",
-                     json.dumps(result.meta, indent=2, default=str).encode())
+            sums["examples"] = sha256_bytes(buffer.getvalue())
+        meta = {**result.meta, "files": sums}  # checksums: a damaged file is detected, not trusted
+        atomic_write(self.cells / f"{result.cell_id}.json", json.dumps(meta, indent=2, default=str).encode())
+

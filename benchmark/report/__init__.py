@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -148,10 +148,14 @@ def is_current(run_dir: str | Path) -> bool:
         stamp.read_text().strip() == _inputs_fingerprint(run_dir)
 
 
-def write_report(run_dir: str | Path, out: str | Path | None = None, data_dir: str | Path | None = None) -> Path:
+def write_report(run_dir: str | Path, out: str | Path | None = None, data_dir: str | Path | None = None,
+                 warn: Callable[[str], None] | None = None) -> Path:
     """Report on one run, into the run directory unless ``out`` is given; returns the report.html path.
-    A report in the run directory is stamped with its inputs' fingerprint (see :func:`is_current`)."""
+    A report in the run directory is stamped with its inputs' fingerprint (see :func:`is_current`).
+    ``warn`` hears one line per damaged cell (reported as missing, never read)."""
     run = load_run(run_dir)
+    for cell in run.damaged:
+        (warn or (lambda line: None))(f"{run.root}: damaged cell {cell['id']} left out: {cell['error']}")
     page = build([run], Path(out) if out else run.root, data_dir)
     if not out:
         (run.root / INPUTS_STAMP).write_text(_inputs_fingerprint(run.root) + "\n")

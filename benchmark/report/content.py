@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 
+from sepbench.report.caveats import caveats
 from sepbench.report.load import RunData
 from sepbench.report.page import Block, Table
 from sepbench.report.stats import outcome_matrix
@@ -51,9 +52,13 @@ def header(runs: Sequence[RunData], generated: str) -> list[Block]:
             f"{manifest.get('started', '?')} → {manifest.get('ended') or 'not finished'} · "
             f"host {manifest.get('host', '?')} · torch {versions.get('torch', '?')}")))
     blocks.append(Block("note", f"Generated {generated} by bench report."))
-    problems = []
+    problems, warnings, out_of_grid = [], [], []
     for run in runs:
         prefix = f"{run.name}: " if len(runs) > 1 else ""
+        damaged, stale, notes = caveats(run, prefix)
+        problems += damaged
+        warnings += stale
+        out_of_grid += notes
         for cell in run.failed:
             problems.append(f"{prefix}failed: {_describe(cell)} (cell {cell['id']}): {cell['error']}")
         for cell in run.missing:
@@ -63,6 +68,13 @@ def header(runs: Sequence[RunData], generated: str) -> list[Block]:
         blocks.append(Block("warn", f"Incomplete: {len(problems)} of {total} planned cells have no results; "
                                     "the tables and figures below show the rest. Rerun `bench run` on the "
                                     "same grid to complete them.", items=problems))
+    if warnings:
+        blocks.append(Block("warn", "Cells of this run came from different code, data or versions, or were kept "
+                                    "although what produced them changed; compare them with care.", items=warnings))
+    if out_of_grid:
+        blocks.append(Block("note", f"{len(out_of_grid)} cells of an earlier version of the grid are kept in the run "
+                                    "directory but not reported: " + "; ".join(out_of_grid[:20])
+                                    + (" …" if len(out_of_grid) > 20 else "")))
     skipped = [f"{s['label']} on {s['scenario']}: {s['reason']}" for r in runs for s in r.manifest.get("skipped", [])]
     if skipped:
         blocks.append(Block("note", "Not planned (the method cannot serve the scenario): " + "; ".join(skipped)))

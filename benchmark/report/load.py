@@ -13,6 +13,7 @@ import pandas as pd
 
 from sepbench.datasets import dataset_key
 from sepbench.errors import UserError
+from sepbench.integrity import CellFiles, damage
 from sepbench.store import RunStore
 
 
@@ -27,6 +28,7 @@ class RunData:
     meta: dict[str, dict[str, Any]]  # cell id → the cell's json (done cells)
     failed: list[dict[str, Any]] = field(default_factory=list)  # planned cell + its error
     missing: list[dict[str, Any]] = field(default_factory=list)  # planned cells with no result yet
+    damaged: list[dict[str, Any]] = field(default_factory=list)  # planned cells whose files are damaged
 
     @property
     def root(self) -> Path:
@@ -50,26 +52,30 @@ def load_run(run_dir: str | Path, name: str | None = None) -> RunData:
         manifest = store.read_manifest()
     except json.JSONDecodeError as exc:
         raise UserError(f"{store.root}/manifest.json: not valid JSON ({exc.msg}, line {exc.lineno})") from None
-    planned = manifest.get("cells")
-    if not isinstance(planned, list):
+    except ValueError:
+        raise UserError(f"{store.root}/manifest.json: not valid JSON (not UTF-8 text)") from None
+    planned = manifest.get("cells") if isinstance(manifest, dict) else None
+    if not isinstance(planned, list) or not all(isinstance(c, dict) and "id" in c for c in planned):
         raise UserError(f"{store.root}/manifest.json: not a run manifest (no list of cells)")
     meta: dict[str, dict[str, Any]] = {}
-    failed, missing = [], []
+    failed, missing, damaged = [], [], []
     for cell in planned:
         status = store.cell_status(cell["id"])
         if status == "done":
-            meta[cell["id"]] = json.loads((store.cells / f"{cell['id']}.json").read_text())
+            meta[cell["id"]] = store.read_record(cell["id"])
         elif status == "failed":
-            info = json.loads((store.cells / f"{cell['id']}.json").read_text())
+            info = store.read_record(cell["id"])
             failed.append({**cell, "error": info.get("error", "unknown error")})
+        elif status == "damaged":
+            damaged.append({**cell, "error": damage(CellFiles.of(store.root, cell["id"]))})
         else:
             missing.append(cell)
     frames = [pd.read_parquet(store.cells / f"{cell_id}.parquet") for cell_id in meta]
     if not frames:
         raise UserError(f"{store.root}: no finished cell to report on ({len(planned)} planned, "
-                        f"{len(failed)} failed)")
+                        f"{len(failed)} failed, {len(damaged)} damaged)")
     rows = pd.concat(frames, ignore_index=True)
-    run = RunData(name or store.root.resolve().name, store, manifest, rows, meta, failed, missing)
+    run = RunData(name or store.root.resolve().name, store, manifest, rows, meta, failed, missing, damaged)
     rows["run"] = run.name
     rows["testset"] = rows["cell"].map({cell_id: run.test_key(cell_id) for cell_id in meta})
     if "recognised" not in rows:

@@ -1,0 +1,105 @@
+"""Resuming into an existing run directory: what is reused, rerun, set aside, or kept out of the grid.
+
+A planned cell is reused only when its files are intact and what produced it (:mod:`sepbench.provenance`) is
+what would produce it now; otherwise it runs (or, with ``--keep-stale``, is kept and marked). Damaged cells
+are moved aside; cells an earlier version of the grid named are kept but are not part of this grid.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from sepbench.plan import Cell, Plan
+from sepbench.provenance import changes, provenance
+from sepbench.registry import get_method
+from sepbench.store import RunStore
+
+
+@dataclass
+class Triage:
+    pending: list[Cell] = field(default_factory=list)
+    reused: list[Cell] = field(default_factory=list)
+    stale: dict[str, list[str]] = field(default_factory=dict)  # cell id → why (rerun, or kept with --keep-stale)
+    damaged: list[tuple[str, str]] = field(default_factory=list)  # (cell id, why), moved to cells/damaged/
+    not_in_grid: list[dict[str, Any]] = field(default_factory=list)  # cells of an earlier grid version
+
+
+def triage(plan: Plan, store: RunStore, *, keep_stale: bool, device_kind: Any) -> Triage:
+    """Sort the plan's cells into pending and reused; ``device_kind(cell)`` is the device kind it would get
+    now (None: unknown, e.g. a remote cluster, and not compared)."""
+    out = Triage(damaged=store.set_aside_damaged())
+    planned = {c.id for c in plan.cells}
+    for cell in plan.cells:
+        if store.cell_status(cell.id) != "done":
+            out.pending.append(cell)
+            continue
+        current = provenance(get_method(cell.method), cell.data, device_kind(cell))
+        reasons = changes(store.read_record(cell.id).get("provenance"), current)
+        if reasons:
+            out.stale[cell.id] = reasons
+        (out.reused if keep_stale or not reasons else out.pending).append(cell)
+    for cell_id in store.recorded_ids():
+        if cell_id not in planned and store.cell_status(cell_id) in ("done", "failed"):
+            config = store.read_record(cell_id).get("config") or {}
+            out.not_in_grid.append({"id": cell_id, "label": config.get("label"), "method": config.get("method"),
+                                    "scenario": (config.get("scenario") or {}).get("name"),
+                                    "sigma": config.get("sigma"), "seed": config.get("seed")})
+    return out
+
+
+def describe(found: Triage, plan: Plan, keep_stale: bool) -> list[str]:
+    """Lines for the terminal: each damaged cell, stale cells grouped by method and reason, cells out of the grid."""
+    lines = [f"  damaged: cell {cell_id} ({why}): moved to cells/damaged/, recomputed if the grid names it"
+             for cell_id, why in found.damaged]
+    groups: dict[tuple[str, str], int] = defaultdict(int)
+    by_id = {c.id: c for c in plan.cells}
+    for cell_id, reasons in found.stale.items():
+        groups[(by_id[cell_id].label, "; ".join(reasons))] += 1
+    action = "kept and marked stale (--keep-stale)" if keep_stale else "rerun (--keep-stale keeps them)"
+    for (label, why), count in groups.items():
+        lines.append(f"  stale: {count} cell(s) of {label}: {why}: {action}")
+    if found.not_in_grid:
+        lines.append(f"  {len(found.not_in_grid)} cell(s) of an earlier version of the grid are kept but not part of "
+                     "this grid (listed in manifest.json, left out of the report)")
+    return lines
+
+
+def grid_digest(resolved: dict[str, Any]) -> str:
+    return hashlib.sha256(yaml.safe_dump(resolved, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def grid_history(previous: dict[str, Any] | None, resolved: dict[str, Any], started: str) -> list[dict[str, Any]]:
+    """The manifest's history of grid versions, with this run's grid last (a new entry only when it changed)."""
+    history = list((previous or {}).get("history") or [])
+    if previous and not history and isinstance(previous.get("cells"), list):  # written before history was kept
+        history.append({"grid_sha256": None, "grid": None, "first_run": previous.get("started"),
+                        "last_run": previous.get("started"), "cells": len(previous["cells"])})
+    digest = grid_digest(resolved)
+    if history and history[-1].get("grid_sha256") == digest:
+        history[-1] = {**history[-1], "last_run": started}
+    else:
+        history.append({"grid_sha256": digest, "grid": resolved, "first_run": started, "last_run": started})
+    return history
+
+
+def read_previous_manifest(store: RunStore) -> tuple[dict[str, Any] | None, str | None]:
+    """The manifest an earlier run left, or None; a damaged one is moved aside (and the second value says so)."""
+    path = store.root / "manifest.json"
+    if not path.exists():
+        return None, None
+    try:
+        manifest = json.loads(path.read_bytes())
+        if isinstance(manifest, dict):
+            return manifest, None
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        pass
+    aside = path.with_name(f"manifest.json.damaged-{time.strftime('%Y%m%dT%H%M%S')}")
+    path.replace(aside)
+    return None, f"  damaged: manifest.json is not a JSON object: moved to {aside.name}; the grid history restarts"
