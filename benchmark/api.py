@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 
 from sepbench.datasets.task import Task
-from sepbench.errors import ParameterError
+from sepbench.errors import ParameterError, short
 from sepbench.values import coerce
 
 if TYPE_CHECKING:
@@ -55,13 +55,13 @@ class Param:
             value = coerce(value, self.type)
         except TypeError:
             raise ParameterError(
-                f"method {method!r}: parameter {name!r} must be {self.type.__name__}, got {value!r}"
+                f"method {method!r}: parameter {name!r} must be {self.type.__name__}, got {short(value)}"
             ) from None
         if self.choices is not None and value not in self.choices:
             options = ", ".join(map(str, self.choices))
-            raise ParameterError(f"method {method!r}: parameter {name!r} must be one of {options}, got {value!r}")
+            raise ParameterError(f"method {method!r}: parameter {name!r} must be one of {options}, got {short(value)}")
         if self.positive and not value > 0:
-            raise ParameterError(f"method {method!r}: parameter {name!r} must be > 0, got {value!r}")
+            raise ParameterError(f"method {method!r}: parameter {name!r} must be > 0, got {short(value)}")
         return value
 
 
@@ -131,7 +131,7 @@ class Method:
         unknown = sorted(set(params) - set(cls.parameters))
         if unknown:
             known = ", ".join(sorted(cls.parameters)) or "none"
-            raise ParameterError(f"method {cls.name!r}: unknown parameter {unknown[0]!r} (known: {known})")
+            raise ParameterError(f"method {cls.name!r}: unknown parameter {short(unknown[0])} (known: {known})")
         resolved = {}
         for key, spec in cls.parameters.items():
             resolved[key] = spec.validate(cls.name, key, params[key]) if key in params else spec.default

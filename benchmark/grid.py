@@ -12,8 +12,9 @@ from typing import Any
 
 import yaml
 
+from sepbench import bounds
 from sepbench.api import TrainBudget
-from sepbench.errors import GridError
+from sepbench.errors import GridError, short
 from sepbench.grid_model import DatasetSpec, Grid, MethodEntry, Scenario
 from sepbench.precision import PRECISIONS
 from sepbench.values import coerce
@@ -42,7 +43,7 @@ class _Checker:
 
     def mapping(self, key: str, value: Any, allowed: set[str]) -> dict[str, Any]:
         if not isinstance(value, dict):
-            raise self.fail(key, f"expected a mapping, got {value!r}")
+            raise self.fail(key, f"expected a mapping, got {short(value)}")
         unknown = sorted(set(map(str, value)) - allowed)
         if unknown:
             raise self.fail(f"{key}.{unknown[0]}", f"unknown key (allowed: {', '.join(sorted(allowed))})")
@@ -56,7 +57,18 @@ class _Checker:
 
     def sequence(self, key: str, value: Any) -> list[Any]:
         if not isinstance(value, list) or not value:
-            raise self.fail(key, f"expected a non-empty list, got {value!r}")
+            raise self.fail(key, f"expected a non-empty list, got {short(value)}")
+        limit = bounds.MAX_LIST.get(key)
+        if limit is not None and len(value) > limit:
+            raise self.fail(key, f"at most {limit} entries, got {len(value)}")
+        return value
+
+    def name(self, key: str, value: Any) -> str:
+        """A string that names something (label, scenario, method): bounded length, no control characters."""
+        value = self.typed(key, value, str)
+        problem = bounds.name_problem(value)
+        if problem:
+            raise self.fail(key, f"{problem}: {short(value)}")
         return value
 
 
@@ -71,11 +83,11 @@ def _train(check: _Checker, key: str, raw: Any) -> dict[str, Any]:
         elif name == "pairs":
             value = check.typed(f"{key}.pairs", value, str)
             if value not in TRAIN_PAIRS:
-                raise check.fail(f"{key}.pairs", f"expected one of {', '.join(TRAIN_PAIRS)}, got {value!r}")
+                raise check.fail(f"{key}.pairs", f"expected one of {', '.join(TRAIN_PAIRS)}, got {short(value)}")
         elif name == "precision":
             value = check.typed(f"{key}.precision", value, str)
             if value not in PRECISIONS:
-                raise check.fail(f"{key}.precision", f"expected one of {', '.join(PRECISIONS)}, got {value!r}")
+                raise check.fail(f"{key}.precision", f"expected one of {', '.join(PRECISIONS)}, got {short(value)}")
         else:
             value = check.positive_int(f"{key}.{name}", value)
         out[name] = value
@@ -85,7 +97,7 @@ def _train(check: _Checker, key: str, raw: Any) -> dict[str, Any]:
 def check_gpu_share(value: Any) -> float:
     """A cell's share of GPUs: a fraction 0 < gpu ≤ 1 (cells share one GPU) or a whole number of GPUs (0: none)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"expected a number of GPUs, got {value!r}")
+        raise ValueError(f"expected a number of GPUs, got {short(value)}")
     if value < 0 or value > 1 and value != int(value):
         raise ValueError(f"expected a fraction 0 < gpu ≤ 1 or a whole number of GPUs, got {value:g}")
     return float(value)
@@ -109,9 +121,13 @@ def _resources(check: _Checker, key: str, raw: Any) -> dict[str, float]:
 
 def _scenarios(check: _Checker, raw: Any) -> tuple[Scenario, ...]:
     if not isinstance(raw, dict) or not raw:
-        raise check.fail("scenarios", f"expected a non-empty mapping of name → {{weights, downsample}}, got {raw!r}")
+        raise check.fail("scenarios", "expected a non-empty mapping of name → {weights, downsample}, "
+                                      f"got {short(raw)}")
+    if len(raw) > bounds.MAX_LIST["scenarios"]:
+        raise check.fail("scenarios", f"at most {bounds.MAX_LIST['scenarios']} scenarios, got {len(raw)}")
     scenarios = []
     for name, spec in raw.items():
+        name = check.name("scenarios", str(name) if isinstance(name, int | float) else name)
         key = f"scenarios.{name}"
         spec = check.mapping(key, spec, {"weights", "downsample", "superpose"})
         if "weights" not in spec:
@@ -122,7 +138,7 @@ def _scenarios(check: _Checker, raw: Any) -> tuple[Scenario, ...]:
             row = check.sequence(f"{key}.weights[{i}]", row)
             values = tuple(check.typed(f"{key}.weights[{i}]", v, float) for v in row)
             if any(v < 0 or not math.isfinite(v) for v in values):
-                raise check.fail(f"{key}.weights[{i}]", f"weights must be finite and non-negative, got {row}")
+                raise check.fail(f"{key}.weights[{i}]", f"weights must be finite and non-negative, got {short(row)}")
             weights.append(values)
         if len({len(r) for r in weights}) != 1 or len(weights[0]) < 2:
             raise check.fail(f"{key}.weights", "every row needs the same number (≥ 2) of source weights")
@@ -131,7 +147,8 @@ def _scenarios(check: _Checker, raw: Any) -> tuple[Scenario, ...]:
             raise check.fail(f"{key}.downsample", f"must divide the image size 28, got {downsample}")
         superpose = check.typed(f"{key}.superpose", spec.get("superpose", "sum"), str)
         if superpose not in SUPERPOSE_MODES:
-            raise check.fail(f"{key}.superpose", f"expected one of {', '.join(SUPERPOSE_MODES)}, got {superpose!r}")
+            raise check.fail(f"{key}.superpose",
+                             f"expected one of {', '.join(SUPERPOSE_MODES)}, got {short(superpose)}")
         scenarios.append(Scenario(str(name), tuple(weights), downsample, superpose))
     return tuple(scenarios)
 
@@ -141,36 +158,40 @@ def _methods(check: _Checker, raw: Any) -> tuple[MethodEntry, ...]:
     for i, item in enumerate(check.sequence("methods", raw)):
         key = f"methods[{i}]"
         if isinstance(item, str):
+            item = check.name(key, item)
             entries.append(MethodEntry(item, item))
             continue
         item = check.mapping(key, item, {"method", "label", "params", "train", "resources"})
         if "method" not in item:
             raise check.fail(key, "missing 'method' (a registered method name)")
-        method = check.typed(f"{key}.method", item["method"], str)
-        label = check.typed(f"{key}.label", item.get("label", method), str)
+        method = check.name(f"{key}.method", item["method"])
+        label = check.name(f"{key}.label", item.get("label", method))
         params = item.get("params", {}) or {}
         if not isinstance(params, dict):
-            raise check.fail(f"{key}.params", f"expected a mapping, got {params!r}")
+            raise check.fail(f"{key}.params", f"expected a mapping, got {short(params)}")
         train = _train(check, f"{key}.train", item.get("train", {}) or {})
         resources = _resources(check, f"{key}.resources", item.get("resources", {}) or {})
         entries.append(MethodEntry(method, label, dict(params), train, resources))
     labels = [e.label for e in entries]
     duplicates = sorted({x for x in labels if labels.count(x) > 1})
     if duplicates:
-        raise check.fail("methods", f"label {duplicates[0]!r} is used twice: give variants distinct labels")
+        raise check.fail("methods", f"label {short(duplicates[0])} is used twice: give variants distinct labels")
     return tuple(entries)
 
 
 def parse_grid(raw: Any, source: str = "<memory>") -> Grid:
     """Validate a parsed YAML document into a :class:`Grid` (methods are resolved later, by the planner)."""
     check = _Checker(source)
+    problem = bounds.count_nodes(raw)
+    if problem:
+        raise check.fail("(document)", problem)
     raw = check.mapping("(top level)", raw, TOP_KEYS)
     for required in ("name", "scenarios", "noise", "seeds", "methods"):
         if required not in raw:
             raise check.fail(required, "missing required key")
-    name = check.typed("name", raw["name"], str)
-    if not name or "/" in name or name.startswith("."):
-        raise check.fail("name", f"expected a plain directory name, got {name!r}")
+    name = check.name("name", raw["name"])
+    if not name or "/" in name or "\\" in name or name.startswith("."):
+        raise check.fail("name", f"expected a plain directory name, got {short(name)}")
     dataset_raw = raw.get("dataset", "mnist")
     if isinstance(dataset_raw, str):
         dataset_raw = {"name": dataset_raw}
@@ -181,7 +202,7 @@ def parse_grid(raw: Any, source: str = "<memory>") -> Grid:
         test_size=check.positive_int("dataset.test_size", dataset_raw.get("test_size", 10000)),
     )
     if dataset.name != "mnist":
-        raise check.fail("dataset.name", f"unknown dataset {dataset.name!r} (known: mnist)")
+        raise check.fail("dataset.name", f"unknown dataset {short(dataset.name)} (known: mnist)")
     if dataset.train_size > 60000 or dataset.test_size > 10000:
         raise check.fail("dataset", "MNIST has 60000 training and 10000 test images")
     noise = []
@@ -198,14 +219,19 @@ def parse_grid(raw: Any, source: str = "<memory>") -> Grid:
     test_mixtures = check.positive_int("test.mixtures", test.get("mixtures", dataset.test_size))
     test_pairs = check.typed("test.pairs", test.get("pairs", "random"), str)
     if test_pairs not in TEST_PAIRS:
-        raise check.fail("test.pairs", f"expected one of {', '.join(TEST_PAIRS)}, got {test_pairs!r}")
+        raise check.fail("test.pairs", f"expected one of {', '.join(TEST_PAIRS)}, got {short(test_pairs)}")
     plugins = raw.get("plugins", []) or []
     if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
-        raise check.fail("plugins", f"expected a list of importable module names, got {plugins!r}")
+        raise check.fail("plugins", f"expected a list of importable module names, got {short(plugins)}")
+    for i, plugin in enumerate(plugins[:bounds.MAX_LIST["plugins"] + 1]):
+        problem = bounds.plugin_problem(plugin) if i < bounds.MAX_LIST["plugins"] else "too many plugins"
+        if problem:
+            raise check.fail(f"plugins[{i}]", f"{problem}: {short(plugin)}")
     grid = Grid(name, dataset, _scenarios(check, raw["scenarios"]), tuple(dict.fromkeys(noise)),
                 tuple(dict.fromkeys(seeds)), train, test_mixtures, _methods(check, raw["methods"]),
                 tuple(plugins), source, test_pairs)
     _check_paper_pairs(check, grid)
+    bounds.check_grid(grid, check.fail)
     return grid
 
 
@@ -255,7 +281,11 @@ def load_grid(name_or_path: str) -> Grid:
     """Read and validate a grid file."""
     path = resolve_grid_path(name_or_path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        with open(path, "rb") as handle:
+            data = handle.read(bounds.MAX_FILE_BYTES + 1)
+        if len(data) > bounds.MAX_FILE_BYTES:
+            raise GridError(f"{path}: larger than {bounds.MAX_FILE_BYTES // 1024} KiB: not a grid file")
+        raw = yaml.load(data, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # safe: plain data only
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark else ""

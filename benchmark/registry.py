@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sepbench.api import _ORIGINS, _REGISTRY, Method, Param, register_method
-from sepbench.errors import UserError
+from sepbench.errors import UserError, short
 
 ENTRY_POINT_GROUP = "bench.methods"
 
@@ -129,7 +129,8 @@ def import_plugins(modules: Iterable[str], where: str = "plugins") -> None:
         try:
             importlib.import_module(module)
         except (Exception, SystemExit) as exc:
-            raise PluginError(f"{where}: plugin {module!r} cannot be imported: {_describe_exception(exc)}") from None
+            raise PluginError(f"{where}: plugin {short(module)} cannot be imported: "
+                              f"{_describe_exception(exc)}") from None
         finally:
             if set(_REGISTRY) - before:
                 _claim_new_names(before, _module_origin(module))
@@ -156,7 +157,7 @@ def get_method(name: str) -> type[Method]:
     for broken in _BROKEN:
         if broken.name == name:
             raise PluginError(broken.message())
-    raise UserError(f"unknown method {name!r} (known: {', '.join(methods)})")
+    raise UserError(f"unknown method {short(name)} (known: {', '.join(methods)})")
 
 
 def method_origin(name: str) -> str:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from sepbench.errors import short
+
 
 def coerce(value: Any, kind: type) -> Any:
     """``value`` as an instance of ``kind``, or a TypeError saying what was expected.
@@ -14,5 +16,5 @@ def coerce(value: Any, kind: type) -> Any:
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if isinstance(value, bool) and kind is not bool or not isinstance(value, kind):
-        raise TypeError(f"expected {kind.__name__}, got {value!r}")
+        raise TypeError(f"expected {kind.__name__}, got {short(value)}")
     return value

@@ -1,0 +1,105 @@
+"""Hostile and absurd grid files through the real command line: one line on stderr, exit 2, fast, in bounded
+memory (each run under a timeout and an address-space limit), nothing written."""
+
+from __future__ import annotations
+
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import TINY_GRID
+
+MEMORY_LIMIT = 6 * 2**30  # address space of the `bench` process: torch's import alone maps ~2 GiB
+TIME_LIMIT = 120  # seconds, generous for a loaded machine; the bounds answer in well under a second
+
+
+def bomb(levels: int = 9) -> str:
+    """A YAML "billion laughs" as one flow value: 9**levels strings once aliases are expanded."""
+    parts = ["&a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    for i in range(1, levels):
+        parts.append(f"&a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]")
+    return "[" + ", ".join(parts) + "]"
+
+
+def grid_text(**changes: object) -> str:
+    return yaml.safe_dump({**TINY_GRID, "methods": ["average"], **changes}, sort_keys=False)
+
+
+def with_line(text: str, key: str, value: str) -> str:
+    """``text`` with the top-level ``key`` replaced by a raw YAML ``value``."""
+    out = []
+    skip = False
+    for line in text.splitlines():
+        if line.startswith(f"{key}:"):
+            skip = True
+            continue
+        if skip and line.startswith((" ", "-")):
+            continue
+        skip = False
+        out.append(line)
+    return "\n".join(out) + f"\n{key}: {value}\n"
+
+
+HOSTILE = {
+    "alias bomb in the name": (with_line(grid_text(), "name", bomb()), "more than 100000 values"),
+    "alias bomb in a label": (with_line(grid_text(), "methods", "[{method: average, label: " + bomb() + "}]"),
+                              "more than 100000 values"),
+    "alias bomb in a plugin": (with_line(grid_text(), "plugins", "[" + bomb() + "]"), "more than 100000 values"),
+    "alias bomb in a parameter": (with_line(grid_text(), "methods", "[{method: average, params: {x: " + bomb()
+                                            + "}}]"), "more than 100000 values"),
+    "5 MB noise list": (with_line(grid_text(), "noise", "[" + ", ".join(["0.01"] * 900_000) + "]"),
+                        "larger than 256 KiB"),
+    "run name with NUL": (with_line(grid_text(), "name", '"tiny\\0run"'), "name: contains a control character"),
+    "run name of 300 characters": (grid_text(name="r" * 300), "name: longer than 100 characters (300)"),
+    "seed 2**64": (grid_text(seeds=[2**64]), "seeds[0]: expected 0 ≤ seed ≤ 2**32 - 1"),
+    "all-zero weights": (grid_text(scenarios={"blind": {"weights": [[0, 0]]}}), "row 0 is all zero"),
+    "zero row of weights": (grid_text(scenarios={"half": {"weights": [[1, 1], [0, 0]]}}), "row 1 is all zero"),
+    "unseen source": (grid_text(scenarios={"one": {"weights": [[1, 0], [1, 0]]}}), "column 1 is all zero"),
+    "σ = 1e300": (grid_text(noise=[1e300]), "noise[0]: σ above 10"),
+    "10^9 test mixtures": (grid_text(test={"mixtures": 10**9}), "test.mixtures: at most 200000"),
+    "10^12 training mixtures": (grid_text(train={"mixtures": 10**12}), "train.mixtures: at most 10000000"),
+    "100 000 cells": (grid_text(seeds=list(range(1000)), noise=[i / 1000 for i in range(100)],
+                                methods=["average", "fcsae"]), "cells (methods × scenarios × σ × seeds)"),
+}
+
+
+def limit_memory() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+
+
+def run_bounded(grid: Path, cwd: Path) -> tuple[subprocess.CompletedProcess, float]:
+    start = time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", "sepbench.cli", "run", "--grid", str(grid), "--executor",
+                             "local", "--out", str(cwd / "run")], cwd=cwd, capture_output=True, text=True,
+                            timeout=TIME_LIMIT, preexec_fn=limit_memory)
+    return result, time.perf_counter() - start
+
+
+@pytest.mark.parametrize("case", list(HOSTILE))
+def test_hostile_grid_is_one_line_and_exit_2(tmp_path: Path, case: str) -> None:
+    text, expected = HOSTILE[case]
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(text)
+    result, _ = run_bounded(grid, tmp_path)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in result.stderr
+    assert expected in lines[0]
+    assert len(lines[0]) < 300 + len(str(grid))  # values are quoted short
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_real_grid_passes_the_bounds(tmp_path: Path) -> None:
+    """The bounds are far from real grids: every packaged grid, and the largest legal seed, pass them."""
+    from sepbench.grid import load_grid, packaged_grids, parse_grid
+
+    for name in packaged_grids():
+        load_grid(name)
+    grid = parse_grid({**TINY_GRID, "seeds": [0, 2**32 - 1], "noise": [0.0, 10.0],
+                       "scenarios": {"k": {"weights": [[1, 0], [0, 1]]}}})
+    assert grid.seeds == (0, 2**32 - 1)
