@@ -159,15 +159,20 @@ def new_method_command(name: str, directory: str | None) -> None:
 
 
 def main() -> None:
-    """Entry point: user errors become one line on stderr and exit status 2."""
+    """Entry point: user errors become one line on stderr and exit status 2; SIGTERM is handled like Ctrl-C
+    (exit status 143 instead of 130)."""
+    from sepbench.signals import EXIT_TERMINATED, Terminated, install_sigterm_handler
+
+    install_sigterm_handler()
     try:
         bench(standalone_mode=False)
     except UserError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
-    except click.exceptions.Abort:
-        click.echo("interrupted", err=True)
-        sys.exit(130)
+    except click.exceptions.Abort as exc:
+        terminated = isinstance(exc.__cause__, Terminated)
+        click.echo("terminated" if terminated else "interrupted", err=True)
+        sys.exit(EXIT_TERMINATED if terminated else 130)
     except click.ClickException as exc:
         click.echo(f"error: {exc.format_message()}", err=True)
         sys.exit(exc.exit_code if exc.exit_code != 1 else 2)

@@ -24,6 +24,7 @@ from sepbench.integrity import remove_partial_writes
 from sepbench.plan import Plan, plan_grid
 from sepbench.progress import RunProgress, format_duration
 from sepbench.resume import describe, grid_history, read_previous_manifest, triage
+from sepbench.signals import EXIT_TERMINATED, Terminated
 from sepbench.store import RunStore
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -51,7 +52,7 @@ def default_run_dir(grid: Grid) -> Path:
 def run_grid(grid: Grid, *, out: str | Path | None = None, executor: str = "ray", address: str | None = None,
              data_dir: str | Path | None = None, progress_stream: Any = None, gpu_share: float | None = None,
              keep_stale: bool = False) -> int:
-    """Run every missing, failed, damaged or stale cell of ``grid``; returns the exit status (0, 1 or 130; bad
+    """Run every missing, failed, damaged or stale cell of ``grid``; returns the exit status (0, 1, 130 or 143; bad
     input raises). ``keep_stale`` keeps cells whose code, versions or device changed (marked in the manifest).
 
     ``gpu_share``: the share of a GPU each GPU cell takes in this run (overrides the grid and the methods)."""
@@ -115,9 +116,10 @@ def run_grid(grid: Grid, *, out: str | Path | None = None, executor: str = "ray"
         status = EXIT_OK
         try:
             runner.run(pending, record, progress)
-        except KeyboardInterrupt:
-            progress.line(f"interrupted: {progress.done} cells finished and kept; rerun to complete the grid")
-            status = EXIT_INTERRUPTED
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (sepbench.signals.Terminated)
+            how = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+            progress.line(f"{how}: {progress.done} cells finished and kept; rerun to complete the grid")
+            status = EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
         manifest["ended"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         store.write_manifest(manifest)
         if failed and status == EXIT_OK:

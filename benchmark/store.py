@@ -9,8 +9,6 @@ import fcntl
 import io
 import json
 import os
-import signal
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,32 +20,11 @@ import yaml
 from sepbench.errors import RunLocked, UserError
 from sepbench.files import atomic_write
 from sepbench.integrity import CellFiles, damage, move_aside, read_record, sha256_bytes
+from sepbench.signals import signals_deferred as interrupts_deferred
 
 ROW_COLUMNS = ["run", "cell", "method", "label", "scenario", "sigma", "seed", "mixture", "source",
                "mse", "psnr", "ssim", "perm"]
 OPTIONAL_COLUMNS = ["recognised"]  # written when the cell computes them (see sepbench.recognise)
-
-
-@contextmanager
-def interrupts_deferred() -> Iterator[None]:
-    """Hold Ctrl-C (SIGINT) until the block ends, then deliver it: a cell's files are written all or none.
-
-    Only in the main thread (the only one that receives signals); elsewhere the block just runs.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    received: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        if received:
-            if callable(previous):
-                previous(signal.SIGINT, None)  # the default handler raises KeyboardInterrupt
-            elif previous == signal.SIG_DFL:
-                raise KeyboardInterrupt
 
 
 class RunStore:
@@ -121,7 +98,8 @@ class RunStore:
         return found
 
     def write_result(self, result: Any, run_name: str) -> None:
-        """Rows first, then examples, then the metadata that marks the cell finished; Ctrl-C waits for all three."""
+        """Rows first, then examples, then the metadata that marks the cell finished; Ctrl-C and SIGTERM wait
+        for all three."""
         with interrupts_deferred():
             self._write_result(result, run_name)
 

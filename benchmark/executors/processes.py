@@ -9,11 +9,12 @@ import contextlib
 import ctypes
 import signal
 import subprocess
-import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 
 import psutil
+
+from sepbench.signals import signals_ignored
 
 
 def process_tree(pid: int) -> list[psutil.Process]:
@@ -71,14 +72,6 @@ def die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-@contextlib.contextmanager
-def sigint_shielded() -> Iterator[None]:
-    """Clean-up must not be cut short by a second Ctrl-C (it would leave processes behind)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
+def sigint_shielded() -> contextlib.AbstractContextManager[None]:
+    """Clean-up must not be cut short by a second Ctrl-C or a SIGTERM (it would leave processes behind)."""
+    return signals_ignored()

@@ -20,6 +20,7 @@ from sepbench.executors.ray_cluster import PrivateRay, check_reachable, connect,
 from sepbench.executors.ray_scheduler import Scheduler
 from sepbench.plan import Cell
 from sepbench.progress import RunProgress
+from sepbench.signals import install_sigterm_handler
 
 
 class RayExecutor:
@@ -56,6 +57,7 @@ class RayExecutor:
             with driver_settings(settings, is_loopback(address)):
                 try:
                     connect(ray, address)
+                    install_sigterm_handler()  # ray.init replaced it with one that exits at once
                     scheduler.run(cells)
                 finally:
                     with sigint_shielded():

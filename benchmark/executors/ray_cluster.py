@@ -2,7 +2,8 @@
 at an address (reachable? joined with the environment's auth settings).
 
 The private Ray is ``ray start --head --block`` in a session of its own, bound to 127.0.0.1, no dashboard, its
-own temp dir, token authentication with a fresh per-run token; it is stopped by PID. A cluster's auth settings
+own temp dir (owner-only, removed when it stops, or by the next run when its driver was killed), token
+authentication with a fresh per-run token; it is stopped by PID. A cluster's auth settings
 come from the environment (``RAY_AUTH_MODE``, ``RAY_AUTH_TOKEN`` / ``RAY_AUTH_TOKEN_PATH``, as on its nodes).
 """
 
@@ -16,7 +17,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +24,7 @@ from typing import Any
 
 from sepbench.errors import UserError
 from sepbench.executors.processes import die_with_parent, stop_process_tree
+from sepbench.executors.ray_tempdir import make_temp_dir, remove_stale_temp_dirs
 
 LOOPBACK = "127.0.0.1"
 START_TIMEOUT = 120.0  # seconds for the private Ray to come up
@@ -36,17 +37,12 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _short_temp_dir() -> str:
-    """A fresh temp dir whose path leaves room for Ray's unix socket names (~107 characters at most)."""
-    base = tempfile.gettempdir()
-    return tempfile.mkdtemp(prefix="sepbench-ray-", dir=base if len(base) < 40 else "/tmp")
-
-
 class PrivateRay:
     """A single-node Ray on this machine for one run: 127.0.0.1 only, no dashboard, own temp dir, own token."""
 
     def __init__(self) -> None:
-        self.temp_dir = _short_temp_dir()
+        remove_stale_temp_dirs()
+        self.temp_dir = make_temp_dir()
         self.port = _free_port()
         self.address = f"{LOOPBACK}:{self.port}"
         self.auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
