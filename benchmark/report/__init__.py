@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from sepbench.report import content, examples, figures
+from sepbench.report import content, curves, examples, figures
 from sepbench.report.load import RunData, combine, entry_names, entry_order, load_run, load_runs
 from sepbench.report.page import Block, Figure, render_html, render_markdown
 from sepbench.report.stats import ALPHA, pairwise_wilcoxon, recognition_ceiling
@@ -21,7 +21,8 @@ from sepbench.report.summary import METRICS, cost_table, summarise
 
 __all__ = ["is_current", "load_run", "summarise", "write_comparison", "write_report"]
 INPUTS_STAMP = "report.inputs"  # in a run directory: the fingerprint of the cells its report was made from
-FIGURE_PATTERNS = ("box_*.png", "vs_sigma.png", "recognised.png", "examples_*.png", "wilcoxon.png", "cost.png")
+FIGURE_PATTERNS = ("box_*.png", "vs_sigma.png", "recognised.png", "examples_*.png", "wilcoxon.png", "cost.png",
+                   "learning_curves.png")
 
 
 def _clean(directory: Path) -> None:
@@ -52,6 +53,9 @@ def build(runs: Sequence[RunData], out: Path, data_dir: str | Path | None = None
     tests.to_csv(out / "wilcoxon.csv", index=False)
     cost = cost_table(runs, several)
     cost.to_csv(out / "cost.csv", index=False)
+    history = curves.learning_curves(runs, several)
+    history.to_csv(out / "learning_curves.csv", index=False)
+    status = curves.convergence(history)
     ceiling, classifier = recognition_ceiling(runs, rows, data_dir)
     if ceiling:
         pd.DataFrame({"testset": list(ceiling), "ground_truth_recognised": list(ceiling.values()),
@@ -64,6 +68,18 @@ def build(runs: Sequence[RunData], out: Path, data_dir: str | Path | None = None
     blocks = content.header(runs, time.strftime("%Y-%m-%d %H:%M"))
     blocks += content.at_a_glance(summary, tests)
     blocks += content.summary_tables(summary)
+
+    blocks.append(Block("h2", "Learning curves"))
+    if len(history):
+        path = figures.learning_curves(history, status, entries, fig_dir / "learning_curves.png")
+        blocks.append(figure(path, "Validation loss per epoch and against cumulative training seconds (training "
+                                   "and validation), a line per method and seed"))
+        blocks += content.learning_blocks(status)
+        blocks.append(Block("note", "Each method's own training loss on its fixed validation set (ConvSep's adds "
+                                    "its reconstruction term), so levels compare only between alike losses. Every "
+                                    "epoch is in learning_curves.csv."))
+    else:
+        blocks.append(Block("p", "No method of this run trained."))
 
     blocks.append(Block("h2", "Distributions"))
     blocks.append(Block("note", "The paper's Fig. 5: one box per method (median, quartiles, whiskers to 1.5 IQR, "
@@ -120,7 +136,8 @@ def build(runs: Sequence[RunData], out: Path, data_dir: str | Path | None = None
         blocks.append(figure(path, "Mean MSE against training time per cell (non-learned methods at 0.001 s) "
                                    "and separation throughput"))
     blocks.append(Block("p", "Files beside this page: summary.csv (every statistic), wilcoxon.csv (every "
-                             "test), cost.csv, recognition_ceiling.csv, report.md, figures/*.png."))
+                             "test), cost.csv, learning_curves.csv, recognition_ceiling.csv, report.md, "
+                             "figures/*.png."))
     blocks += content.notes(several)
 
     title = blocks[0].text

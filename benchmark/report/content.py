@@ -197,6 +197,25 @@ def recognition_blocks(summary: pd.DataFrame, ceiling: dict[str, float], info: d
     return blocks + [Block("note", note), Block("table", table=Table(columns, rows, left=1))]
 
 
+def learning_blocks(status: pd.DataFrame) -> list[Block]:
+    """Per learned cell: epochs, training seconds, last and best validation loss, and whether it converged."""
+    rows = []
+    for _, row in status.iterrows():
+        change = "–" if pd.isna(row["last_change"]) else f"{row['last_change']:+.2%}"
+        rows.append([row["entry"], row["scenario"], f"{row['sigma']:g}", str(row["seed"]), str(row["epochs"]),
+                     _seconds(row["seconds"]), f"{row['last_val_loss']:.4g}", f"{row['best_val_loss']:.4g}", change,
+                     "converged" if row["converged"] else "not converged"])
+    columns = ["method", "scenario", "σ", "seed", "epochs", "training s", "last val. loss", "best val. loss",
+               "last epoch", "status"]
+    blocks = [Block("table", table=Table(columns, rows, left=2))]
+    falling = list(dict.fromkeys(status.loc[~status["converged"], "entry"]))
+    if falling:
+        blocks.insert(0, Block("warn", "Not converged: the validation loss still fell in the last epoch (by more "
+                                       "than 0.1 %, or there was only one epoch), so a longer budget may change "
+                                       "the ranking.", items=falling))
+    return blocks
+
+
 def _seconds(value: Any) -> str:
     return "–" if pd.isna(value) else (f"{value:,.1f}" if value >= 1 else f"{value:.2g}")
 

@@ -19,6 +19,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.colors import ListedColormap  # noqa: E402
+from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter  # noqa: E402
 
 from sepbench.report.stats import outcome_matrix  # noqa: E402
 
@@ -188,5 +189,45 @@ def cost_plot(summary: pd.DataFrame, cost: pd.DataFrame, entries: Sequence[str],
         ax.grid(alpha=0.3)
     where = ", ".join(f"{scenario} σ={sigma:g}" for scenario, sigma in settings)
     figure.suptitle(f"Cost against accuracy: mean MSE over {where} (lower is better)", fontsize=10)
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def learning_curves(curves: pd.DataFrame, status: pd.DataFrame, entries: Sequence[str], path: Path) -> Path:
+    """Validation loss per epoch (left) and against training seconds (right), a line per method and seed, a row
+    per (scenario, σ); a method still falling in its last epoch is labelled "not converged" (hollow end)."""
+    settings = list(dict.fromkeys(zip(curves["scenario"], curves["sigma"], strict=True)))
+    colours = palette(entries)
+    figure, axes = plt.subplots(len(settings), 2, figsize=(10.5, 2.9 * len(settings) + 0.5), squeeze=False,
+                                sharey="row")
+    for i, (scenario, sigma) in enumerate(settings):
+        part = curves[(curves["scenario"] == scenario) & (curves["sigma"] == sigma)]
+        done = status[(status["scenario"] == scenario) & (status["sigma"] == sigma)].set_index(["entry", "seed"])
+        for entry in [e for e in entries if e in set(part["entry"])]:
+            rows = part[part["entry"] == entry]
+            falling = not done.loc[entry, "converged"].all()
+            for k, (seed, line) in enumerate(rows.groupby("seed", sort=True)):
+                line = line.sort_values("epoch")
+                for ax, x in ((axes[i][0], "epoch"), (axes[i][1], "elapsed")):
+                    label = (f"{entry} (not converged)" if falling else entry) if k == 0 and x == "epoch" else None
+                    ax.plot(line[x], line["val_loss"], marker="o", ms=3, color=colours[entry], label=label)
+                    if not done.loc[(entry, seed), "converged"]:
+                        ax.plot(line[x].iloc[-1], line["val_loss"].iloc[-1], marker="o", ms=8, mfc="white",
+                                color=colours[entry])
+        for j, name in enumerate(("epoch", "training seconds (cumulative)")):
+            ax = axes[i][j]
+            ax.set_yscale("log")
+            ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+            ax.yaxis.set_major_formatter(FormatStrFormatter("%.3g"))
+            ax.yaxis.set_minor_formatter(NullFormatter())
+            ax.grid(alpha=0.3, which="both")
+            ax.set_xlabel(name)
+            ax.set_title(f"{scenario} · {sigma_label(sigma)}", fontsize=10)
+        axes[i][0].set_ylabel("validation loss")
+        axes[i][0].xaxis.get_major_locator().set_params(integer=True)
+        axes[i][1].legend(*axes[i][0].get_legend_handles_labels(), loc="center left", bbox_to_anchor=(1.02, 0.5),
+                          frameon=False, fontsize=8)
+    figure.suptitle("Learning curves: each method's own loss on its validation set (hollow end: still falling)",
+                    fontsize=10)
     figure.tight_layout()
     return _save(figure, path)

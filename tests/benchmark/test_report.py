@@ -22,7 +22,7 @@ from sepbench.runner import run_grid
 from tests.conftest import TINY_GRID, bench
 
 GRID = {**TINY_GRID, "name": "report-tiny", "noise": [0.01, 0.1], "test": {"mixtures": 40},
-        "methods": ["average", {"method": "fcsae", "params": {"hidden": 64}}, "ica"]}
+        "methods": ["average", {"method": "fcsae", "params": {"hidden": 64}, "train": {"epochs": 3}}, "ica"]}
 LABELS = ("average", "fcsae", "ica")
 
 
@@ -46,7 +46,7 @@ def test_page_embeds_every_figure_and_names_every_method(run_dir):
     pngs = sorted((run_dir / "figures").glob("*.png"))
     names = {p.name for p in pngs}
     assert {"box_mse.png", "box_ssim.png", "box_psnr.png", "vs_sigma.png", "wilcoxon.png", "recognised.png",
-            "cost.png"} <= names
+            "cost.png", "learning_curves.png"} <= names
     assert len([n for n in names if n.startswith("examples_")]) == 4  # every (scenario, σ) of the grid
     assert html.count("data:image/png;base64,") == len(pngs)
     assert not re.search(r"""(src|href)=["']?(https?:|//|figures/)""", html)  # nothing outside the file
@@ -79,6 +79,50 @@ def test_cost_table_names_each_methods_precision(run_dir):
     assert cost.loc["average", "precision"] == cost.loc["ica", "precision"] == "–"  # no network
     html = (run_dir / "report.html").read_text()
     assert "<th>device</th><th>precision</th>" in html and "<td>fp32</td>" in html
+
+
+def test_learning_curves_are_the_cells_histories_and_name_what_still_falls(run_dir):
+    curves = pd.read_csv(run_dir / "learning_curves.csv")
+    assert set(curves["label"]) == {"fcsae"}  # average and ica do not train
+    html = (run_dir / "report.html").read_text()
+    assert '<h2 id="learning-curves">Learning curves</h2>' in html
+    falling = []
+    for path in sorted((run_dir / "cells").glob("*.json")):
+        meta = json.loads(path.read_text())
+        if meta["config"]["label"] != "fcsae":
+            continue
+        history = meta["history"]
+        config = meta["config"]
+        mine = curves[(curves["scenario"] == config["scenario"]["name"]) & (curves["sigma"] == config["sigma"])]
+        assert list(mine["epoch"]) == [1, 2, 3]
+        np.testing.assert_allclose(mine["val_loss"], [r["val_loss"] for r in history], rtol=1e-12)
+        np.testing.assert_allclose(mine["elapsed"], np.cumsum([r["seconds"] for r in history]), rtol=1e-9)
+        still_falling = history[-1]["val_loss"] < (1 - 1e-3) * history[-2]["val_loss"]
+        falling.append(still_falling)
+        row = (f'<td class="l">fcsae</td><td class="l">{config["scenario"]["name"]}</td><td>{config["sigma"]:g}'
+               f"</td><td>0</td><td>3</td>")
+        assert row in html
+        status = html.split(row, 1)[1].split("</tr>", 1)[0]
+        assert status.endswith("<td>not converged</td>" if still_falling else "<td>converged</td>")
+    assert len(falling) == 4
+    assert ("Not converged: the validation loss still fell" in html) == any(falling)
+
+
+def test_convergence_needs_a_last_epoch_that_no_longer_falls():
+    from sepbench.report.curves import convergence
+
+    def cell(seed: int, losses: list[float]) -> pd.DataFrame:
+        return pd.DataFrame({"entry": "m", "scenario": "single", "sigma": 0.01, "seed": seed,
+                             "epoch": range(1, len(losses) + 1), "val_loss": losses,
+                             "elapsed": np.arange(1, len(losses) + 1) * 2.0})
+
+    status = convergence(pd.concat([cell(0, [0.05, 0.03, 0.02]), cell(1, [0.05, 0.03, 0.0300]),
+                                    cell(2, [0.05, 0.02, 0.021]), cell(3, [0.05]),
+                                    cell(4, [0.05, 0.03, 0.02999])]))
+    assert list(status["converged"]) == [False, True, True, False, True]  # 0.03 % fall: within tolerance
+    assert list(status["epochs"]) == [3, 3, 3, 1, 3]
+    assert status["best_val_loss"].tolist() == [0.02, 0.03, 0.02, 0.05, 0.02999]
+    assert status["seconds"].tolist() == [6.0, 6.0, 6.0, 2.0, 6.0]
 
 
 def test_bootstrap_is_seeded_vectorised_and_right_sized():
