@@ -1,0 +1,50 @@
+"""The method API is explicit: the base class declares everything the engine reads, with defaults."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from sepbench import Method, Task, TorchMethod
+from sepbench.api import TrainBudget
+from sepbench.datasets import task as task_module
+from sepbench.plan import estimate_seconds
+from sepbench.precision import cpu_has_bf16
+
+
+def test_the_base_class_declares_what_the_engine_reads():
+    assert Method.batch_dependent is False and Method.supports_bf16 is False
+    assert tuple(Method.history_) == () and Method.precision_ is None
+    assert TorchMethod.supports_bf16 is True and TorchMethod.batch_dependent is False
+    assert Task is task_module.Task  # one Task, where data and methods both import it
+
+
+def test_a_minimal_method_has_the_declared_learned_state():
+    class Halves(Method):
+        def separate(self, y):
+            return y
+
+    method = Halves(Task(((1.0, 1.0),), 2, 0.01))
+    assert list(method.history_) == [] and method.precision_ is None
+
+
+def test_the_planner_imports_no_method_module():
+    probe = ("import sys\n"
+             "import sepbench.plan, sepbench.grid\n"
+             "print(sorted(m for m in sys.modules if m.startswith('sepbench.methods')))\n")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_run_time_estimate_reads_the_declared_bf16_flag():
+    class Learner(Method):
+        cpu_mixtures_per_s = 100.0
+        cpu_bf16_speedup = 2.0
+
+    class Bf16Learner(Learner):
+        supports_bf16 = True
+
+    budget = TrainBudget(mixtures=1000, epochs=2, precision="auto")
+    plain, fast = estimate_seconds(Learner, budget, 0), estimate_seconds(Bf16Learner, budget, 0)
+    assert plain == 2.0 + 20.0
+    assert fast == (2.0 + 10.0 if cpu_has_bf16() else plain)
