@@ -260,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     profile = check.profile
     gpu = profile.device == "cuda"
     if not gpu:
+        torch.set_num_threads(1)  # a smoke run: one thread, as a Ray cell has, and no fight over a busy CPU
         reason = "no CUDA device" if not torch.cuda.is_available() else "profile cpu chosen"
         for item in GPU_ITEMS:
             check.skip(item, reason)
