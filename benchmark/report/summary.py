@@ -87,7 +87,7 @@ def cost_table(runs: Sequence[RunData], several: bool) -> pd.DataFrame:
                             "trains": config.get("budget") is not None,
                             "n_parameters": meta.get("n_parameters"), "fit_seconds": meta.get("fit_seconds"),
                             "separate_seconds": meta.get("separate_seconds"),
-                            "mixtures_per_s": meta.get("mixtures_per_s"), "device": meta.get("device", "?"),
+                            "mixtures_per_s": meta.get("mixtures_per_s"), "device": _device(meta),
                             "precision": meta.get("precision")})  # resolved: fp32 | bf16; None without a network
     frame = pd.DataFrame.from_records(records)
     table = frame.groupby(["run", "label"], sort=False).agg(
@@ -100,3 +100,9 @@ def cost_table(runs: Sequence[RunData], several: bool) -> pd.DataFrame:
     ).reset_index()
     table.insert(0, "entry", entry_names(table, several))
     return table
+
+
+def _device(meta: dict) -> str:
+    """A GPU by its model (``NVIDIA H200``), the CPU as ``cpu``: what the cost table shows."""
+    device = str(meta.get("device", "?"))
+    return str(meta.get("device_name") or device) if device.startswith("cuda") else device
