@@ -53,7 +53,7 @@ def kill_all(processes: Iterable[psutil.Process]) -> None:
 def stop_process_tree(proc: subprocess.Popen, grace: float = 10.0) -> None:
     """SIGTERM ``proc`` (``ray start --block`` then stops its node in order: GCS and raylet hang when sent
     SIGTERM all at once), then SIGKILL whatever is left of its tree after ``grace`` seconds; by PID only."""
-    tree = process_tree(proc.pid)
+    tree = process_tree(proc.pid)  # taken first: once ``proc`` has exited its children are no longer its own
     if proc.poll() is None:
         proc.terminate()
         try:
@@ -61,7 +61,6 @@ def stop_process_tree(proc: subprocess.Popen, grace: float = 10.0) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
-    tree += [p for p in process_tree(proc.pid) if p not in tree]  # none once ray start has exited
     kill_all(wait_gone(tree, grace))
     wait_gone(tree, 5)
 
