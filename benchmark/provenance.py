@@ -13,6 +13,7 @@ The rest of the engine (cell runner, metrics, store) is covered by sepbench's ve
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.metadata
 import sys
@@ -93,6 +94,7 @@ def code_fingerprint(cls: type) -> tuple[str, tuple[str, ...]]:
     return _CACHE[cls]
 
 
+@functools.cache
 def _version(distribution: str) -> str | None:
     try:
         return importlib.metadata.version(distribution)
@@ -100,10 +102,15 @@ def _version(distribution: str) -> str | None:
         return None
 
 
+@functools.cache
+def _distributions() -> dict[str, list[str]]:
+    """Top-level import name → distributions (reading every installed package's metadata takes ~0.5 s: once)."""
+    return importlib.metadata.packages_distributions()
+
+
 def method_version(cls: type) -> str | None:
     """The version of the distribution that provides ``cls`` (sepbench's for built-ins); None if not installed."""
-    top = cls.__module__.partition(".")[0]
-    distributions = importlib.metadata.packages_distributions().get(top, [])
+    distributions = _distributions().get(cls.__module__.partition(".")[0], [])
     return _version(distributions[0]) if distributions else None
 
 
