@@ -1,16 +1,20 @@
 """Measure each hostile grid of tests/benchmark/test_hostile_grids.py through the real CLI: exit status, first
-line of stderr, wall time and peak memory (max RSS of the `bench` process). Prints a Markdown table.
+line of stderr, wall time and peak memory (max RSS of the `bench` process, mostly Python and torch's import);
+and in this process the validation alone (``load_grid``): milliseconds and peak allocation (tracemalloc).
+Prints a Markdown table.
 
     .venv/bin/python scripts/hostile_grids.py
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import tempfile
 import time
+import tracemalloc
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -33,13 +37,33 @@ def measure(text: str) -> tuple[int, str, float, float]:
         return os.waitstatus_to_exitcode(status), first, wall, usage.ru_maxrss / 1024
 
 
+def validate(text: str) -> tuple[float, float]:
+    """(milliseconds, peak MiB allocated) of ``load_grid`` on a grid ``text``, in this process."""
+    from sepbench.errors import UserError
+    from sepbench.grid import load_grid
+
+    with tempfile.TemporaryDirectory() as tmp:
+        grid = Path(tmp) / "grid.yaml"
+        grid.write_text(text)
+        tracemalloc.start()
+        start = time.perf_counter()
+        with contextlib.suppress(UserError):
+            load_grid(str(grid))
+        elapsed = time.perf_counter() - start
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        return elapsed * 1000, peak / 2**20
+
+
 def main() -> None:
-    print("| input | exit | first line of stderr | wall s | peak MiB |")
-    print("|---|---|---|---|---|")
+    print("| input | exit | first line of stderr | wall s | peak RSS MiB | validation ms | validation peak MiB |")
+    print("|---|---|---|---|---|---|---|")
     cases = {"(floor) an unknown key": grid_text(colour="blue"), **{k: v[0] for k, v in HOSTILE.items()}}
     for case, text in cases.items():
         code, first, wall, peak = measure(text)
-        print(f"| {case} | {code} | `{first.replace('|', '/')}` | {wall:.1f} | {peak:.0f} |", flush=True)
+        ms, allocated = validate(text)
+        print(f"| {case} | {code} | `{first.replace('|', '/')}` | {wall:.1f} | {peak:.0f} | {ms:.1f} | "
+              f"{allocated:.1f} |", flush=True)
 
 
 if __name__ == "__main__":
