@@ -1,14 +1,13 @@
-"""ConvSep (Model I) as the public code builds it: exact size, layers, the true-z / ẑ switch, the options."""
+"""ConvSep (Model I) as the public code builds it: exact size, layers, the options
+(shared shapes: test_learned_common.py)."""
 
 from __future__ import annotations
-
-import itertools
 
 import pytest
 import torch
 from torch import nn
 
-from sepbench import ParameterError, Task
+from sepbench import Task
 from sepbench.methods.convsep import ConvSep
 
 PAPER_COUNT = 2_846_224
@@ -56,37 +55,6 @@ def test_reconstruction_spans_the_range_of_z(task, top: float) -> None:
     assert out.shape == (3, 2, 28, 28) and 0 <= float(out.min()) and float(out.max()) <= 1
 
 
-def test_separators_get_true_z_in_training_and_z_hat_at_test(single_task, make_data) -> None:
-    method = ConvSep(single_task)
-    net = method.net
-    seen: list[torch.Tensor] = []
-    for sep in net.separators:
-        sep.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
-    batch = next(make_data(single_task, n_mixtures=8).epoch(8))
-    net.train()
-    method.training_loss(net, batch)
-    assert len(seen) == 2 and all(s is batch.z for s in seen)  # Fig. 2b: the clean superposition
-    seen.clear()
-    out = method.separate(batch.y)
-    with torch.no_grad():
-        z_hat = net.reconstruct(batch.y)
-    assert len(seen) == 2
-    for s in seen:  # Fig. 2c: the reconstruction, never the true z
-        torch.testing.assert_close(s, z_hat)
-    torch.testing.assert_close(out, net.split(z_hat).detach())
-
-
-@pytest.mark.parametrize("options", [{}, {"residual": True, "prior": True}])
-def test_tiny_training_lowers_the_loss(options, single_task, make_data, fit_context) -> None:
-    torch.manual_seed(0)
-    method = ConvSep(single_task, **options)
-    method.fit(make_data(single_task, n_mixtures=128), fit_context(mixtures=128, epochs=3, batch_size=32))
-    losses = [record["train_loss"] for record in method.history_]
-    print(f"convsep {options} train losses:", losses)
-    assert all(later < earlier for earlier, later in itertools.pairwise(losses))
-    assert not method.net.training
-
-
 def test_residual_and_prior_start_from_the_classical_estimates(single_task) -> None:
     net = ConvSep(single_task, residual=True, prior=True).net.eval()
     last = net.upsample[-1]
@@ -97,13 +65,3 @@ def test_residual_and_prior_start_from_the_classical_estimates(single_task) -> N
         z_hat = net.reconstruct(y)
     expected = torch.nn.functional.interpolate(y, scale_factor=2, mode="bilinear").clamp(1e-3, 2 - 2e-3)
     torch.testing.assert_close(z_hat, expected, atol=1e-5, rtol=1e-4)
-
-
-def test_parameters_are_validated(single_task) -> None:
-    assert ConvSep(single_task, loss="pit").params["loss"] == "pit"
-    with pytest.raises(ParameterError, match="loss"):
-        ConvSep(single_task, loss="bogus")
-    with pytest.raises(ParameterError, match="unknown parameter 'width'"):
-        ConvSep(single_task, width=3)
-    with pytest.raises(ParameterError, match="'prior' must be bool"):
-        ConvSep(single_task, prior="yes")

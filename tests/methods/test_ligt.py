@@ -1,14 +1,12 @@
-"""LiGT (Model II) as the public code builds it: exact size, 288 heads, decoder roles, BatchNorm head, tokens."""
+"""LiGT (Model II) as the public code builds it: exact size, 288 heads, decoder roles, BatchNorm head,
+tokens (shared shapes: test_learned_common.py)."""
 
 from __future__ import annotations
-
-import itertools
 
 import pytest
 import torch
 from torch import nn
 
-from sepbench import ParameterError
 from sepbench.contract import check_method
 from sepbench.methods.ligt import LiGT, LiGTBatchSeq
 
@@ -64,22 +62,3 @@ def test_batchseq_runs_chunks_of_64(single_task) -> None:
     method.net.encoder.register_forward_pre_hook(lambda module, args: shapes.append(args[0].shape))
     assert method.separate(torch.randn(130, 1, 14, 14)).shape == (130, 2, 28, 28)
     assert shapes == [torch.Size([1, 64, 288]), torch.Size([1, 64, 288]), torch.Size([1, 2, 288])]
-
-
-@pytest.mark.parametrize("prior", [False, True])
-def test_tiny_training_lowers_the_loss(prior, single_task, make_data, fit_context) -> None:
-    torch.manual_seed(0)
-    method = LiGT(single_task, prior=prior)
-    method.fit(make_data(single_task, n_mixtures=128), fit_context(mixtures=128, epochs=3, batch_size=32))
-    losses = [record["train_loss"] for record in method.history_]
-    print(f"ligt prior={prior} train losses:", losses)
-    assert all(later < earlier for earlier, later in itertools.pairwise(losses))
-
-
-def test_parameters_are_validated(single_task) -> None:
-    with pytest.raises(ParameterError, match="heads"):
-        LiGT(single_task, heads=7)
-    with pytest.raises(ParameterError, match="dropout"):
-        LiGT(single_task, dropout=1.5)
-    with pytest.raises(ParameterError, match="unknown parameter 'width'"):
-        LiGT(single_task, width=32)
