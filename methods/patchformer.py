@@ -26,17 +26,18 @@ Count for K = 1, S = 2: 2,877,314 parameters at the defaults; a layer costs abou
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sepbench import Param, Resources, TorchMethod, register_method
+from sepbench import Param, Resources, Task, register_method
 from sepbench.errors import ParameterError
 from sepbench.methods.estimates import even_split_logit
 from sepbench.methods.losses import LOSS_MODES
-from sepbench.methods.training import adamw_cosine, default_optimiser
+from sepbench.methods.scheduled import SCHEDULE_PARAMS, ScheduledTorchMethod
 from sepbench.methods.unet import groups
 
 STEM = 32  # channels of the convolutional stem and head
@@ -75,7 +76,7 @@ class PatchformerNet(nn.Module):
 
 
 @register_method("patchformer")
-class Patchformer(TorchMethod):
+class Patchformer(ScheduledTorchMethod):
     """A ViT over the p×p patches of one image, conv stem and head, PIT, AdamW + cosine: the attention reference."""
 
     parameters: ClassVar[dict[str, Param]] = {
@@ -85,28 +86,23 @@ class Patchformer(TorchMethod):
         "heads": Param(6, int, positive=True, help="attention heads (must divide width)"),
         "patch": Param(4, int, positive=True, help="patch side in pixels of the full-resolution image"),
         "dropout": Param(0.0, float, help="dropout inside the transformer layers (training only)"),
-        "schedule": Param("cosine", str, choices=("cosine", "constant"),
-                          help="AdamW + warm-up + cosine decay, or the paper's Adam at a constant lr"),
-        "weight_decay": Param(0.01, float, help="AdamW's decoupled weight decay (schedule: cosine)"),
+        **SCHEDULE_PARAMS,
     }
     resources: ClassVar[Resources] = Resources(cpu=1, gpu=0.5)
     cpu_mixtures_per_s = 33.0  # one thread, batch 64, fp32, defaults (measured on the loaded, shared 2-core EPYC)
     cpu_bf16_speedup = 1.35
 
+    @classmethod
+    def check_params(cls, params: Mapping[str, Any], task: Task) -> None:
+        super().check_params(params, task)
+        if params["width"] % params["heads"]:
+            raise ParameterError(f"method {cls.name!r}: heads={params['heads']} must divide width={params['width']}")
+        if not 0 <= params["dropout"] < 1:
+            raise ParameterError(f"method {cls.name!r}: parameter 'dropout' must be in [0, 1), "
+                                 f"got {params['dropout']}")
+
     def build_network(self) -> nn.Module:
         p = self.params
-        if p["width"] % p["heads"]:
-            raise ParameterError(f"method {self.name!r}: heads={p['heads']} must divide width={p['width']}")
-        if not 0 <= p["dropout"] < 1:
-            raise ParameterError(f"method {self.name!r}: parameter 'dropout' must be in [0, 1), got {p['dropout']}")
-        if p["weight_decay"] < 0:
-            raise ParameterError(f"method {self.name!r}: parameter 'weight_decay' must be >= 0, "
-                                 f"got {p['weight_decay']}")
         return PatchformerNet(self.task.n_observations, self.task.n_sources, tuple(self.task.source_shape),
                               p["patch"], p["width"], p["depth"], p["heads"], p["dropout"],
                               float(self.task.weight_matrix().sum()))
-
-    def configure_optimiser(self, net: nn.Module, budget, total_steps: int):
-        if self.params["schedule"] == "constant":
-            return default_optimiser(net, budget, total_steps)
-        return adamw_cosine(net, budget, total_steps, weight_decay=self.params["weight_decay"])

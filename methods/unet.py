@@ -28,17 +28,18 @@ Count for K = 1, S = 2: 2,162,450 parameters at ``width`` 48, ``blocks`` 2 (abou
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sepbench import Param, Resources, TorchMethod, register_method
+from sepbench import Param, Resources, Task, register_method
 from sepbench.errors import ParameterError
 from sepbench.methods.estimates import even_split_logit
 from sepbench.methods.losses import LOSS_MODES
-from sepbench.methods.training import adamw_cosine, default_optimiser
+from sepbench.methods.scheduled import SCHEDULE_PARAMS, ScheduledTorchMethod
 
 
 def groups(channels: int, most: int = 8) -> int:
@@ -102,33 +103,27 @@ class UNet(nn.Module):
 
 
 @register_method("unet")
-class UNetSeparator(TorchMethod):
+class UNetSeparator(ScheduledTorchMethod):
     """A residual U-Net with GroupNorm and skips, PIT, AdamW + cosine: the suite's convolutional reference."""
 
     parameters: ClassVar[dict[str, Param]] = {
         "loss": Param("pit", str, choices=LOSS_MODES, help="permutation-invariant (default) or fixed-order targets"),
         "width": Param(48, int, positive=True, help="channels at full resolution (2× at ½, 4× at ¼)"),
         "blocks": Param(2, int, positive=True, help="residual blocks at the coarsest resolution"),
-        "schedule": Param("cosine", str, choices=("cosine", "constant"),
-                          help="AdamW + warm-up + cosine decay, or the paper's Adam at a constant lr"),
-        "weight_decay": Param(0.01, float, help="AdamW's decoupled weight decay (schedule: cosine)"),
+        **SCHEDULE_PARAMS,
     }
     resources: ClassVar[Resources] = Resources(cpu=1, gpu=0.5)
     cpu_mixtures_per_s = 43.0  # one thread, batch 64, fp32, width 48 (measured on the loaded, shared 2-core EPYC)
     cpu_bf16_speedup = 1.35
     channels_last = True
 
+    @classmethod
+    def check_params(cls, params: Mapping[str, Any], task: Task) -> None:
+        super().check_params(params, task)
+        if params["width"] < 2:
+            raise ParameterError(f"method {cls.name!r}: parameter 'width' must be >= 2, got {params['width']}")
+
     def build_network(self) -> nn.Module:
         p = self.params
-        if p["width"] < 2:
-            raise ParameterError(f"method {self.name!r}: parameter 'width' must be >= 2, got {p['width']}")
-        if p["weight_decay"] < 0:
-            raise ParameterError(f"method {self.name!r}: parameter 'weight_decay' must be >= 0, "
-                                 f"got {p['weight_decay']}")
         return UNet(self.task.n_observations, self.task.n_sources, p["width"], p["blocks"],
                     tuple(self.task.source_shape), float(self.task.weight_matrix().sum()))
-
-    def configure_optimiser(self, net: nn.Module, budget, total_steps: int):
-        if self.params["schedule"] == "constant":
-            return default_optimiser(net, budget, total_steps)
-        return adamw_cosine(net, budget, total_steps, weight_decay=self.params["weight_decay"])

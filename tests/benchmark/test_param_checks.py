@@ -76,6 +76,11 @@ def test_init_runs_the_same_check(bounded_plugin):
     ("ligt", {"dropout": 1.0}, "parameter 'dropout' must be in [0, 1)"),
     ("ligt-spatial", {"channels": 1}, "parameter 'channels' must be >= 2"),
     ("convsep-res", {"width": 1}, "parameter 'width' must be >= 2"),
+    ("unet", {"width": 1}, "parameter 'width' must be >= 2"),
+    ("unet", {"weight_decay": -1.0}, "parameter 'weight_decay' must be >= 0"),
+    ("patchformer", {"heads": 5}, "heads=5 must divide width=192"),
+    ("patchformer", {"dropout": 1.0}, "parameter 'dropout' must be in [0, 1)"),
+    ("patchformer", {"weight_decay": -1.0}, "parameter 'weight_decay' must be >= 0"),
 ])
 def test_builtin_constraints_are_refused_at_planning(method, params, fragment):
     with pytest.raises(UserError) as error:
