@@ -161,7 +161,7 @@ def new_method_command(name: str, directory: str | None) -> None:
 def main() -> None:
     """Entry point: user errors become one line on stderr and exit status 2; SIGTERM is handled like Ctrl-C
     (exit status 143 instead of 130)."""
-    from sepbench.signals import EXIT_TERMINATED, Terminated, install_sigterm_handler
+    from sepbench.signals import EXIT_TERMINATED, install_sigterm_handler, is_termination
 
     install_sigterm_handler()
     try:
@@ -170,7 +170,7 @@ def main() -> None:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
     except click.exceptions.Abort as exc:
-        terminated = isinstance(exc.__cause__, Terminated)
+        terminated = is_termination(exc)
         click.echo("terminated" if terminated else "interrupted", err=True)
         sys.exit(EXIT_TERMINATED if terminated else 130)
     except click.ClickException as exc:

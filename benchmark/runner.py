@@ -24,7 +24,7 @@ from sepbench.integrity import remove_partial_writes
 from sepbench.plan import Plan, plan_grid
 from sepbench.progress import RunProgress, format_duration
 from sepbench.resume import describe, grid_history, read_previous_manifest, triage
-from sepbench.signals import EXIT_TERMINATED, Terminated
+from sepbench.signals import EXIT_TERMINATED, forget_termination, is_termination
 from sepbench.store import RunStore
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -56,6 +56,7 @@ def run_grid(grid: Grid, *, out: str | Path | None = None, executor: str = "ray"
     input raises). ``keep_stale`` keeps cells whose code, versions or device changed (marked in the manifest).
 
     ``gpu_share``: the share of a GPU each GPU cell takes in this run (overrides the grid and the methods)."""
+    forget_termination()
     plan = plan_grid(grid, gpu_share)
     store = RunStore(out or default_run_dir(grid))
     stream = progress_stream or sys.stderr
@@ -117,9 +118,10 @@ def run_grid(grid: Grid, *, out: str | Path | None = None, executor: str = "ray"
         try:
             runner.run(pending, record, progress)
         except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (sepbench.signals.Terminated)
-            how = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+            terminated = is_termination(exc)
+            how = "terminated (SIGTERM)" if terminated else "interrupted"
             progress.line(f"{how}: {progress.done} cells finished and kept; rerun to complete the grid")
-            status = EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
+            status = EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
         manifest["ended"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         store.write_manifest(manifest)
         if failed and status == EXIT_OK:

@@ -17,8 +17,23 @@ class Terminated(KeyboardInterrupt):
     """The process received SIGTERM (``kill``, a job scheduler, systemd): stop as on Ctrl-C."""
 
 
+_received = threading.Event()  # set by the handler: Ray's blocking calls (ray.wait, ray.get) re-raise every
+# KeyboardInterrupt raised inside them as a plain KeyboardInterrupt, losing the Terminated subclass
+
+
 def raise_terminated(signum: int, frame: Any) -> None:
+    _received.set()
     raise Terminated()
+
+
+def is_termination(exc: BaseException) -> bool:
+    """Whether ``exc`` (a KeyboardInterrupt caught somewhere) came from SIGTERM, even after Ray re-raised it."""
+    return isinstance(exc, Terminated) or isinstance(exc.__cause__, Terminated) or _received.is_set()
+
+
+def forget_termination() -> None:
+    """A new run starts: no SIGTERM received yet (for runs in one process, e.g. tests and notebooks)."""
+    _received.clear()
 
 
 def install_sigterm_handler() -> None:
