@@ -74,8 +74,9 @@ def test_sigterm_ends_a_ray_run_like_ctrl_c(tmp_path: Path, write_grid, short_tm
 
 def test_a_killed_drivers_ray_temp_dir_is_removed_by_the_next_run(tmp_path: Path, write_grid,
                                                                   short_tmp: Path) -> None:
-    grid = write_grid({"scenarios": DUAL, "noise": [0.1], "methods": ["average"]})
-    env = {**marker(), "TMPDIR": str(short_tmp)}
+    entry, plugin_env, hold = gated(tmp_path, free=-1)  # the first run cannot end before it is killed
+    grid = write_grid({"scenarios": DUAL, "noise": [0.1], "methods": [entry], "plugins": ["gated_demo"]})
+    env = {**marker(), **plugin_env, "TMPDIR": str(short_tmp)}
     proc = popen_bench("run", "--grid", str(grid), "--out", str(tmp_path / "a"), cwd=tmp_path, env=env,
                        log=tmp_path / "a.log")
     try:
@@ -84,6 +85,7 @@ def test_a_killed_drivers_ray_temp_dir_is_removed_by_the_next_run(tmp_path: Path
     finally:
         proc.kill()  # SIGKILL: nothing of the driver runs any more
         proc.wait()
+        hold.unlink()
     # its Ray follows it (parent-death signal), unless the signal came while Ray was starting: then it stays,
     # orphaned, until the next run stops it; the temp dir stays behind either way
     assert ray_dirs(short_tmp) == [stale]
