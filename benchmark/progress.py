@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TextIO
 
 
@@ -18,13 +18,20 @@ def format_duration(seconds: float) -> str:
 class RunProgress:
     """Counts cells and prints one line per finished cell with its headline metric and the run's ETA."""
 
-    def __init__(self, total: int, stream: TextIO | None = None) -> None:
+    def __init__(self, total: int, stream: TextIO | None = None, expected: Mapping[str, float] | None = None,
+                 parallel: float = 1.0) -> None:
+        """``expected``: the plan's estimate of each pending cell's seconds, by description (only where the
+        estimates apply: CPU runs); ``parallel``: how many cells run at once."""
         self.total = total
         self.done = 0
         self.failed = 0
         self.running = 0
         self.stream = stream or sys.stderr
         self.started = time.monotonic()
+        self.expected = {d: e for d, e in (expected or {}).items() if e > 0}
+        self.parallel = max(parallel, 1.0)
+        self.begun: dict[str, float] = {}  # running cells: when they started
+        self.spent: dict[str, float] = {}  # finished cells: their seconds
 
     def line(self, text: str) -> None:
         print(text, file=self.stream, flush=True)
@@ -33,17 +40,33 @@ class RunProgress:
         return f"{self.done} done, {self.running} running, {self.failed} failed, {self.total} total"
 
     def eta(self) -> str:
+        """Time left. With the plan's estimates: the estimated seconds of the unfinished cells, scaled by how
+        far off the estimates were for the cells that finished (the longest cells go first, so the mean time
+        per finished cell says little about the rest), less what running cells have done, over the cells run at
+        once. Without estimates: the mean time per finished cell times the cells left."""
         finished = self.done + self.failed
         if not finished:
             return "ETA unknown"
-        remaining = (time.monotonic() - self.started) / finished * (self.total - finished)
+        measured = [d for d in self.spent if d in self.expected]
+        if not measured:
+            remaining = (time.monotonic() - self.started) / finished * (self.total - finished)
+            return f"ETA {format_duration(remaining)}"
+        scale = sum(self.spent[d] for d in measured) / sum(self.expected[d] for d in measured)
+        now = time.monotonic()
+        left = [max(e * scale - (now - self.begun[d] if d in self.begun else 0.0), 0.0)
+                for d, e in self.expected.items() if d not in self.spent]
+        remaining = max(sum(left) / self.parallel, max(left, default=0.0))
         return f"ETA {format_duration(remaining)}"
 
     def started_cell(self, description: str) -> None:
         self.running += 1
+        self.begun[description] = time.monotonic()
 
     def finished_cell(self, description: str, meta: dict[str, Any]) -> None:
         self.running = max(0, self.running - 1)
+        started = self.begun.pop(description, None)
+        seconds = meta.get("seconds")
+        self.spent[description] = float(seconds) if seconds else (time.monotonic() - started if started else 0.0)
         if meta.get("status") == "done":
             self.done += 1
             outcome = f"MSE {meta['mse']:.4g}  SSIM {meta['ssim']:.3f}  ({format_duration(meta['seconds'])})"

@@ -8,6 +8,7 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from sepbench.errors import UserError
 from sepbench.executors import make_executor
 from sepbench.grid_model import Grid
 from sepbench.integrity import remove_partial_writes
-from sepbench.plan import Plan, plan_grid
+from sepbench.plan import Cell, plan_grid
 from sepbench.progress import RunProgress, format_duration
 from sepbench.resume import describe, grid_history, read_previous_manifest, triage
 from sepbench.signals import EXIT_TERMINATED, forget_termination, is_termination
@@ -40,9 +41,9 @@ def versions() -> dict[str, str]:
     return found
 
 
-def expected_duration(plan: Plan, parallel: float) -> float:
-    """Seconds the plan should take on CPUs, with ``parallel`` cells at a time."""
-    return sum(c.expected_seconds for c in plan.cells) / max(parallel, 1.0)
+def expected_duration(cells: Sequence[Cell], parallel: float) -> float:
+    """Seconds ``cells`` should take on CPUs, with ``parallel`` cells at a time."""
+    return sum(c.expected_seconds for c in cells) / max(parallel, 1.0)
 
 
 def default_run_dir(grid: Grid) -> Path:
@@ -93,7 +94,12 @@ def run_grid(grid: Grid, *, out: str | Path | None = None, executor: str = "ray"
         }
         store.write_manifest(manifest)
         _setup_log(store.root / "run.log")
-        progress = RunProgress(len(pending), stream)
+        # Ray packs one cell per requested CPU (usually 1); the local executor runs one at a time
+        parallel = (os.cpu_count() or 1) / max(min((c.resources.cpu for c in pending), default=1), 1) \
+            if executor == "ray" else 1
+        on_cpu = bool(pending) and not torch.cuda.is_available() and any(c.budget for c in pending)
+        progress = RunProgress(len(pending), stream, parallel=parallel,
+                               expected={c.describe(): c.expected_seconds for c in pending} if on_cpu else None)
         progress.line(f"{grid.name}: {len(plan.cells)} cells planned, {len(plan.cells) - len(pending)} already "
                       f"done, {len(pending)} to run, {len(plan.skipped)} (method, scenario) pairs skipped → "
                       f"{store.root}")
@@ -101,10 +107,8 @@ def run_grid(grid: Grid, *, out: str | Path | None = None, executor: str = "ray"
             progress.line(line)
         for skip in plan.skipped:
             progress.line(f"  skipped {skip.label} on {skip.scenario}: {skip.reason}")
-        if pending and not torch.cuda.is_available() and any(c.budget for c in pending):
-            # Ray packs one cell per requested CPU (usually 1); the local executor runs one at a time
-            parallel = (os.cpu_count() or 1) / max(min(c.resources.cpu for c in pending), 1) if executor == "ray" else 1
-            progress.line(f"  no GPU found: expected about {format_duration(expected_duration(plan, parallel))} "
+        if on_cpu:
+            progress.line(f"  no GPU found: expected about {format_duration(expected_duration(pending, parallel))} "
                           f"on this CPU")
         failed: list[str] = []
 

@@ -1,0 +1,63 @@
+"""The run's progress lines: the ETA follows the plan's estimates, scaled by how far off they were."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from sepbench import progress as progress_module
+from sepbench.progress import RunProgress, format_duration
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch) -> Clock:
+    fake = Clock()
+    monkeypatch.setattr(progress_module.time, "monotonic", fake)
+    return fake
+
+
+def test_format_duration():
+    assert format_duration(59.9) == "0m59s"
+    assert format_duration(3 * 3600 + 125) == "3h02m"
+    assert format_duration(-5) == "0m00s"
+
+
+def test_eta_scales_the_estimates_of_what_is_left(clock):
+    # longest first: one long cell and eight short ones, two at a time; the estimates are 3× too pessimistic
+    expected = {"long": 1500.0, **{name: 300.0 for name in "abcdefgh"}}
+    out = io.StringIO()
+    progress = RunProgress(9, out, expected=expected, parallel=2)
+    progress.started_cell("long")
+    progress.started_cell("a")
+    assert progress.eta() == "ETA unknown"
+    clock.now += 100
+    progress.finished_cell("a", {"status": "done", "mse": 0.1, "ssim": 0.5, "seconds": 100.0})
+    # scale 1/3: long has 500 s of work, 400 left; b…h 100 s each → (400 + 700) / 2 = 550 s
+    assert out.getvalue().rstrip().endswith("ETA 9m10s")
+    # (the mean time per finished cell said 100 s × 8 = 13m20s, the plan (1500 + 8 × 300) / 2 = 32m30s)
+
+
+def test_eta_is_never_below_the_longest_cell_left(clock):
+    progress = RunProgress(3, io.StringIO(), expected={"long": 1000.0, "a": 10.0, "b": 10.0}, parallel=4)
+    for name in ("long", "a", "b"):
+        progress.started_cell(name)
+    clock.now += 10
+    progress.finished_cell("a", {"status": "done", "mse": 0.1, "ssim": 0.5, "seconds": 10.0})
+    assert progress.eta() == "ETA 16m30s"  # long: 1000 − 10 s done, one cell cannot be shared by 4 slots
+
+
+def test_eta_without_estimates_is_the_mean_time_per_cell(clock):
+    progress = RunProgress(4, io.StringIO())  # a GPU run: the CPU estimates do not apply
+    progress.started_cell("a")
+    clock.now += 30
+    progress.finished_cell("a", {"status": "failed", "error": "boom"})
+    assert progress.eta() == "ETA 1m30s"
