@@ -125,6 +125,13 @@ class LiGT(TorchMethod):
         if not 0 <= params["dropout"] < 1:
             raise ParameterError(f"method {cls.name!r}: parameter 'dropout' must be in [0, 1), got {params['dropout']}")
 
+    @classmethod
+    def unsupported_reason(cls, task: Task) -> str | None:
+        if task.observation_shape != (14, 14):  # the compressor and expander are sized for it, layer for layer
+            return (f"the paper's network takes 14×14 observations (28×28 sources, downsample 2), scenario has "
+                    f"{task.observation_shape[0]}×{task.observation_shape[1]}; ligt-spatial serves any size")
+        return super().unsupported_reason(task)
+
     def build_network(self) -> nn.Module:
         p = self.params
         total = float(self.task.weight_matrix().sum()) if p["prior"] else None

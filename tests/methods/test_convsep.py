@@ -65,3 +65,24 @@ def test_residual_and_prior_start_from_the_classical_estimates(single_task) -> N
         z_hat = net.reconstruct(y)
     expected = torch.nn.functional.interpolate(y, scale_factor=2, mode="bilinear").clamp(1e-3, 2 - 2e-3)
     torch.testing.assert_close(z_hat, expected, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["convsep", "ligt", "ligt-batchseq"])
+def test_the_papers_networks_serve_14x14_observations_only_and_the_plan_says_so(name) -> None:
+    from sepbench.grid import parse_grid
+    from sepbench.plan import plan_grid
+    from sepbench.registry import get_method
+
+    method = get_method(name)
+    assert method.unsupported_reason(Task(((1.0, 1.0),), 2, 0.01)) is None
+    full = Task(((1.0, 1.0),), 1, 0.0)
+    assert "takes 14×14 observations" in method.unsupported_reason(full)
+    assert "28×28" in method.unsupported_reason(full)
+    # a grid with both: the full-resolution pair is skipped at planning, with the reason, before any cell runs
+    grid = parse_grid({"name": "g", "scenarios": {"paper": {"weights": [[1, 1]], "downsample": 2},
+                                                  "full": {"weights": [[1, 1]], "downsample": 1}},
+                       "noise": [0.0], "seeds": [0], "train": {"mixtures": 64, "epochs": 1},
+                       "test": {"mixtures": 8}, "methods": [name]})
+    plan = plan_grid(grid)
+    assert [c.scenario.name for c in plan.cells] == ["paper"]
+    assert [(s.scenario, "14×14" in s.reason) for s in plan.skipped] == [("full", True)]
