@@ -151,6 +151,13 @@ class ConvSepRes(TorchMethod):
         if params["width"] < 2:
             raise ParameterError(f"method {cls.name!r}: parameter 'width' must be >= 2, got {params['width']}")
 
+    @classmethod
+    def unsupported_reason(cls, task: Task) -> str | None:
+        if task.observation_shape != (14, 14):  # sized for the paper's setting
+            return (f"takes 14×14 observations (28×28 sources, downsample 2), scenario has "
+                    f"{task.observation_shape[0]}×{task.observation_shape[1]}; unet and patchformer serve any size")
+        return super().unsupported_reason(task)
+
     def build_network(self) -> nn.Module:
         p = self.params
         return ConvSepNet(self.task.n_observations, self.task.n_sources, p["width"], p["blocks"],

@@ -129,7 +129,7 @@ class LiGT(TorchMethod):
     def unsupported_reason(cls, task: Task) -> str | None:
         if task.observation_shape != (14, 14):  # the compressor and expander are sized for it, layer for layer
             return (f"the paper's network takes 14×14 observations (28×28 sources, downsample 2), scenario has "
-                    f"{task.observation_shape[0]}×{task.observation_shape[1]}; ligt-spatial serves any size")
+                    f"{task.observation_shape[0]}×{task.observation_shape[1]}; unet and patchformer serve any size")
         return super().unsupported_reason(task)
 
     def build_network(self) -> nn.Module:

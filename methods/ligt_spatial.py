@@ -143,6 +143,13 @@ class LiGTSpatial(TorchMethod):
         if not 0 <= params["dropout"] < 1:
             raise ParameterError(f"method {cls.name!r}: parameter 'dropout' must be in [0, 1), got {params['dropout']}")
 
+    @classmethod
+    def unsupported_reason(cls, task: Task) -> str | None:
+        if task.observation_shape != (14, 14):  # sized for the paper's setting
+            return (f"takes 14×14 observations (28×28 sources, downsample 2), scenario has "
+                    f"{task.observation_shape[0]}×{task.observation_shape[1]}; unet and patchformer serve any size")
+        return super().unsupported_reason(task)
+
     def build_network(self) -> nn.Module:
         p = self.params
         return LiGTNet(self.task.n_observations, self.task.n_sources, p["channels"], p["width"], p["heads"],

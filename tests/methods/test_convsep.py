@@ -67,8 +67,8 @@ def test_residual_and_prior_start_from_the_classical_estimates(single_task) -> N
     torch.testing.assert_close(z_hat, expected, atol=1e-5, rtol=1e-4)
 
 
-@pytest.mark.parametrize("name", ["convsep", "ligt", "ligt-batchseq"])
-def test_the_papers_networks_serve_14x14_observations_only_and_the_plan_says_so(name) -> None:
+@pytest.mark.parametrize("name", ["convsep", "ligt", "ligt-batchseq", "convsep-res", "ligt-spatial"])
+def test_networks_sized_for_14x14_observations_serve_those_only_and_the_plan_says_so(name) -> None:
     from sepbench.grid import parse_grid
     from sepbench.plan import plan_grid
     from sepbench.registry import get_method
