@@ -41,17 +41,18 @@ class RunProgress:
 
     def eta(self) -> str:
         """Time left. With the plan's estimates: the estimated seconds of the unfinished cells, scaled by how
-        far off the estimates were for the cells that finished (the longest cells go first, so the mean time
-        per finished cell says little about the rest), less what running cells have done, over the cells run at
-        once. Without estimates: the mean time per finished cell times the cells left."""
+        far off the estimates were for the cells that finished well (the longest cells go first, so the mean
+        time per finished cell says little about the rest; a failed cell's seconds say nothing), less what
+        running cells have done, over the cells run at once. Without estimates: the mean time per finished
+        cell times the cells left."""
         finished = self.done + self.failed
         if not finished:
             return "ETA unknown"
-        measured = [d for d in self.spent if d in self.expected]
-        if not measured:
+        if not self.expected:
             remaining = (time.monotonic() - self.started) / finished * (self.total - finished)
             return f"ETA {format_duration(remaining)}"
-        scale = sum(self.spent[d] for d in measured) / sum(self.expected[d] for d in measured)
+        measured = [d for d in self.spent if d in self.expected]
+        scale = (sum(self.spent[d] for d in measured) / sum(self.expected[d] for d in measured)) if measured else 1.0
         now = time.monotonic()
         left = [max(e * scale - (now - self.begun[d] if d in self.begun else 0.0), 0.0)
                 for d, e in self.expected.items() if d not in self.spent]
@@ -65,8 +66,11 @@ class RunProgress:
     def finished_cell(self, description: str, meta: dict[str, Any]) -> None:
         self.running = max(0, self.running - 1)
         started = self.begun.pop(description, None)
-        seconds = meta.get("seconds")
-        self.spent[description] = float(seconds) if seconds else (time.monotonic() - started if started else 0.0)
+        if meta.get("status") == "done":  # a failed cell's seconds say nothing of how long the others take
+            seconds = meta.get("seconds")
+            self.spent[description] = float(seconds) if seconds else (time.monotonic() - started if started else 0.0)
+        else:
+            self.expected.pop(description, None)
         if meta.get("status") == "done":
             self.done += 1
             outcome = f"MSE {meta['mse']:.4g}  SSIM {meta['ssim']:.3f}  ({format_duration(meta['seconds'])})"

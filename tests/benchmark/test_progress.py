@@ -61,3 +61,16 @@ def test_eta_without_estimates_is_the_mean_time_per_cell(clock):
     clock.now += 30
     progress.finished_cell("a", {"status": "failed", "error": "boom"})
     assert progress.eta() == "ETA 1m30s"
+
+
+
+def test_a_failed_cell_does_not_scale_the_eta(clock):
+    progress = RunProgress(3, io.StringIO(), expected={"long": 600.0, "bad": 100.0, "c": 100.0}, parallel=1)
+    for name in ("long", "bad"):
+        progress.started_cell(name)
+    clock.now += 1
+    progress.finished_cell("bad", {"status": "failed", "error": "shape"})  # fails in a second
+    assert progress.eta() == "ETA 11m39s"  # the estimates as they are: long 599 s left, then c 100 s
+    clock.now += 199
+    progress.finished_cell("c", {"status": "done", "mse": 0.1, "ssim": 0.5, "seconds": 50.0})
+    assert progress.eta() == "ETA 1m40s"  # c took half its estimate: long 300 s, 200 of them spent
