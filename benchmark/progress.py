@@ -66,17 +66,15 @@ class RunProgress:
     def finished_cell(self, description: str, meta: dict[str, Any]) -> None:
         self.running = max(0, self.running - 1)
         started = self.begun.pop(description, None)
-        if meta.get("status") == "done":  # a failed cell's seconds say nothing of how long the others take
+        if meta.get("status") == "done":
             seconds = meta.get("seconds")
             self.spent[description] = float(seconds) if seconds else (time.monotonic() - started if started else 0.0)
-        else:
-            self.expected.pop(description, None)
-        if meta.get("status") == "done":
             self.done += 1
             outcome = f"MSE {meta['mse']:.4g}  SSIM {meta['ssim']:.3f}  ({format_duration(meta['seconds'])})"
             if meta.get("gpu_ids"):  # where an executor put it
                 outcome += f" on GPU {','.join(map(str, meta['gpu_ids']))}: {meta.get('device_note') or meta['device']}"
         else:
+            self.expected.pop(description, None)  # a failed cell's seconds say nothing of how long the others take
             self.failed += 1
             outcome = f"FAILED: {meta.get('error', 'unknown error')}"
         self.line(f"[{self.done + self.failed}/{self.total}] {description}: {outcome} | {self.counts()} | "
