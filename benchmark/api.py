@@ -24,12 +24,23 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Requirements:
-    """What a method needs from a scenario and from the run."""
+    """What a method needs from a scenario and from the run.
+
+    ``observation_shape`` (h, w): the one observation size a network is built for (e.g. the paper's 14×14); None,
+    the default, serves any size. Scenarios of another size are skipped at planning, with the reason.
+    """
 
     min_observations: int = 1
     max_observations: int | None = None
     n_sources: int = 2
     needs_training: bool = False
+    observation_shape: tuple[int, int] | None = None
+
+    def __post_init__(self) -> None:
+        shape = self.observation_shape
+        if shape is not None and not (isinstance(shape, tuple) and len(shape) == 2
+                                      and all(isinstance(n, int) and n > 0 for n in shape)):
+            raise ValueError(f"Requirements.observation_shape must be None or (height, width), got {shape!r}")
 
 
 @dataclass(frozen=True)
@@ -158,6 +169,9 @@ class Method:
             return f"takes at most {req.max_observations} observations, scenario has {k}"
         if task.n_sources != req.n_sources:
             return f"separates {req.n_sources} sources, scenario has {task.n_sources}"
+        if req.observation_shape is not None and task.observation_shape != req.observation_shape:
+            (h, w), (a, b) = req.observation_shape, task.observation_shape
+            return f"takes {h}×{w} observations only (its layers are sized for them), scenario has {a}×{b}"
         return None
 
     def fit(self, data: TrainingData, ctx: FitContext) -> Method:

@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sepbench import Batch, Param, Resources, Task, TorchMethod, register_method, upsample
+from sepbench import Batch, Param, Requirements, Resources, Task, TorchMethod, register_method, upsample
 from sepbench.methods.estimates import even_split_logit, logit
 from sepbench.methods.losses import LOSS_MODES, separation_loss
 
@@ -152,16 +152,11 @@ class ConvSep(TorchMethod):
         "prior": Param(False, bool, help="separator logits start from the even split (false: the paper's)"),
     }
     resources: ClassVar[Resources] = Resources(cpu=1, gpu=0.5)
+    # E, D and the head are sized for it, layer for layer
+    requires: ClassVar[Requirements] = Requirements(needs_training=True, observation_shape=(14, 14))
     cpu_mixtures_per_s = 60.0  # rough, one shared CPU thread, fp32 (estimate only)
     cpu_bf16_speedup = 1.5
     channels_last = True
-
-    @classmethod
-    def unsupported_reason(cls, task: Task) -> str | None:
-        if task.observation_shape != (14, 14):  # E, D and the head are sized for it, layer for layer
-            return (f"the paper's network takes 14×14 observations (28×28 sources, downsample 2), scenario has "
-                    f"{task.observation_shape[0]}×{task.observation_shape[1]}; unet and patchformer serve any size")
-        return super().unsupported_reason(task)
 
     def build_network(self) -> nn.Module:
         task, p = self.task, self.params

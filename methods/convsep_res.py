@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sepbench.api import Param, Resources, Task, register_method
+from sepbench.api import Param, Requirements, Resources, Task, register_method
 from sepbench.datasets.forward import upsample
 from sepbench.datasets.mixtures import Batch
 from sepbench.errors import ParameterError
@@ -142,6 +142,8 @@ class ConvSepRes(TorchMethod):
         "sep_depth": Param(3, int, positive=True, help="hidden (dilated) convolutions of each separator"),
     }
     resources: ClassVar[Resources] = Resources(cpu=1, gpu=0.5)
+    # sized for the paper's setting
+    requires: ClassVar[Requirements] = Requirements(needs_training=True, observation_shape=(14, 14))
     cpu_mixtures_per_s = 45.0  # estimates from measured rates (docs/performance.md, "Rates behind the code")
     cpu_bf16_speedup = 1.9
     channels_last = True  # NHWC convolutions train faster on a CPU (docs/performance.md, "Rates behind the code")
@@ -150,13 +152,6 @@ class ConvSepRes(TorchMethod):
     def check_params(cls, params: Mapping[str, Any], task: Task) -> None:
         if params["width"] < 2:
             raise ParameterError(f"method {cls.name!r}: parameter 'width' must be >= 2, got {params['width']}")
-
-    @classmethod
-    def unsupported_reason(cls, task: Task) -> str | None:
-        if task.observation_shape != (14, 14):  # sized for the paper's setting
-            return (f"takes 14×14 observations (28×28 sources, downsample 2), scenario has "
-                    f"{task.observation_shape[0]}×{task.observation_shape[1]}; unet and patchformer serve any size")
-        return super().unsupported_reason(task)
 
     def build_network(self) -> nn.Module:
         p = self.params

@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sepbench import Param, Resources, Task, TorchMethod, register_method
+from sepbench import Param, Requirements, Resources, Task, TorchMethod, register_method
 from sepbench.errors import ParameterError
 from sepbench.methods.estimates import even_split_logit
 
@@ -114,6 +114,8 @@ class LiGT(TorchMethod):
         "prior": Param(False, bool, help="add the even-split logit before the sigmoid (false: the paper's)"),
     }
     resources: ClassVar[Resources] = Resources(cpu=1, gpu=0.5)
+    # the compressor and expander are sized for it, layer for layer
+    requires: ClassVar[Requirements] = Requirements(needs_training=True, observation_shape=(14, 14))
     cpu_mixtures_per_s = 150.0  # rough, one shared CPU thread, fp32 (estimate only)
     cpu_bf16_speedup = 1.3
     seq_len: ClassVar[int | None] = None
@@ -124,13 +126,6 @@ class LiGT(TorchMethod):
             raise ParameterError(f"method {cls.name!r}: heads={params['heads']} must divide the model width {WIDTH}")
         if not 0 <= params["dropout"] < 1:
             raise ParameterError(f"method {cls.name!r}: parameter 'dropout' must be in [0, 1), got {params['dropout']}")
-
-    @classmethod
-    def unsupported_reason(cls, task: Task) -> str | None:
-        if task.observation_shape != (14, 14):  # the compressor and expander are sized for it, layer for layer
-            return (f"the paper's network takes 14×14 observations (28×28 sources, downsample 2), scenario has "
-                    f"{task.observation_shape[0]}×{task.observation_shape[1]}; unet and patchformer serve any size")
-        return super().unsupported_reason(task)
 
     def build_network(self) -> nn.Module:
         p = self.params

@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sepbench.api import Param, Resources, Task, register_method
+from sepbench.api import Param, Requirements, Resources, Task, register_method
 from sepbench.errors import ParameterError
 from sepbench.methods.estimates import even_split_logit
 from sepbench.methods.losses import LOSS_MODES
@@ -129,6 +129,8 @@ class LiGTSpatial(TorchMethod):
         "prior": Param(True, bool, help="add the even-split logit before the output sigmoid (false: the paper's)"),
     }
     resources: ClassVar[Resources] = Resources(cpu=1, gpu=0.5)
+    # sized for the paper's setting
+    requires: ClassVar[Requirements] = Requirements(needs_training=True, observation_shape=(14, 14))
     cpu_mixtures_per_s = 100.0  # estimates from measured rates (docs/performance.md, "Rates behind the code")
     cpu_bf16_speedup = 1.6
 
@@ -142,13 +144,6 @@ class LiGTSpatial(TorchMethod):
             raise ParameterError(f"method {cls.name!r}: parameter 'channels' must be >= 2, got {params['channels']}")
         if not 0 <= params["dropout"] < 1:
             raise ParameterError(f"method {cls.name!r}: parameter 'dropout' must be in [0, 1), got {params['dropout']}")
-
-    @classmethod
-    def unsupported_reason(cls, task: Task) -> str | None:
-        if task.observation_shape != (14, 14):  # sized for the paper's setting
-            return (f"takes 14×14 observations (28×28 sources, downsample 2), scenario has "
-                    f"{task.observation_shape[0]}×{task.observation_shape[1]}; unet and patchformer serve any size")
-        return super().unsupported_reason(task)
 
     def build_network(self) -> nn.Module:
         p = self.params

@@ -9,7 +9,7 @@ from typing import ClassVar
 import pytest
 import torch
 
-from sepbench.api import Method, Param, Requirements
+from sepbench.api import Method, Param, Requirements, Task
 from sepbench.cli import main
 from sepbench.contract import (
     CHECKS,
@@ -269,3 +269,19 @@ def test_check_method_command_exit_status(tmp_path, monkeypatch, capsys, clean_r
     assert status == 1, out
     assert "method contract: faulty (module faulty_plugin)" in out
     assert "✗ single: shape" in out and "checks failed" in out
+
+
+class Sized(EvenSplit):
+    requires: ClassVar[Requirements] = Requirements(observation_shape=(14, 14))
+
+
+def test_declared_observation_shape_is_checked_by_the_base_class_for_any_method():
+    paper, full, four = (Task(((1.0, 1.0),), d, 0.0) for d in (2, 1, 4))
+    assert Sized.unsupported_reason(paper) is None
+    assert Sized.unsupported_reason(full) == (
+        "takes 14×14 observations only (its layers are sized for them), scenario has 28×28")
+    assert "scenario has 7×7" in Sized.unsupported_reason(four)
+    assert EvenSplit.unsupported_reason(full) is None  # None: any size
+    for bad in ((14,), (14, 0), [14, 14], (14.0, 14)):
+        with pytest.raises(ValueError, match="observation_shape must be None or"):
+            Requirements(observation_shape=bad)
