@@ -18,6 +18,8 @@ def test_packaged_grids_load_and_plan():
     default = load_grid("default")
     assert default.noise == (0.0, 0.01, 0.05, 0.1, 0.2) and default.seeds == (0, 1, 2)
     assert default.train.mixtures == 60000 and default.train.epochs == 100
+    # the reference separators are in the default comparison: its top is the state of the art
+    assert {"unet", "patchformer", "convsep", "ligt"} <= {e.method for e in default.methods}
 
 
 def test_plan_skips_ica_on_single_with_reason_and_ids_are_stable():
