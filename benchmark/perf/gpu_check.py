@@ -2,8 +2,9 @@
 
 Steps: the environment; the tests that skip without CUDA (``pytest -m cuda``), run on CUDA; training and
 separation mixtures/s of each learned method of the default grid at batch 64, 256 and 1,024; total training
-mixtures/s of 1, 2, 4, 8 cells sharing the GPU, until it stops rising; each method's fraction of the GPU's measured
-bf16 matmul peak; the projected wall time of ``bench run --grid default`` on 1 and 2 such GPUs. Each step's
+mixtures/s of 1, 2, 4, 8 cells sharing the GPU, until it stops rising; what else raises it (k seeds trained
+as one batched model, torch.compile with CUDA graphs: perf/alternatives.py); each method's fraction of the GPU's
+measured bf16 matmul peak; the projected wall time of ``bench run --grid default`` on 1 and 2 such GPUs. Each step's
 numbers are written as soon as it ends (results.json, CSV files, summary.md), so a cut-short run keeps them.
 
 Without CUDA it runs the same steps at tiny sizes on the CPU (the ``cpu`` profile: a smoke test of this code,
@@ -30,6 +31,7 @@ from typing import Any
 
 import torch
 
+from sepbench.perf.alternatives import alternatives_for
 from sepbench.perf.gpu_report import GPU_ITEMS, projection, write_outputs
 
 REPO = Path(__file__).resolve().parents[2] if (Path(__file__).resolve().parents[2] / "tests").is_dir() else Path.cwd()
@@ -48,11 +50,16 @@ class Profile:
     peak_n: int  # matmul size for the peak
     flop_batch: int  # batch whose FLOPs are counted (per mixture they do not depend on it)
     budget: float  # seconds for the whole check; packing stops early to keep it
+    alt_seeds: tuple[int, ...]  # seeds trained as one model (alternatives.py); 15 = the default grid's 3 × 5 σ
+    alt_compile: tuple[str, str | None]  # torch.compile backend and mode
+    alt_reserve: float  # seconds of the budget kept from packing for the alternatives
+    alt_cost: float  # about what one method's alternatives take
 
 
 PROFILES = {
-    "gpu": Profile("cuda", (64, 256, 1024), 3.0, (1, 2, 4, 8), 4.0, None, 8192, 64, 450.0),
-    "cpu": Profile("cpu", (2, 4), 0.1, (1, 2), 0.3, ("fcsae",), 256, 4, 170.0),
+    "gpu": Profile("cuda", (64, 256, 1024), 3.0, (1, 2, 4, 8), 4.0, None, 8192, 64, 450.0,
+                   (1, 3, 15), ("inductor", "reduce-overhead"), 120.0, 60.0),
+    "cpu": Profile("cpu", (2, 4), 0.1, (1, 2), 0.3, ("fcsae",), 256, 4, 170.0, (1, 2), ("aot_eager", None), 20.0, 5.0),
 }
 
 
@@ -167,7 +174,7 @@ def packing(check: Check, methods: list[str]) -> dict[str, Any]:
 
     profile, rows, best = check.profile, [], {}
     for i, name in enumerate(methods):
-        left = profile.budget - check.elapsed()
+        left = profile.budget - profile.alt_reserve - check.elapsed()
         if left < 60 * (len(methods) - i) * (1 if profile.device == "cuda" else 0.3):
             check.skip(f"cells per GPU: {name}", f"time budget ({profile.budget:g} s) nearly spent")
             continue
@@ -269,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     rates = check.step("throughput", lambda: throughput(methods, profile))
     pack_methods = [m for m in methods if profile.pack_methods is None or m in profile.pack_methods]
     check.step("packing", lambda: packing(check, pack_methods))
+    check.step("alternatives", lambda: alternatives_for(check, methods, rates))
     check.step("roofline", lambda: roofline(methods, profile, rates))
     check.step("score_seconds_per_mixture", score_seconds_per_mixture)
     check.step("projection", lambda: projection(check.results))

@@ -16,6 +16,7 @@ GPU_ITEMS = (
     "grid's cells on the GPU)",
     "GPU training and separation mixtures/s at batch 64, 256 and 1,024",
     "cells per GPU until the total throughput stops rising",
+    "k seeds trained as one batched model and torch.compile with CUDA graphs, against the plain step",
     "fraction of the GPU's bf16 matmul peak each method reaches",
     "projected wall time of `bench run --grid default` on 1 and 2 GPUs",
 )
@@ -89,6 +90,7 @@ def write_outputs(out: Path, results: dict[str, Any]) -> None:
     _write_csv(out / "throughput.csv", results.get("throughput") or [])
     _write_csv(out / "packing.csv", (results.get("packing") or {}).get("rows", []))
     _write_csv(out / "roofline.csv", (results.get("roofline") or {}).get("rows", []))
+    _write_csv(out / "alternatives.csv", (results.get("alternatives") or {}).get("rows", []))
     proj = results.get("projection") or {}
     walls = proj.get("wall_seconds", {})
     _write_csv(out / "projection.csv", [{"gpus": n, "wall_seconds": s} for n, s in walls.items()])
@@ -134,6 +136,16 @@ def summary(results: dict[str, Any]) -> str:
         lines.append(f"- {name}: {best['cells']} cell(s) per device{rising} → `resources: {{gpu: "
                      f"{1 / best['cells']:.3g}}}`")
     lines.append("")
+    alt = (results.get("alternatives") or {}).get("rows", [])
+    if alt:
+        lines += [f"## Other ways to raise training throughput (batch {alt[0]['batch']} per network)", "",
+                  "k seeds of one method trained as one `vmap`-ed model (total mixtures/s of the k), and the loss "
+                  "compiled; against the plain step of the table above.", "",
+                  *_table(["method", "candidate", "seeds", "total mixtures/s", "× plain step", "compile s", "note"],
+                          [[r["method"], r["candidate"], r["seeds"],
+                            "–" if r["total_mixtures_per_s"] is None else f"{r['total_mixtures_per_s']:,.0f}",
+                            "–" if r["vs_plain_step"] is None else f"{r['vs_plain_step']:.2f}",
+                            "–" if r["compile_s"] is None else f"{r['compile_s']:.0f}", r["note"]] for r in alt])]
     roof = results.get("roofline") or {}
     if roof:
         lines += ["## Fraction of the measured bf16 matmul peak", "",

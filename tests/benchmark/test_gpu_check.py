@@ -45,8 +45,14 @@ def test_the_cpu_part_runs_and_the_summary_names_every_skipped_item(tmp_path):
     assert [r["cells"] for r in results["packing"]["rows"]] == [1, 2]
     assert 0 < results["roofline"]["rows"][0]["fraction_of_bf16_peak"] < 1
     assert set(results["projection"]["wall_seconds"]) == {"1", "2"}
-    for name in ("throughput.csv", "packing.csv", "roofline.csv", "projection.csv", "cuda-tests.csv",
-                 "cuda-tests.xml", "log.txt"):
+    # the other ways to raise throughput: k seeds as one vmap-ed model (k = 1, 2) and a compiled loss, each measured
+    alt = [(r["candidate"], r["seeds"]) for r in results["alternatives"]["rows"]]
+    assert alt == [("seeds as one model", 1), ("seeds as one model", 2), ("torch.compile", 1)]
+    for row in results["alternatives"]["rows"]:
+        assert row["total_mixtures_per_s"] > 0 and row["vs_plain_step"] > 0, row
+    assert "## Other ways to raise training throughput" in summary
+    for name in ("throughput.csv", "packing.csv", "alternatives.csv", "roofline.csv", "projection.csv",
+                 "cuda-tests.csv", "cuda-tests.xml", "log.txt"):
         assert (out / name).stat().st_size > 0, name
     for heading in ("## Environment", "## Mixtures/s", "## Cells sharing one device", "## Fraction of the measured",
                     "## Projected wall time"):
