@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 HERE = Path(__file__).resolve().parent
-RUNS = {"3,000": HERE}
+RUNS = {"300,000": HERE, "3,000": HERE / "small-budget"}  # training mixtures per network → paper-protocol.csv
 STEPS = [("A", "B", "train mode (A−B)"), ("B", "C", "157 images (B−C)"), ("C", "D", "one output, max-SSIM (C−D)"),
          ("D", "E", "SSIM window (D−E)")]
 
