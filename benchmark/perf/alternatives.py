@@ -54,6 +54,7 @@ def stacked_step(name: str, k: int, device: torch.device, precision: str):
         models.append(_Loss(method, net).train())
     params, buffers = stack_module_state(models)
     base = copy.deepcopy(models[0]).to("meta")
+    # make_optimiser takes a module; the stacked parameters are plain tensors (same Adam, fused where it can be)
     optimiser = torch.optim.Adam(list(params.values()), lr=1e-3, fused=device.type in ("cpu", "cuda") or None)
     losses_of = vmap(lambda p, b, y, x, z: functional_call(base, (p, b), (y, x, z)), randomness="different")
 
@@ -87,18 +88,7 @@ def compiled_rate(name: str, images: torch.Tensor, batch: int, device: torch.dev
     """(compile seconds, training mixtures/s) of ``name`` with its loss compiled by ``torch.compile``."""
     method = build_method(name)
     precision = resolve_precision("auto", device, method.supports_bf16)
-    net, _ = training_step(method, precision, device)
-    optimiser = torch.optim.Adam(net.parameters(), lr=1e-3, fused=device.type in ("cpu", "cuda") or None)
-    loss_of = torch.compile(lambda y, x, z: method.training_loss(net, Batch(y, x, z)), backend=backend, mode=mode)
-
-    def step(b: Batch) -> torch.Tensor:
-        optimiser.zero_grad(set_to_none=True)
-        with autocast(device, precision):
-            loss = loss_of(b.y, b.x, b.z)
-        loss.backward()
-        optimiser.step()
-        return loss.detach()
-
+    _, step = training_step(method, precision, device, compile_options={"backend": backend, "mode": mode})
     batches = endless_batches(images, batch)
     started = time.perf_counter()
     for _ in range(3):  # the first calls compile (and record CUDA graphs)

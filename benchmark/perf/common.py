@@ -49,12 +49,15 @@ def build_method(name: str, task: Task = SINGLE, **params: Any) -> TorchMethod:
     return method
 
 
-def training_step(method: TorchMethod, precision: str, device: torch.device | None = None,
-                  seed: int = 0) -> tuple[torch.nn.Module, Callable[[Batch], torch.Tensor]]:
+def training_step(method: TorchMethod, precision: str, device: torch.device | None = None, seed: int = 0,
+                  compile_options: dict[str, Any] | None = None,
+                  ) -> tuple[torch.nn.Module, Callable[[Batch], torch.Tensor]]:
     """A fresh network of ``method`` and one step of :func:`sepbench.methods.training.train_network`'s inner loop.
 
     The same pieces the loop uses: the method's network (channels-last where it asks, fast dropout on a CPU),
     the fused Adam of :func:`make_optimiser`, the method's loss under ``precision``'s autocast, backward, step.
+    ``compile_options`` (e.g. ``{"backend": "inductor", "mode": "reduce-overhead"}``): the loss goes through
+    ``torch.compile`` with them (its backward through AOTAutograd).
     """
     device = device or torch.device("cpu")
     torch.manual_seed(seed)
@@ -62,10 +65,16 @@ def training_step(method: TorchMethod, precision: str, device: torch.device | No
     net.train()
     optimiser = make_optimiser(net, 1e-3)
 
+    def loss_of(batch: Batch) -> torch.Tensor:
+        return method.training_loss(net, batch)
+
+    if compile_options is not None:
+        loss_of = torch.compile(loss_of, **compile_options)
+
     def step(batch: Batch) -> torch.Tensor:
         optimiser.zero_grad(set_to_none=True)
         with autocast(device, precision):
-            loss = method.training_loss(net, batch)
+            loss = loss_of(batch)
         loss.backward()
         optimiser.step()
         return loss.detach()
