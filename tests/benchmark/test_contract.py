@@ -181,7 +181,8 @@ def test_parametrize_with_checks_names_each_case_method_dash_check():
     assert ids == [f"average-{n}" for n in names] + [f"EvenSplit-{n}" for n in names]
     assert len(set(names)) == len(names)
     assert {"declarations", "rejects-unknown-parameter", "fit-then-separate", "shape", "dtype", "device", "finite",
-            "range", "input-untouched", "training-data-untouched", "batch-independence", "same-seed-same-output", "n_parameters"} <= set(names)
+            "range", "input-untouched", "training-data-untouched", "batch-independence", "same-seed-same-output",
+            "n_parameters"} <= set(names)
     assert all(case.values[1] in CHECKS for case in mark.args[1])
 
 
