@@ -1,4 +1,4 @@
-"""Running one cell: sources → mixtures → fit → separate → clamp → score. Runs in any process.
+"""Running one cell: sources → mixtures → fit → separate → (NaN/inf: fail) → clamp → score. Runs in any process.
 
 The result travels back to the driver as plain data (a DataFrame, dicts, arrays); only the driver writes.
 """
