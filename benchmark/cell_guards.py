@@ -19,9 +19,11 @@ def training_images(images: torch.Tensor, n: int, device: torch.device) -> torch
     """The first ``n`` of the shared ``images`` on ``device``, in memory of the cell's own (refilled per call)."""
     if device.type != "cpu":
         return images[:n].to(device)  # another device: a copy of its own
+    n = min(n, len(images))
     buffer = _BUFFER[0] if _BUFFER else None
-    if buffer is None or buffer.dtype != images.dtype or buffer.shape[1:] != images.shape[1:] or len(buffer) < n:
-        _BUFFER[:] = [torch.empty((max(n, len(images)), *images.shape[1:]), dtype=images.dtype)]
+    if buffer is None or buffer.dtype != images.dtype or buffer.shape[1:] != images.shape[1:] or len(buffer) < n \
+            or buffer.untyped_storage().nbytes() < buffer.numel() * buffer.element_size():  # a method shrank it
+        _BUFFER[:] = [torch.empty((len(images), *images.shape[1:]), dtype=images.dtype)]
         buffer = _BUFFER[0]
     own = buffer[:n]
     own.copy_(images[:n])

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 import yaml
 
+from sepbench.cell_guards import training_images
 from tests.benchmark.test_ray_executor import assert_nothing_left, marker
 from tests.conftest import TINY_GRID, bench
 from tests.raycluster import RayNode, auth_env
@@ -164,3 +166,15 @@ def test_nan_or_inf_in_an_output_fails_its_cell_saying_how_many_and_where(tmp_pa
         assert not (out / "cells" / f"{record['id']}.parquet").exists()  # nothing scored
         assert record["id"] in result.stderr
     assert "3 cell(s) failed" in result.stderr
+
+
+def test_training_images_are_the_shared_ones_in_memory_of_the_cells_own():
+    shared = torch.rand(100, 28, 28, generator=torch.Generator().manual_seed(0))
+    pristine, cpu = shared.clone(), torch.device("cpu")
+    first = training_images(shared, 60, cpu)
+    assert torch.equal(first, shared[:60]) and first.untyped_storage().data_ptr() != shared.untyped_storage().data_ptr()
+    first.sub_(0.5)  # a method writes into them: the shared images keep their values, the next cell its own
+    second = training_images(shared, 100, cpu)
+    assert torch.equal(shared, pristine) and torch.equal(second, pristine)
+    second.untyped_storage().resize_(0)  # a method frees them: the next cell gets memory of its own again
+    assert torch.equal(training_images(shared, 100, cpu), pristine)
