@@ -100,8 +100,8 @@ def example_tiles(rows: pd.DataFrame, examples: dict[Key, dict[str, np.ndarray]]
     truth = [[x[m, s] for m in range(n_examples)] for s in range(n_sources)]
     labels = [f"y{k + 1}" if n_obs > 1 else "y" for k in range(n_obs)] + [f"x{s + 1}" for s in range(n_sources)]
     tiles: list[tuple[str | None, Path]] = [(None, _tile(
-        inputs + truth, labels, None, f"inputs (each rescaled to its range) and ground truth · mixtures "
-                                      f"1–{n_examples}", stem.with_name(f"{stem.name}_ref.png")))]
+        inputs + truth, labels, None, "inputs (rescaled) and ground truth",
+        stem.with_name(f"{stem.name}_ref.png")))]
     for k, (entry, arrays) in enumerate(stored.items()):
         images, captions = [], []
         for s in range(n_sources):

@@ -36,7 +36,7 @@ def _shade(colour: Colour, k: int, n: int) -> Colour:
     if n == 1:
         return colour
     hue, lightness, saturation = colorsys.rgb_to_hls(*colour)
-    lightness = min(0.72, max(0.18, lightness - 0.16 + 0.3 * k / (n - 1)))
+    lightness = min(0.64, max(0.18, lightness - 0.16 + 0.26 * k / (n - 1)))
     return colorsys.hls_to_rgb(hue, lightness, saturation)
 
 
@@ -88,7 +88,7 @@ def entry_legend(figure: plt.Figure, handles: Mapping[str, object], entries: Seq
         return figure.legend([handles.get(label, extra.get(label)) for label in labels], labels,
                              loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, fontsize=9)
     width = width_in or figure.get_figwidth()
-    columns = legend_columns(shown, families, max_columns=max(2, int(width / 1.75)))
+    columns = legend_columns(shown, families, max_columns=max(4, int(width / 1.75)))
     if extra:
         columns.append(list(extra) + [None] * (len(columns[0]) - len(extra)))
     blank = Line2D([], [], alpha=0.0)
