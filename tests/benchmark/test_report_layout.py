@@ -199,3 +199,20 @@ def test_other_warnings_still_pass_through():
             warnings.warn("something else", UserWarning, stacklevel=1)
     assert [str(w.message) for w in caught] == ["something else"]
     assert missing == ({"平", "均"} if not fallback_fonts() else missing & {"平", "均"})
+
+
+def test_an_installed_font_with_the_glyph_draws_it_without_a_warning(monkeypatch):
+    from sepbench.report import fonts
+
+    def draw(text: str) -> set[str]:
+        with fonts.covered_glyphs() as missing:
+            figure = plt.figure()
+            figure.text(0.5, 0.5, text)
+            figure.savefig(Path("/dev/null"), format="png")
+            plt.close(figure)
+        return missing
+
+    monkeypatch.setattr(fonts, "FALLBACKS", ())
+    assert draw("sum ⨋") == {"⨋"}  # DejaVu Sans lacks it ...
+    monkeypatch.setattr(fonts, "FALLBACKS", ("Absent Font", "STIXGeneral"))  # ... STIX, shipped with matplotlib, has it
+    assert fonts.fallback_fonts() == ["STIXGeneral"] and draw("sum ⨋") == set()
