@@ -1,4 +1,5 @@
-"""What one Ray task runs, on whichever node Ray puts it: import what the driver had, then run one cell."""
+"""What one Ray task runs, on whichever node Ray puts it: import what the driver had, then run one cell; and the
+records of cells that did not run to the end (shared with the local executor's cell process)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from sepbench.plan import Cell
 from sepbench.progress import RunProgress
 
 
-def _import_on_worker(driver_path: Sequence[str], cell: Cell, module: str | None) -> None:
+def import_like_driver(driver_path: Sequence[str], cell: Cell, module: str | None) -> None:
     """Make the worker see what the driver sees: its import path (appended), the grid's plugins, and — for a
     method registered in the driver by importing a module by hand — that module."""
     from sepbench import registry
@@ -37,7 +38,7 @@ def run_cell_task(cell: Cell, data_dir: str | None, module: str | None, driver_p
 
     torch.set_num_threads(threads)
     try:
-        _import_on_worker(driver_path, cell, module)
+        import_like_driver(driver_path, cell, module)
     except Exception as exc:  # a plugin missing on this node fails its cells, not the run
         return failed_result(cell, f"cannot load method {cell.method!r} on {platform.node()}: "
                                    f"{type(exc).__name__}: {exc}")
@@ -56,8 +57,14 @@ def run_cell_task(cell: Cell, data_dir: str | None, module: str | None, driver_p
     return result
 
 
-def failed_result(cell: Cell, error: str) -> CellResult:
-    """The record of a cell that did not run to the end, with ``error`` as its cause."""
-    meta = {"id": cell.id, "config": cell.config(), "status": "failed", "error": error, "seconds": 0.0,
-            "host": platform.node()}
+def failed_result(cell: Cell, error: str, seconds: float = 0.0, **extra: object) -> CellResult:
+    """The record of a cell that did not run to the end, with ``error`` as its cause (``extra``: more fields)."""
+    meta = {"id": cell.id, "config": cell.config(), "status": "failed", "error": error, "seconds": seconds,
+            "host": platform.node(), **extra}
     return CellResult(cell.id, "failed", meta)
+
+
+def timed_out_result(cell: Cell, limit: float, seconds: float) -> CellResult:
+    """The record of a cell its executor ended at its time limit (``limit`` seconds)."""
+    return failed_result(cell, f"timed out after {limit:g} s (the cell's time limit: raise it with the grid "
+                               f"entry's `timeout` or `bench run --cell-timeout`)", seconds, timeout=limit)
