@@ -3,9 +3,8 @@
 Each cell asks for the resources its method declares (fractional GPUs share a device); with no GPU in the
 cluster a GPU cell becomes a CPU cell. A worker or node that dies gets the cell retried (up to ``MAX_RETRIES``);
 a method that raises gives a failed result, not retried; a crashed worker's last log lines go into its cell's
-record. A cell past its time limit is cancelled (its worker killed, its slot freed) and recorded as failed, not
-retried; the limit counts from when the cell is handed to Ray (its worker's start-up included). On Ctrl-C finished
-cells are kept, the rest cancelled.
+record. A cell past its time limit (:mod:`sepbench.executors.ray_limits`) is cancelled (its worker killed, its slot
+freed) and recorded as failed, not retried. On Ctrl-C finished cells are kept, the rest cancelled.
 """
 
 from __future__ import annotations
@@ -21,6 +20,7 @@ from typing import Any
 
 from sepbench.cell import CellResult
 from sepbench.executors.processes import sigint_shielded
+from sepbench.executors.ray_limits import Limits
 from sepbench.executors.ray_logs import crash_message, logs_dir, worker_log_tail
 from sepbench.executors.ray_worker import failed_result, run_cell_task, timed_out_result
 from sepbench.plan import Cell
@@ -75,7 +75,7 @@ class Scheduler:
     def __init__(self, ray: Any, data_dir: str | None, on_result: OnResult, progress: RunProgress) -> None:
         self.ray, self.data_dir, self.on_result, self.progress = ray, data_dir, on_result, progress
         self.inflight: dict[Any, tuple[Cell, Request]] = {}
-        self.handed: dict[Any, float] = {}  # limited cells in flight: when they were handed to Ray (monotonic)
+        self.limits: Limits | None = None
 
     def run(self, cells: Sequence[Cell]) -> None:
         try:
@@ -88,6 +88,9 @@ class Scheduler:
                 for ref in self.inflight:  # pending and running cells of this run: cancelled, workers killed
                     with contextlib.suppress(Exception):
                         self.ray.cancel(ref, force=True)
+                if self.limits is not None and self.limits.board is not None:
+                    with contextlib.suppress(Exception):
+                        self.ray.kill(self.limits.board)
 
     def _schedule(self, cells: Sequence[Cell]) -> None:
         from sepbench.registry import get_method
@@ -98,6 +101,7 @@ class Scheduler:
         modules = {c.method: get_method(c.method).__module__ for c in cells}
         pending = sorted(cells, key=lambda c: c.expected_seconds, reverse=True)  # longest first
         capacity = Capacity.read(ray)
+        self.limits = limits = Limits(ray, cells)
         gpu_note = "" if capacity.gpu > 0 else " (no GPU: GPU cells run on CPUs)"
         self.progress.line(f"  Ray: {capacity.nodes} node(s), {capacity.cpu:g} CPUs, {capacity.gpu:g} GPUs"
                            f"{gpu_note}")
@@ -115,10 +119,9 @@ class Scheduler:
                 options = {"num_cpus": req.cpu, "num_gpus": req.gpu, "max_retries": MAX_RETRIES,
                            "retry_exceptions": False, "name": f"cell-{cell.id}"}
                 ref = task.options(**options).remote(cell, self.data_dir, modules[cell.method], driver_path,
-                                                     req.threads, req.device)
+                                                     req.threads, req.device, limits.board)
                 inflight[ref] = (cell, req)
-                if cell.timeout is not None:
-                    self.handed[ref] = time.monotonic()
+                limits.handed(cell, ref)
                 used_cpu, used_gpu = used_cpu + req.cpu, used_gpu + req.gpu
                 pending.remove(cell)
                 self.progress.started_cell(cell.describe())
@@ -130,25 +133,24 @@ class Scheduler:
     def _end_overdue(self) -> None:
         """Cancel the cells past their time limit (force: the worker is killed, which a hang in native code
         needs) and record them as failed; a cancelled task is not retried."""
-        now = time.monotonic()
-        for ref, handed in list(self.handed.items()):
-            cell, _ = self.inflight[ref]
-            if now - handed < cell.timeout:
-                continue
+        assert self.limits is not None
+        for ref, seconds in self.limits.overdue(self.inflight):
             ready, _ = self.ray.wait([ref], num_returns=1, timeout=0)
             if ready:  # it finished just now: keep it
                 self._finish(ref)
                 continue
             with contextlib.suppress(Exception):
                 self.ray.cancel(ref, force=True)
-            del self.inflight[ref], self.handed[ref]
-            result = timed_out_result(cell, cell.timeout, now - handed)
+            cell, _ = self.inflight.pop(ref)
+            self.limits.forget(ref)
+            result = timed_out_result(cell, cell.timeout, seconds)
             self.on_result(result)
             self.progress.finished_cell(cell.describe(), result.meta)
 
     def _finish(self, ref: Any) -> None:
         cell, _ = self.inflight.pop(ref)
-        self.handed.pop(ref, None)
+        if self.limits is not None:
+            self.limits.forget(ref)
         try:
             result = self.ray.get(ref)
         except self.ray.exceptions.RayError as exc:  # the worker or node died more often than retried, or similar

@@ -9,6 +9,7 @@ import os
 import platform
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from sepbench.cell import CellResult
 from sepbench.plan import Cell
@@ -30,11 +31,12 @@ def import_like_driver(driver_path: Sequence[str], cell: Cell, module: str | Non
 
 
 def run_cell_task(cell: Cell, data_dir: str | None, module: str | None, driver_path: Sequence[str],
-                  threads: int, device: str | None) -> CellResult:
-    """The body of one Ray task: torch threads = the task's CPUs, then :func:`sepbench.cell.run_cell`."""
+                  threads: int, device: str | None, board: Any = None) -> CellResult:
+    """The body of one Ray task: torch threads = the task's CPUs, then :func:`sepbench.cell.run_cell`; a cell
+    with a time limit tells ``board`` (:class:`sepbench.executors.ray_limits.StartBoard`) when it starts."""
     import torch
 
-    from sepbench.cell import run_cell
+    from sepbench.cell import load_sources, run_cell
 
     torch.set_num_threads(threads)
     try:
@@ -48,6 +50,10 @@ def run_cell_task(cell: Cell, data_dir: str | None, module: str | None, driver_p
         import ray
 
         gpu_ids = ray.get_gpu_ids()
+    if board is not None:  # the limit counts from here: the worker's start-up is done
+        with contextlib.suppress(Exception):  # a failure to load is run_cell's to record
+            load_sources(data_dir)
+        board.mark.remote(cell.id)
     result = run_cell(cell, data_dir, device=torch.device(device) if device else None, progress=report,
                       gpu_ids=gpu_ids)
     with contextlib.suppress(Exception):  # where it ran, for the record
