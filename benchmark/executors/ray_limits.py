@@ -53,7 +53,9 @@ class Limits:
         now = time.monotonic()
         if self.waiting:
             try:
-                started = self.ray.get(self.board.take.remote(), timeout=30)
+                started = self.ray.get(self.board.take.remote(), timeout=10)
+            except self.ray.exceptions.GetTimeoutError:  # no news this turn (the board is still starting)
+                started = []
             except Exception:  # the board is gone (its node died): count from now
                 started = list(self.waiting)
             for cell_id in started:
