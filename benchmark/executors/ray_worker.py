@@ -37,6 +37,7 @@ def run_cell_task(cell: Cell, data_dir: str | None, module: str | None, driver_p
     import torch
 
     from sepbench.cell import load_sources, run_cell
+    from sepbench.provenance import read_installed
 
     torch.set_num_threads(threads)
     try:
@@ -53,6 +54,7 @@ def run_cell_task(cell: Cell, data_dir: str | None, module: str | None, driver_p
     if board is not None:  # the limit counts from here: the worker's start-up is done
         with contextlib.suppress(Exception):  # a failure to load is run_cell's to record
             load_sources(data_dir)
+        read_installed()
         board.mark.remote(cell.id)
     result = run_cell(cell, data_dir, device=torch.device(device) if device else None, progress=report,
                       gpu_ids=gpu_ids)

@@ -6,7 +6,9 @@ still end the run (exit 130 / 143) with finished cells kept and no process left.
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import signal
 import sys
 from dataclasses import replace
@@ -17,11 +19,14 @@ import pandas as pd
 import pytest
 
 from sepbench.errors import GridError
-from sepbench.grid import parse_grid
+from sepbench.executors.processes import process_tree
+from sepbench.grid import load_grid, parse_grid
 from sepbench.plan import plan_grid
+from sepbench.runner import run_grid
 from tests.benchmark.test_ray_executor import (
     DUAL,
     assert_nothing_left,
+    explode_method,  # noqa: F401 (a fixture)
     gated,
     marker,
     mtimes,
@@ -100,11 +105,13 @@ def attempts(hold: Path) -> list[str]:
 
 def test_hung_cells_are_ended_at_their_limit_and_a_rerun_with_a_larger_limit_finishes_them(tmp_path, write_grid):
     plugin_env, hold = stall_plugin(tmp_path)
-    methods = ["average", stall(hold, "sleep"), stall(hold, "native", timeout=2), stall(hold, "exit")]
+    # limits of seconds for the hanging cells; the others' first cell in a fresh process takes a few seconds
+    methods = [{"method": "average", "timeout": 120}, stall(hold, "sleep"), stall(hold, "native", timeout=4),
+               stall(hold, "exit", timeout=120)]
     grid = write_grid({"scenarios": DUAL, "noise": [0.1], "methods": methods, "plugins": ["stall_demo"]})
     out = tmp_path / "run"
     env = {**marker(), **plugin_env}
-    first = bench("run", "--grid", str(grid), "--out", str(out), "--executor", "local", "--cell-timeout", "3",
+    first = bench("run", "--grid", str(grid), "--out", str(out), "--executor", "local", "--cell-timeout", "5",
                   cwd=tmp_path, env=env)
     assert first.returncode == 1, first.stderr
     assert_nothing_left(env)  # the killed children and their replacements are gone
@@ -112,23 +119,23 @@ def test_hung_cells_are_ended_at_their_limit_and_a_rerun_with_a_larger_limit_fin
     assert found["average"]["status"] == "done"
     # the CLI's limit for the entry without one, the entry's own limit where it has one
     assert found["stall-sleep"]["status"] == "failed"
-    assert found["stall-sleep"]["error"].startswith("timed out after 3 s"), found["stall-sleep"]
-    assert found["stall-sleep"]["timeout"] == 3 and found["stall-sleep"]["seconds"] >= 3
-    assert found["stall-native"]["error"].startswith("timed out after 2 s"), found["stall-native"]
-    assert found["stall-native"]["timeout"] == 2 and found["stall-native"]["seconds"] >= 2
+    assert found["stall-sleep"]["error"].startswith("timed out after 5 s"), found["stall-sleep"]
+    assert found["stall-sleep"]["timeout"] == 5 and found["stall-sleep"]["seconds"] >= 5
+    assert found["stall-native"]["error"].startswith("timed out after 4 s"), found["stall-native"]
+    assert found["stall-native"]["timeout"] == 4 and found["stall-native"]["seconds"] >= 4
     # a cell whose process dies is a failed cell too, and the next cell gets a fresh process
     assert found["stall-exit"]["status"] == "failed"
     assert "it exited with status 7" in found["stall-exit"]["error"], found["stall-exit"]
     assert sorted(attempts(hold)) == ["exit", "native", "sleep"]
-    assert "timed out after 3 s" in first.stderr and "3 cell(s) failed" in first.stderr
+    assert "timed out after 5 s" in first.stderr and "3 cell(s) failed" in first.stderr
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["cell_timeout"] == 3
+    assert manifest["cell_timeout"] == 5
 
     kept = mtimes(out)
     hold.unlink()  # the methods no longer hang
     again = write_grid({"scenarios": DUAL, "noise": [0.1], "plugins": ["stall_demo"],
                         "methods": ["average", stall(hold, "sleep"), stall(hold, "native", timeout=120),
-                                    stall(hold, "exit")]})
+                                    stall(hold, "exit", timeout=120)]})
     second = bench("run", "--grid", str(again), "--out", str(out), "--executor", "local", "--cell-timeout", "120",
                    cwd=tmp_path, env=env)
     assert second.returncode == 0, second.stderr
@@ -160,6 +167,19 @@ def test_limited_cells_return_the_same_rows_and_examples_as_in_process_cells(tmp
     assert {m["n_parameters"] for m in metas(tmp_path / "limited").values()} == \
         {m["n_parameters"] for m in metas(tmp_path / "plain").values()}
     assert_nothing_left(env)
+
+
+def test_a_method_registered_in_the_driver_by_hand_runs_in_the_child(tmp_path, write_grid, request):
+    flag = request.getfixturevalue("explode_method")  # the method and the module Ray workers import it from
+    grid = load_grid(str(write_grid({"scenarios": DUAL, "noise": [0.1], "methods": ["explode"]})))
+    out = tmp_path / "run"
+    assert run_grid(grid, out=out, executor="local", cell_timeout=120, progress_stream=io.StringIO()) == 1
+    (meta,) = metas(out).values()
+    assert "RuntimeError: boom: exploded in fit" in meta["error"], meta  # the child found it, ran it, it raised
+    assert process_tree(os.getpid()) == []  # the child is gone
+    flag.unlink()  # the method is fixed
+    assert run_grid(grid, out=out, executor="local", cell_timeout=120, progress_stream=io.StringIO()) == 0
+    assert process_tree(os.getpid()) == []
 
 
 @pytest.mark.parametrize(("signum", "status", "word"), [(signal.SIGINT, 130, "interrupted"),
