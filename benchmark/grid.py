@@ -104,6 +104,13 @@ def check_gpu_share(value: Any) -> float:
     return float(value)
 
 
+def check_timeout(value: Any) -> float:
+    """A cell's time limit: a positive, finite number of seconds."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"expected a positive number of seconds, got {short(value)}")
+    return float(value)
+
+
 def _resources(check: _Checker, key: str, raw: Any) -> dict[str, float]:
     raw = check.mapping(key, raw, {"cpu", "gpu"})
     out: dict[str, float] = {}
@@ -162,7 +169,7 @@ def _methods(check: _Checker, raw: Any) -> tuple[MethodEntry, ...]:
             item = check.name(key, item)
             entries.append(MethodEntry(item, item))
             continue
-        item = check.mapping(key, item, {"method", "label", "params", "train", "resources"})
+        item = check.mapping(key, item, {"method", "label", "params", "train", "resources", "timeout"})
         if "method" not in item:
             raise check.fail(key, "missing 'method' (a registered method name)")
         method = check.name(f"{key}.method", item["method"])
@@ -172,7 +179,13 @@ def _methods(check: _Checker, raw: Any) -> tuple[MethodEntry, ...]:
             raise check.fail(f"{key}.params", f"expected a mapping, got {short(params)}")
         train = _train(check, f"{key}.train", item.get("train", {}) or {})
         resources = _resources(check, f"{key}.resources", item.get("resources", {}) or {})
-        entries.append(MethodEntry(method, label, dict(params), train, resources))
+        timeout = None
+        if "timeout" in item:
+            try:
+                timeout = check_timeout(item["timeout"])
+            except ValueError as exc:
+                raise check.fail(f"{key}.timeout", str(exc)) from None
+        entries.append(MethodEntry(method, label, dict(params), train, resources, timeout))
     labels = [e.label for e in entries]
     duplicates = sorted({x for x in labels if labels.count(x) > 1})
     if duplicates:

@@ -35,6 +35,7 @@ class Cell:
     plugins: tuple[str, ...] = ()  # modules to import before the method is looked up (not part of the id)
     test_pairs: str = "random"
     data: str = MNIST_FINGERPRINT  # the source images' fingerprint (part of the id: cells on other data differ)
+    timeout: float | None = None  # seconds it may run before its executor ends it (not part of the id)
 
     @property
     def task(self) -> Task:
@@ -112,10 +113,11 @@ def cell_resources(declared: Resources, entry: dict[str, float], gpu_share: floa
     return resources
 
 
-def plan_grid(grid: Grid, gpu_share: float | None = None) -> Plan:
+def plan_grid(grid: Grid, gpu_share: float | None = None, cell_timeout: float | None = None) -> Plan:
     """Resolve methods and parameters and list the cells; any error is raised before work starts.
 
-    ``gpu_share``: the share of a GPU every GPU cell of this run takes (``bench run --gpu-share``)."""
+    ``gpu_share``: the share of a GPU every GPU cell of this run takes (``bench run --gpu-share``);
+    ``cell_timeout``: seconds a cell may run unless its grid entry sets its own ``timeout`` (``--cell-timeout``)."""
     cells: list[Cell] = []
     skipped: list[Skip] = []
     import_plugins(grid.plugins, where=f"{grid.source}: plugins")
@@ -130,6 +132,7 @@ def plan_grid(grid: Grid, gpu_share: float | None = None) -> Plan:
         # a method that does not learn is deterministic: one seed stands for all
         seeds = grid.seeds if learned else grid.seeds[:1]
         resources = cell_resources(cls.resources, entry.resources, gpu_share)
+        timeout = entry.timeout if entry.timeout is not None else cell_timeout
         served = 0
         for scenario in grid.scenarios:
             reason = cls.unsupported_reason(scenario_task(scenario, 0.0))
@@ -147,7 +150,7 @@ def plan_grid(grid: Grid, gpu_share: float | None = None) -> Plan:
                     cells.append(Cell(entry.method, entry.label, params, budget, scenario, sigma, seed,
                                       grid.dataset, grid.test_mixtures, resources,
                                       estimate_seconds(cls, budget, grid.test_mixtures), grid.plugins,
-                                      grid.test_pairs))
+                                      grid.test_pairs, timeout=timeout))
         if not served:
             reasons = "; ".join(f"{s.scenario}: {s.reason}" for s in skipped if s.label == entry.label)
             raise UserError(f"{grid.source}: methods: {entry.label} cannot serve any scenario of the grid "

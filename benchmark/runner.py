@@ -52,13 +52,15 @@ def default_run_dir(grid: Grid) -> Path:
 
 def run_grid(grid: Grid, *, out: str | Path | None = None, executor: str = "ray", address: str | None = None,
              data_dir: str | Path | None = None, progress_stream: Any = None, gpu_share: float | None = None,
-             keep_stale: bool = False) -> int:
+             keep_stale: bool = False, cell_timeout: float | None = None) -> int:
     """Run every missing, failed, damaged or stale cell of ``grid``; returns the exit status (0, 1, 130 or 143; bad
     input raises). ``keep_stale`` keeps cells whose code, versions or device changed (marked in the manifest).
 
-    ``gpu_share``: the share of a GPU each GPU cell takes in this run (overrides the grid and the methods)."""
+    ``gpu_share``: the share of a GPU each GPU cell takes in this run (overrides the grid and the methods);
+    ``cell_timeout``: seconds a cell may run before it is ended and recorded as failed (a grid entry's own
+    ``timeout`` wins)."""
     forget_termination()
-    plan = plan_grid(grid, gpu_share)
+    plan = plan_grid(grid, gpu_share, cell_timeout)
     store = RunStore(out or default_run_dir(grid))
     stream = progress_stream or sys.stderr
     with store.lock():
@@ -89,6 +91,7 @@ def run_grid(grid: Grid, *, out: str | Path | None = None, executor: str = "ray"
             "host": platform.node(),
             "executor": executor,
             "gpu_share": gpu_share,
+            "cell_timeout": cell_timeout,
             "started": started,
             "ended": None,
         }
