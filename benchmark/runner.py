@@ -70,7 +70,8 @@ def run_grid(grid: Grid, *, out: str | Path | None = None, executor: str = "ray"
         remove_partial_writes(store.root)
         previous, manifest_damage = read_previous_manifest(store)
         found = triage(plan, store, keep_stale=keep_stale,
-                       device_kind=lambda cell: None if address else place(cell.resources.gpu).device.type)
+                       device_kind=lambda cell: None if address else place(cell.resources.gpu).device.type,
+                       explicit={entry.label: set(entry.params) for entry in grid.methods})
         pending = found.pending
         store.write_grid(grid.to_dict())
         started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
