@@ -1,0 +1,70 @@
+"""Long waits say what they wait for: the digit classifier's lock held by another run; the machine's speed is
+measured once per hardware key and cached."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import threading
+import time
+
+import pytest
+
+from sepbench import calibration, recognise
+from sepbench.calibration import cache as calibration_cache
+
+
+def test_waiting_on_the_classifier_lock_says_what_and_where(tmp_path):
+    """Another run holds the classifier's lock (and is training it): the waiter says so at once, naming the lock
+    and what it waits for, then loads what the other run cached instead of training its own."""
+    lock_path = tmp_path / f".{recognise.CACHE_NAME}.lock"
+    heard: list[str] = []
+    result: dict = {}
+    with open(lock_path, "a+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # the "other run"
+        waiter = threading.Thread(target=lambda: result.update(c=recognise.load_classifier(tmp_path, say=heard.append)))
+        waiter.start()
+        deadline = time.monotonic() + 30
+        while not heard and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert len(heard) == 1 and waiter.is_alive()  # it says so while it waits
+        assert "waiting for the digit classifier, which another run is training" in heard[0]
+        assert f"holds the lock {lock_path}" in heard[0] and "about " in heard[0]
+        # the other run finishes: it caches its classifier, then lets go
+        trained = recognise.DigitClassifier(recognise.DigitNet(), {"seed": 7, "test_accuracy": 0.5})
+        recognise._write(recognise.classifier_path(tmp_path), trained)
+        fcntl.flock(held, fcntl.LOCK_UN)
+    waiter.join(30)
+    assert not waiter.is_alive()
+    assert result["c"].info["seed"] == 7  # the other run's, not one trained here
+    assert len(heard) == 2 and heard[1].startswith(f"  … got the lock {lock_path} after ")
+    recognise._LOADED.pop(str(recognise.classifier_path(tmp_path)), None)
+
+
+def test_the_machine_speed_is_measured_once_per_hardware_key(tmp_path, monkeypatch):
+    monkeypatch.delenv(calibration.ENV, raising=False)
+    monkeypatch.setattr(calibration, "ROUND_SECONDS", 0.05)
+    heard: list[str] = []
+    speed = calibration.machine_speed(tmp_path, say=heard.append)
+    path = tmp_path / calibration.CACHE_NAME
+    entries = json.loads(path.read_text())
+    key = calibration.hardware_key()
+    assert list(entries) == [key] and entries[key]["speed"] == pytest.approx(speed) and speed > 0
+    assert entries[key]["reference_rate"] == pytest.approx(speed * calibration.REFERENCE_RATE)
+    assert len(heard) == 1 and "measuring this machine's training speed once" in heard[0] and str(path) in heard[0]
+    assert calibration.machine_speed(tmp_path, say=heard.append) == speed and len(heard) == 1  # reused, silent
+    # another CPU (or core count, or torch): measured again, both kept
+    monkeypatch.setattr(calibration_cache, "cpu_model", lambda: "Another CPU 9000")
+    calibration.machine_speed(tmp_path, say=heard.append)
+    assert len(heard) == 2 and "Another CPU 9000" in heard[1]
+    assert set(json.loads(path.read_text())) == {key, calibration.hardware_key()}
+    monkeypatch.setenv(calibration.ENV, "2.5")  # fixed by the environment: nothing measured
+    assert calibration.machine_speed(tmp_path, say=heard.append) == 2.5 and len(heard) == 2
+
+
+def test_a_bad_fixed_speed_is_one_clear_error(monkeypatch, tmp_path):
+    from sepbench.errors import UserError
+
+    monkeypatch.setenv(calibration.ENV, "fast")
+    with pytest.raises(UserError, match=r"SEPBENCH_CALIBRATION='fast': expected a speed > 0"):
+        calibration.machine_speed(tmp_path)
