@@ -71,6 +71,7 @@ class Scheduler:
     def __init__(self, ray: Any, data_dir: str | None, on_result: OnResult, progress: RunProgress) -> None:
         self.ray, self.data_dir, self.on_result, self.progress = ray, data_dir, on_result, progress
         self.inflight: dict[Any, tuple[Cell, Request]] = {}
+        self.queue: Any = None  # the cells' epoch reports and notices, from the workers (ray.util.queue.Queue)
 
     def run(self, cells: Sequence[Cell]) -> None:
         try:
@@ -83,6 +84,9 @@ class Scheduler:
                 for ref in self.inflight:  # pending and running cells of this run: cancelled, workers killed
                     with contextlib.suppress(Exception):
                         self.ray.cancel(ref, force=True)
+                if self.queue is not None:
+                    with contextlib.suppress(Exception):
+                        self.ray.kill(self.queue.actor)
 
     def _schedule(self, cells: Sequence[Cell]) -> None:
         from sepbench.registry import get_method
@@ -91,6 +95,9 @@ class Scheduler:
         task = ray.remote(run_cell_task)
         driver_path = [p for p in sys.path if p and os.path.isdir(p)]
         modules = {c.method: get_method(c.method).__module__ for c in cells}
+        from ray.util.queue import Queue
+
+        self.queue = Queue(actor_options={"num_cpus": 0})  # takes no CPU a cell could have
         pending = sorted(cells, key=lambda c: c.expected_seconds, reverse=True)  # longest first
         capacity = Capacity.read(ray)
         gpu_note = "" if capacity.gpu > 0 else " (no GPU: GPU cells run on CPUs)"
@@ -110,14 +117,27 @@ class Scheduler:
                 options = {"num_cpus": req.cpu, "num_gpus": req.gpu, "max_retries": MAX_RETRIES,
                            "retry_exceptions": False, "name": f"cell-{cell.id}"}
                 ref = task.options(**options).remote(cell, self.data_dir, modules[cell.method], driver_path,
-                                                     req.threads, req.device)
+                                                     req.threads, req.device, self.queue)
                 inflight[ref] = (cell, req)
                 used_cpu, used_gpu = used_cpu + req.cpu, used_gpu + req.gpu
                 pending.remove(cell)
                 self.progress.started_cell(cell.describe())
             ready, _ = ray.wait(list(inflight), num_returns=1, timeout=1.0)
+            self._drain()  # before a finished cell's line: its epochs come first
             for ref in ready:
                 self._finish(ref)
+
+    def _drain(self) -> None:
+        """Print what running cells reported (epochs, notices) and let it steer the ETA."""
+        if self.queue is None:
+            return
+        try:
+            count = self.queue.size()
+            items = self.queue.get_nowait_batch(count) if count else []
+        except Exception:  # the queue's actor died: progress lines are lost, results are not
+            return
+        for description, info in items:
+            self.progress.epoch_reporter(description)(info)
 
     def _finish(self, ref: Any) -> None:
         cell, _ = self.inflight.pop(ref)
