@@ -31,6 +31,7 @@ from sepbench.signals import EXIT_TERMINATED, forget_termination, is_termination
 from sepbench.store import RunStore
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+RAY_START_SECONDS = 10.0  # a private Ray's start and the driver's connection, typically (for the estimate)
 
 
 def versions() -> dict[str, str]:
@@ -116,10 +117,12 @@ def run_grid(grid: Grid, *, out: str | Path | None = None, executor: str = "ray"
         for skip in plan.skipped:
             progress.line(f"  skipped {skip.label} on {skip.scenario}: {skip.reason}")
         if on_cpu:
-            first = "the digit classifier's one-off training, then " if classifier else ""
-            progress.line(f"  no GPU found: expected about "
-                          f"{format_duration(classifier + expected_duration(pending, parallel))} on this CPU "
-                          f"({first}{len(pending)} cells, {parallel:g} at a time)")
+            first = "the digit classifier's one-off training, " if classifier else ""
+            start = RAY_START_SECONDS if executor == "ray" and not address else 0.0
+            first += "Ray's start, " if start else ""
+            total = classifier + start + expected_duration(pending, parallel)
+            progress.line(f"  no GPU found: expected about {format_duration(total)} on this CPU ({first}"
+                          f"{len(pending)} cells, {parallel:g} at a time)")
         if scored:  # trained here, once, before the cells (which all score with it): said, never silent
             try:
                 recognise.load_classifier(data_dir, sources, say=progress.line)

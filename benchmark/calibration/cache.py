@@ -42,6 +42,16 @@ def _read(path: Path) -> dict[str, Any]:
         return {}
 
 
+def _quieter_now(entry: dict[str, Any]) -> bool:
+    """A measurement taken while other work kept the cores busy is provisional: taken again once the machine is
+    clearly quieter (its 1-minute load under 70 % of what it was then)."""
+    try:
+        then = float(entry["load"][0])
+    except (KeyError, IndexError, TypeError, ValueError):
+        return False
+    return then > 0.5 * (os.cpu_count() or 1) and os.getloadavg()[0] < 0.7 * then
+
+
 def cached_measurement(path: Path, key: str, measure: Callable[[], dict[str, Any]],
                        redo: bool = False) -> tuple[dict[str, Any], bool]:
     """The entry for ``key`` in the cache file ``path``, measured (and written) when absent or ``redo``;
@@ -49,7 +59,7 @@ def cached_measurement(path: Path, key: str, measure: Callable[[], dict[str, Any
     measurement."""
     entries = _read(path)
     entry = entries.get(key)
-    if isinstance(entry, dict) and not redo:
+    if isinstance(entry, dict) and not redo and not _quieter_now(entry):
         return entry, False
     entry = {**measure(), "measured": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "load": list(os.getloadavg())}
     entries[key] = entry

@@ -44,6 +44,7 @@ def test_waiting_on_the_classifier_lock_says_what_and_where(tmp_path):
 def test_the_machine_speed_is_measured_once_per_hardware_key(tmp_path, monkeypatch):
     monkeypatch.delenv(calibration.ENV, raising=False)
     monkeypatch.setattr(calibration, "ROUND_SECONDS", 0.05)
+    monkeypatch.setattr(calibration_cache.os, "getloadavg", lambda: (0.1, 0.1, 0.1))  # a quiet machine
     heard: list[str] = []
     speed = calibration.machine_speed(tmp_path, say=heard.append)
     path = tmp_path / calibration.CACHE_NAME
@@ -60,6 +61,24 @@ def test_the_machine_speed_is_measured_once_per_hardware_key(tmp_path, monkeypat
     assert set(json.loads(path.read_text())) == {key, calibration.hardware_key()}
     monkeypatch.setenv(calibration.ENV, "2.5")  # fixed by the environment: nothing measured
     assert calibration.machine_speed(tmp_path, say=heard.append) == 2.5 and len(heard) == 2
+
+
+def test_a_speed_measured_on_a_busy_machine_is_measured_again_once_it_is_quieter(tmp_path, monkeypatch):
+    monkeypatch.delenv(calibration.ENV, raising=False)
+    monkeypatch.setattr(calibration, "ROUND_SECONDS", 0.05)
+    cores = calibration_cache.os.cpu_count()
+    monkeypatch.setattr(calibration_cache.os, "getloadavg", lambda: (4.0 * cores, 1.0, 1.0))
+    heard: list[str] = []
+    calibration.machine_speed(tmp_path, say=heard.append)
+    calibration.machine_speed(tmp_path, say=heard.append)
+    assert len(heard) == 1  # as busy as before: the provisional speed is reused
+    monkeypatch.setattr(calibration_cache.os, "getloadavg", lambda: (0.2 * cores, 1.0, 1.0))
+    calibration.machine_speed(tmp_path, say=heard.append)
+    assert len(heard) == 2  # quieter: measured again, and now final
+    entry = json.loads((tmp_path / calibration.CACHE_NAME).read_text())[calibration.hardware_key()]
+    assert entry["load"][0] == 0.2 * cores
+    calibration.machine_speed(tmp_path, say=heard.append)
+    assert len(heard) == 2
 
 
 def test_a_bad_fixed_speed_is_one_clear_error(monkeypatch, tmp_path):
