@@ -87,3 +87,40 @@ def test_a_bad_fixed_speed_is_one_clear_error(monkeypatch, tmp_path):
     monkeypatch.setenv(calibration.ENV, "fast")
     with pytest.raises(UserError, match=r"SEPBENCH_CALIBRATION='fast': expected a speed > 0"):
         calibration.machine_speed(tmp_path)
+
+
+def test_a_run_counts_the_classifiers_training_and_says_when_it_waits_for_it(tmp_path, write_grid):
+    """A run whose data dir has no classifier yet, while another run holds its lock: the expected duration
+    counts the training, and the run says what it waits for before any cell starts."""
+    import io
+
+    from sepbench.grid import load_grid
+    from sepbench.runner import run_grid
+
+    grid = load_grid(str(write_grid({"scenarios": {"single": {"weights": [[1, 1]], "downsample": 2}},
+                                     "noise": [0.1], "methods": [{"method": "fcsae", "params": {"hidden": 32}}]})))
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    stream = io.StringIO()
+    status: dict = {}
+    lock_path = data_dir / f".{recognise.CACHE_NAME}.lock"
+    with open(lock_path, "a+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        runner = threading.Thread(target=lambda: status.update(code=run_grid(
+            grid, out=tmp_path / "run", executor="local", data_dir=data_dir, progress_stream=stream)))
+        runner.start()
+        deadline = time.monotonic() + 120
+        while "waiting for the digit classifier" not in stream.getvalue() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        recognise._write(recognise.classifier_path(data_dir),
+                         recognise.DigitClassifier(recognise.DigitNet(), {"seed": 3, "test_accuracy": 0.1}))
+        fcntl.flock(held, fcntl.LOCK_UN)
+    runner.join(300)
+    recognise._LOADED.pop(str(recognise.classifier_path(data_dir)), None)
+    assert status["code"] == 0
+    lines = stream.getvalue().splitlines()
+    expected = next(line for line in lines if "expected about" in line)
+    assert "(the digit classifier's one-off training, 1 cells, 1 at a time)" in expected
+    waiting = next(i for i, line in enumerate(lines) if "waiting for the digit classifier" in line)
+    assert str(lock_path) in lines[waiting]
+    assert waiting < next(i for i, line in enumerate(lines) if line.startswith("[1/1]"))
