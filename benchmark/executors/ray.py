@@ -67,6 +67,7 @@ class RayExecutor:
             settings = dict(auth) if sys.stderr.isatty() else {**auth, "RAY_COLOR_PREFIX": "0"}
             with driver_settings(settings, is_loopback(address)):
                 try:
+                    progress.line(f"  connecting this driver to Ray at {address} (a few seconds) …")
                     connect(ray, address)
                     install_sigterm_handler()  # ray.init replaced it with one that exits at once
                     scheduler.run(cells)
