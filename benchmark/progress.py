@@ -103,7 +103,9 @@ class RunProgress:
             if info.get("epochs") and "epoch" in info and description in self.begun:
                 self.fraction[description] = min(float(info["epoch"]) / float(info["epochs"]), 1.0)
             if "val_loss" in info:
+                eta = self.eta() if self.total else "ETA unknown"
                 self.line(f"    {description}: epoch {info['epoch']}/{info['epochs']} "
-                          f"train {info['train_loss']:.5f} val {info['val_loss']:.5f} ({info['seconds']:.1f}s)")
+                          f"train {info['train_loss']:.5f} val {info['val_loss']:.5f} ({info['seconds']:.1f}s)"
+                          + ("" if eta == "ETA unknown" else f" | {eta}"))
 
         return report

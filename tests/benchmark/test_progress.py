@@ -87,5 +87,5 @@ def test_a_running_cells_epoch_reports_steer_the_eta(clock):
     report({"epoch": 1, "epochs": 2, "train_loss": 0.1, "val_loss": 0.2, "seconds": 100.0})
     assert progress.eta() == "ETA 1m40s"
     report({"notice": "waiting for the digit classifier"})
-    assert out.getvalue().splitlines() == ["    unet: epoch 1/2 train 0.10000 val 0.20000 (100.0s)",
+    assert out.getvalue().splitlines() == ["    unet: epoch 1/2 train 0.10000 val 0.20000 (100.0s) | ETA 1m40s",
                                            "    unet: waiting for the digit classifier"]

@@ -340,7 +340,7 @@ def test_epoch_reports_of_a_running_cell_reach_the_driver(tmp_path, write_grid):
     cell = "fcsae · dual · σ=0.1 · seed 0"
     epochs = [i for i, line in enumerate(lines) if line.startswith(f"    {cell}: epoch ")]
     assert [lines[i].split(": epoch ")[1].split()[0] for i in epochs] == ["1/2", "2/2"], lines
-    assert all(" train " in lines[i] and " val " in lines[i] for i in epochs)
+    assert all(" train " in lines[i] and " val " in lines[i] and " | ETA " in lines[i] for i in epochs)
     finished = next(i for i, line in enumerate(lines) if line.startswith(f"[1/1] {cell}: MSE"))
     assert epochs[-1] < finished
     assert process_tree(os.getpid()) == []  # the private Ray (and the queue's actor with it) is gone
