@@ -127,13 +127,13 @@ def is_cached(data_dir: str | Path | None = None) -> bool:
     return str(path) in _LOADED or (path.exists() and _read(path) is not None)
 
 
-def training_estimate(data_dir: str | Path | None = None, threads: int | None = None) -> float:
+def training_estimate(data_dir: str | Path | None = None, threads: int | None = None, say: Say | None = None) -> float:
     """Seconds the one-off training should take here: the reference time over the machine's calibrated speed,
     shortened for more torch threads (a small network: the second thread is worth about 0.7 of the first)."""
     from sepbench.calibration import machine_speed
 
     threads = threads or torch.get_num_threads()
-    return REFERENCE_SECONDS / machine_speed(data_dir) / (1 + 0.7 * (min(threads, 4) - 1))
+    return REFERENCE_SECONDS / machine_speed(data_dir, say) / (1 + 0.7 * (min(threads, 4) - 1))
 
 
 def load_classifier(data_dir: str | Path | None = None, sources: SourceImages | None = None,
@@ -156,11 +156,12 @@ def load_classifier(data_dir: str | Path | None = None, sources: SourceImages | 
         try:
             if lock is not None:
                 lock_exclusive(lock, lock_path, f"the digit classifier, which another run is training (cached at "
-                                                f"{path} once trained)", training_estimate(data_dir), say)
+                                                f"{path} once trained)", training_estimate(data_dir, say=say), say)
             classifier = _read(path) if path.exists() else None  # another process may have finished it
             if classifier is None:
-                say(f"  training the digit classifier once ({about(training_estimate(data_dir))} on this machine; "
-                    f"cached at {path} for every later run)")
+                estimate = about(training_estimate(data_dir, say=say))
+                say(f"  training the digit classifier once ({estimate} on this machine; cached at {path} for every "
+                    "later run)")
                 classifier = train_classifier(sources or load_mnist(data_dir))
                 say(f"  … digit classifier trained in {format_duration(classifier.info['train_seconds'])} "
                     f"(test accuracy {classifier.info['test_accuracy']:.1%})")

@@ -108,7 +108,8 @@ def run_grid(grid: Grid, *, out: str | Path | None = None, executor: str = "ray"
         progress = RunProgress(len(pending), stream, parallel=parallel,
                                expected={c.describe(): c.expected_seconds for c in pending} if on_cpu else None)
         scored = bool(pending) and sources.name == "mnist"  # cells score digit recognisability with the classifier
-        classifier = recognise.training_estimate(data_dir) if scored and not recognise.is_cached(data_dir) else 0.0
+        classifier = recognise.training_estimate(data_dir, say=progress.line) \
+            if scored and not recognise.is_cached(data_dir) else 0.0
         progress.line(f"{grid.name}: {len(plan.cells)} cells planned, {len(plan.cells) - len(pending)} already "
                       f"done, {len(pending)} to run, {len(plan.skipped)} (method, scenario) pairs skipped → "
                       f"{store.root}")
