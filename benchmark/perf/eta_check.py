@@ -84,10 +84,11 @@ def main() -> None:
 
 
 def _speed(data_dir: str | None) -> float:
-    from sepbench.calibration import machine_speed
+    """The speed the run used: the cached calibration for this hardware (read, never measured again here)."""
+    from sepbench.calibration import calibration_path, hardware_key
 
-    os.environ.pop("SEPBENCH_CALIBRATION", None)
-    return machine_speed(data_dir)
+    entry = json.loads(calibration_path(data_dir).read_text()).get(hardware_key()) or {}
+    return float(entry.get("speed", 1.0))
 
 
 if __name__ == "__main__":
