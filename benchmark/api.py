@@ -123,6 +123,12 @@ class Method:
     #: how much faster training runs under bf16 autocast on a CPU with bf16 instructions (estimate only)
     cpu_bf16_speedup: ClassVar[float] = 1.0
 
+    @classmethod
+    def cpu_rate(cls, params: Mapping[str, Any]) -> float:
+        """Rough fp32 training mixtures/s of one cell on one CPU thread with ``params`` (estimates only; at the
+        calibration's reference speed): ``cpu_mixtures_per_s`` unless a method's cost depends on its parameters."""
+        return cls.cpu_mixtures_per_s
+
     #: learned state, read by the cell after ``fit`` (scikit-learn's trailing underscore): one record per
     #: training epoch (``epoch``, ``train_loss``, ``val_loss``, ``seconds``, ``elapsed``); empty if nothing trained
     history_: Sequence[Mapping[str, float]] = ()

@@ -109,15 +109,19 @@ def report(runs: tuple[str, ...], out: str | None, data_dir: str | None, protoco
 
 
 @bench.command(short_help="List methods (origin, needs, parameters) and broken plugins.")
-@click.argument("pattern", default="*")
+@click.argument("patterns", nargs=-1)
 @click.option("--verbose", "-v", is_flag=True, help="Also show each method's summary and parameter help.")
-def methods(pattern: str, verbose: bool) -> None:
-    """List the registered methods (optionally those matching a shell pattern, e.g. 'li*'), and broken plugins."""
+def methods(patterns: tuple[str, ...], verbose: bool) -> None:
+    """List the registered methods (optionally those matching any of the shell patterns, e.g. 'li*' unet), and
+    broken plugins."""
     from sepbench.registry import available_methods, broken_plugins, methods_table
 
-    if not available_methods(pattern) and not broken_plugins(pattern):
-        raise UserError(f"no method matches {pattern!r} (known: {', '.join(available_methods())})")
-    click.echo(methods_table(pattern, verbose))
+    patterns = patterns or ("*",)
+    unmatched = [p for p in patterns if not available_methods(p) and not broken_plugins(p)]
+    if unmatched:
+        known = ", ".join(available_methods())
+        raise UserError(f"no method matches {', '.join(map(repr, unmatched))} (known: {known})")
+    click.echo(methods_table(patterns, verbose))
 
 
 @bench.command("check-method", short_help="Hold a method to the method contract (✓/✗ per check).")

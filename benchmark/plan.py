@@ -93,11 +93,13 @@ def scenario_task(scenario: Scenario, sigma: float) -> Task:
     return Task(scenario.weights, scenario.downsample, sigma, superpose=scenario.superpose)
 
 
-def estimate_seconds(cls: type[Method], budget: TrainBudget | None, test_mixtures: int) -> float:
-    """A rough CPU duration of a cell, from the method's declared training throughput."""
+def estimate_seconds(cls: type[Method], budget: TrainBudget | None, test_mixtures: int,
+                     params: dict[str, Any] | None = None) -> float:
+    """A rough CPU duration of a cell at the calibration's reference speed, from the method's declared training
+    throughput with ``params`` (:mod:`sepbench.calibration` scales it to this machine)."""
     seconds = 2.0 + test_mixtures * 2e-4  # loading data and scoring
-    if budget is not None and cls.cpu_mixtures_per_s > 0:
-        rate = cls.cpu_mixtures_per_s
+    rate = cls.cpu_rate(params or {}) if budget is not None else 0.0
+    if budget is not None and rate > 0:
         if budget.precision != "fp32" and cls.supports_bf16:
             rate *= cls.cpu_bf16_speedup if cpu_has_bf16() else 1.0
         seconds += budget.epochs * budget.mixtures / rate
@@ -149,7 +151,7 @@ def plan_grid(grid: Grid, gpu_share: float | None = None, cell_timeout: float | 
                 for seed in seeds:
                     cells.append(Cell(entry.method, entry.label, params, budget, scenario, sigma, seed,
                                       grid.dataset, grid.test_mixtures, resources,
-                                      estimate_seconds(cls, budget, grid.test_mixtures), grid.plugins,
+                                      estimate_seconds(cls, budget, grid.test_mixtures, params), grid.plugins,
                                       grid.test_pairs, timeout=timeout))
         if not served:
             reasons = "; ".join(f"{s.scenario}: {s.reason}" for s in skipped if s.label == entry.label)

@@ -31,6 +31,7 @@ class RunProgress:
         self.expected = {d: e for d, e in (expected or {}).items() if e > 0}
         self.parallel = max(parallel, 1.0)
         self.begun: dict[str, float] = {}  # running cells: when they started
+        self.fraction: dict[str, float] = {}  # running cells: the share of their epochs done (from epoch reports)
         self.spent: dict[str, float] = {}  # finished cells: their seconds
 
     def line(self, text: str) -> None:
@@ -43,21 +44,31 @@ class RunProgress:
         """Time left. With the plan's estimates: the estimated seconds of the unfinished cells, scaled by how
         far off the estimates were for the cells that finished well (the longest cells go first, so the mean
         time per finished cell says little about the rest; a failed cell's seconds say nothing), less what
-        running cells have done, over the cells run at once. Without estimates: the mean time per finished
-        cell times the cells left."""
+        running cells have done — from their own epoch reports where they sent some — over the cells run at once.
+        Without estimates: the mean time per finished cell times the cells left."""
         finished = self.done + self.failed
-        if not finished:
-            return "ETA unknown"
         if not self.expected:
+            if not finished:
+                return "ETA unknown"
             remaining = (time.monotonic() - self.started) / finished * (self.total - finished)
             return f"ETA {format_duration(remaining)}"
         measured = [d for d in self.spent if d in self.expected]
         scale = (sum(self.spent[d] for d in measured) / sum(self.expected[d] for d in measured)) if measured else 1.0
         now = time.monotonic()
-        left = [max(e * scale - (now - self.begun[d] if d in self.begun else 0.0), 0.0)
-                for d, e in self.expected.items() if d not in self.spent]
+        left = [self._left(d, e * scale, now) for d, e in self.expected.items() if d not in self.spent]
         remaining = max(sum(left) / self.parallel, max(left, default=0.0))
         return f"ETA {format_duration(remaining)}"
+
+    def _left(self, description: str, estimate: float, now: float) -> float:
+        """Seconds a pending or running cell has left: its estimate less its time so far; a cell that reported
+        epochs extrapolates its own pace (the epochs are most of a learned cell's time)."""
+        if description not in self.begun:
+            return estimate
+        elapsed = now - self.begun[description]
+        share = self.fraction.get(description, 0.0)
+        if 0 < share < 1:
+            return elapsed * (1 - share) / share
+        return max(estimate - elapsed, 0.0)
 
     def started_cell(self, description: str) -> None:
         self.running += 1
@@ -66,6 +77,7 @@ class RunProgress:
     def finished_cell(self, description: str, meta: dict[str, Any]) -> None:
         self.running = max(0, self.running - 1)
         started = self.begun.pop(description, None)
+        self.fraction.pop(description, None)
         if meta.get("status") == "done":
             seconds = meta.get("seconds")
             self.spent[description] = float(seconds) if seconds else (time.monotonic() - started if started else 0.0)
@@ -81,11 +93,19 @@ class RunProgress:
                   f"{self.eta()}")
 
     def epoch_reporter(self, description: str) -> Callable[[dict[str, Any]], None]:
-        """A callback for ``FitContext.progress`` printing one line per finished epoch."""
+        """A callback for ``FitContext.progress`` printing one line per finished epoch (and its share of the cell's
+        epochs, for the ETA), and a cell's notices (``{"notice": text}``: a wait, a one-off training)."""
 
         def report(info: dict[str, Any]) -> None:
+            if "notice" in info:
+                self.line(f"    {description}: {str(info['notice']).strip()}")
+                return
+            if info.get("epochs") and "epoch" in info and description in self.begun:
+                self.fraction[description] = min(float(info["epoch"]) / float(info["epochs"]), 1.0)
             if "val_loss" in info:
+                eta = self.eta() if self.total else "ETA unknown"
                 self.line(f"    {description}: epoch {info['epoch']}/{info['epochs']} "
-                          f"train {info['train_loss']:.5f} val {info['val_loss']:.5f} ({info['seconds']:.1f}s)")
+                          f"train {info['train_loss']:.5f} val {info['val_loss']:.5f} ({info['seconds']:.1f}s)"
+                          + ("" if eta == "ETA unknown" else f" | {eta}"))
 
         return report

@@ -8,7 +8,6 @@ independent of which output the scorer assigned to which source).
 
 from __future__ import annotations
 
-import fcntl
 import io
 import logging
 import time
@@ -23,9 +22,12 @@ from torch import nn
 from sepbench.datasets.mixtures import fixed_test_pairs
 from sepbench.datasets.mnist import SourceImages, default_data_dir, load_mnist
 from sepbench.files import atomic_write
+from sepbench.progress import format_duration
+from sepbench.waits import Say, about, lock_exclusive
 
 CACHE_NAME = "digit-classifier-v1.pt"
 SEED, EPOCHS, BATCH_SIZE, MAX_LR = 0, 2, 128, 3e-3
+REFERENCE_SECONDS = 48.0  # its training on one thread at the calibration's reference speed (measured beside it)
 _LOADED: dict[str, DigitClassifier] = {}
 log = logging.getLogger("sepbench.recognise")
 
@@ -119,26 +121,50 @@ def _write(path: Path, classifier: DigitClassifier) -> None:
     atomic_write(path, buffer.getvalue())
 
 
-def load_classifier(data_dir: str | Path | None = None, sources: SourceImages | None = None) -> DigitClassifier:
-    """The cached classifier; trained (once, under a file lock so parallel cells wait) if absent."""
+def is_cached(data_dir: str | Path | None = None) -> bool:
+    """Whether the classifier is ready to load (no training, no wait)."""
+    path = classifier_path(data_dir)
+    return str(path) in _LOADED or (path.exists() and _read(path) is not None)
+
+
+def training_estimate(data_dir: str | Path | None = None, threads: int | None = None, say: Say | None = None) -> float:
+    """Seconds the one-off training should take here: the reference time over the machine's calibrated speed,
+    shortened for more torch threads (a small network: the second thread is worth about 0.7 of the first)."""
+    from sepbench.calibration import machine_speed
+
+    threads = threads or torch.get_num_threads()
+    return REFERENCE_SECONDS / machine_speed(data_dir, say) / (1 + 0.7 * (min(threads, 4) - 1))
+
+
+def load_classifier(data_dir: str | Path | None = None, sources: SourceImages | None = None,
+                    say: Say | None = None) -> DigitClassifier:
+    """The cached classifier; trained (once, under a file lock so parallel cells and runs wait) if absent.
+    ``say`` (default: the log) hears about a wait on the lock and about the training, with estimates."""
     path = classifier_path(data_dir)
     key = str(path)
     if key in _LOADED:
         return _LOADED[key]
     classifier = _read(path) if path.exists() else None
     if classifier is None:
+        say = say or log.warning
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            lock = open(path.with_name(f".{CACHE_NAME}.lock"), "a+")
+            lock_path = path.with_name(f".{CACHE_NAME}.lock")
+            lock = open(lock_path, "a+")
         except OSError:  # a read-only data dir: train for this process only
             lock = None
         try:
             if lock is not None:
-                fcntl.flock(lock, fcntl.LOCK_EX)
+                lock_exclusive(lock, lock_path, f"the digit classifier, which another run is training (cached at "
+                                                f"{path} once trained)", training_estimate(data_dir, say=say), say)
             classifier = _read(path) if path.exists() else None  # another process may have finished it
             if classifier is None:
-                log.info("training the digit classifier once (cached at %s)", path)
+                estimate = about(training_estimate(data_dir, say=say))
+                say(f"  training the digit classifier once ({estimate} on this machine; cached at {path} for every "
+                    "later run)")
                 classifier = train_classifier(sources or load_mnist(data_dir))
+                say(f"  … digit classifier trained in {format_duration(classifier.info['train_seconds'])} "
+                    f"(test accuracy {classifier.info['test_accuracy']:.1%})")
                 classifier.info["path"] = str(path)
                 try:
                     _write(path, classifier)
@@ -165,7 +191,8 @@ def mixture_labels(sources: SourceImages, test_size: int, n_mixtures: int, n_sou
 
 
 def recognise_outputs(estimates: torch.Tensor, sources: SourceImages, test_size: int, dataset_key: str,
-                      data_dir: str | Path | None = None, test_pairs: str = "random") -> np.ndarray | None:
+                      data_dir: str | Path | None = None, test_pairs: str = "random",
+                      say: Say | None = None) -> np.ndarray | None:
     """Per score row (mixture-major, source-minor): whether the row's mixture was recognised.
 
     None when the sources are not MNIST digits (the classifier would not apply), or when the classifier
@@ -176,7 +203,7 @@ def recognise_outputs(estimates: torch.Tensor, sources: SourceImages, test_size:
     n_mixtures, n_sources = estimates.shape[:2]
     try:
         truth = mixture_labels(sources, test_size, n_mixtures, n_sources, dataset_key, test_pairs)
-        predicted = load_classifier(data_dir, sources).predict(estimates)
+        predicted = load_classifier(data_dir, sources, say).predict(estimates)
     except Exception as exc:  # logged; the cell's scores stand without this column
         log.warning("digit recognisability skipped: %s: %s", type(exc).__name__, exc)
         return None

@@ -14,7 +14,7 @@ import importlib
 import importlib.metadata as metadata
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from sepbench.api import _ORIGINS, _REGISTRY, Method, Param, register_method
@@ -136,17 +136,23 @@ def import_plugins(modules: Iterable[str], where: str = "plugins") -> None:
                 _claim_new_names(before, _module_origin(module))
 
 
-def broken_plugins(pattern: str = "*") -> list[BrokenPlugin]:
-    """Entry points that could not be registered (whose claimed name matches ``pattern``), with why."""
+def _matches(name: str, pattern: str | Sequence[str]) -> bool:
+    """``name`` matches the shell-style ``pattern``, or any of several."""
+    patterns = (pattern,) if isinstance(pattern, str) else tuple(pattern) or ("*",)
+    return any(fnmatch.fnmatch(name, p) for p in patterns)
+
+
+def broken_plugins(pattern: str | Sequence[str] = "*") -> list[BrokenPlugin]:
+    """Entry points that could not be registered (whose claimed name matches ``pattern`` or any of several)."""
     load_entry_points()
-    return [b for b in _BROKEN if fnmatch.fnmatch(b.name, pattern)]
+    return [b for b in _BROKEN if _matches(b.name, pattern)]
 
 
-def available_methods(pattern: str = "*") -> dict[str, type[Method]]:
-    """Registered methods whose name matches the shell-style ``pattern``, sorted by name."""
+def available_methods(pattern: str | Sequence[str] = "*") -> dict[str, type[Method]]:
+    """Registered methods whose name matches the shell-style ``pattern`` (or any of several), sorted by name."""
     _load_builtins()
     load_entry_points()
-    return {name: _REGISTRY[name] for name in sorted(_REGISTRY) if fnmatch.fnmatch(name, pattern)}
+    return {name: _REGISTRY[name] for name in sorted(_REGISTRY) if _matches(name, pattern)}
 
 
 def get_method(name: str) -> type[Method]:
@@ -188,7 +194,7 @@ def _parameter(key: str, spec: Param, verbose: bool) -> str:
     return text
 
 
-def methods_table(pattern: str = "*", verbose: bool = False) -> str:
+def methods_table(pattern: str | Sequence[str] = "*", verbose: bool = False) -> str:
     """``bench methods``: one row per method (name, origin, needs, resources, parameters), then broken plugins."""
     header = ("NAME", "ORIGIN", "OBSERVATIONS", "SOURCES", "TRAINS", "RESOURCES", "PARAMETERS")
     rows: list[tuple[tuple[str, ...], list[str], str]] = []

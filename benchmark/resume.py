@@ -11,6 +11,7 @@ import hashlib
 import json
 import time
 from collections import defaultdict
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,9 +32,11 @@ class Triage:
     not_in_grid: list[dict[str, Any]] = field(default_factory=list)  # cells of an earlier grid version
 
 
-def triage(plan: Plan, store: RunStore, *, keep_stale: bool, device_kind: Any) -> Triage:
+def triage(plan: Plan, store: RunStore, *, keep_stale: bool, device_kind: Any,
+           explicit: Mapping[str, Iterable[str]] | None = None) -> Triage:
     """Sort the plan's cells into pending and reused; ``device_kind(cell)`` is the device kind it would get
-    now (None: unknown, e.g. a remote cluster, and not compared)."""
+    now (None: unknown, e.g. a remote cluster, and not compared). ``explicit``: per label, the parameters the
+    grid sets (the others come from the method's defaults), to say why a recorded cell left the grid."""
     out = Triage(damaged=store.set_aside_damaged())
     planned = {c.id for c in plan.cells}
     for cell in plan.cells:
@@ -45,13 +48,49 @@ def triage(plan: Plan, store: RunStore, *, keep_stale: bool, device_kind: Any) -
         if reasons:
             out.stale[cell.id] = reasons
         (out.reused if keep_stale or not reasons else out.pending).append(cell)
+    by_place = {_place(c.config()): c for c in plan.cells}
     for cell_id in store.recorded_ids():
         if cell_id not in planned and store.cell_status(cell_id) in ("done", "failed"):
             config = store.read_record(cell_id).get("config") or {}
-            out.not_in_grid.append({"id": cell_id, "label": config.get("label"), "method": config.get("method"),
-                                    "scenario": (config.get("scenario") or {}).get("name"),
-                                    "sigma": config.get("sigma"), "seed": config.get("seed")})
+            entry = {"id": cell_id, "label": config.get("label"), "method": config.get("method"),
+                     "scenario": (config.get("scenario") or {}).get("name"), "sigma": config.get("sigma"),
+                     "seed": config.get("seed")}
+            twin = by_place.get(_place(config))
+            if twin is not None:  # the grid still names this place: what else differs
+                set_here = set((explicit or {}).get(twin.label, ()))
+                entry["changed"] = config_changes(config, twin.config(), set_here) or ["its configuration"]
+            out.not_in_grid.append(entry)
     return out
+
+
+def _place(config: Mapping[str, Any]) -> tuple[Any, ...]:
+    """Where a cell sits in a grid: label, scenario name, σ, seed (what stays when a setting changes)."""
+    return (config.get("label"), (config.get("scenario") or {}).get("name"), config.get("sigma"), config.get("seed"))
+
+
+def config_changes(old: Mapping[str, Any], new: Mapping[str, Any], explicit: set[str]) -> list[str]:
+    """What differs between a recorded cell's configuration and the planned one at the same place, in words:
+    a parameter's default (the grid does not set it) or the grid's value, the budget, the data, …"""
+    found = []
+    old_params, new_params = old.get("params") or {}, new.get("params") or {}
+    for key in sorted(set(old_params) | set(new_params)):
+        before, after = old_params.get(key, "unset"), new_params.get(key, "unset")
+        if before != after:
+            why = "set in the grid" if key in explicit else "the method's default changed; the grid does not set it"
+            found.append(f"parameter {key} {before!r} → {after!r} ({why})")
+    for key in sorted((set(old) | set(new)) - {"params", "label"}):
+        before, after = old.get(key), new.get(key)
+        if before == after:
+            continue
+        if isinstance(before, Mapping) and isinstance(after, Mapping):
+            found += [f"{key} {part} {before.get(part)!r} → {after.get(part)!r}"
+                      for part in sorted(set(before) | set(after)) if before.get(part) != after.get(part)]
+        else:
+            found.append(WHAT.get(key, key) + f" {before!r} → {after!r}")
+    return found
+
+
+WHAT = {"format": "sepbench's cell format", "data": "the source images' fingerprint", "method": "method"}
 
 
 def describe(found: Triage, plan: Plan, keep_stale: bool) -> list[str]:
@@ -65,8 +104,16 @@ def describe(found: Triage, plan: Plan, keep_stale: bool) -> list[str]:
     action = "kept and marked stale (--keep-stale)" if keep_stale else "rerun (--keep-stale keeps them)"
     for (label, why), count in groups.items():
         lines.append(f"  stale: {count} cell(s) of {label}: {why}: {action}")
-    if found.not_in_grid:
-        lines.append(f"  {len(found.not_in_grid)} cell(s) of an earlier version of the grid are kept but not part of "
+    changed: dict[tuple[str, str], int] = defaultdict(int)
+    for cell in found.not_in_grid:
+        if cell.get("changed"):
+            changed[(str(cell["label"]), "; ".join(cell["changed"]))] += 1
+    for (label, why), count in changed.items():
+        lines.append(f"  {count} earlier cell(s) of {label} no longer match the plan: {why}: run again under the "
+                     "new settings; the old ones are kept but not part of this grid (listed in manifest.json)")
+    dropped = sum(1 for cell in found.not_in_grid if not cell.get("changed"))
+    if dropped:
+        lines.append(f"  {dropped} cell(s) of an earlier version of the grid are kept but not part of "
                      "this grid (listed in manifest.json, left out of the report)")
     return lines
 

@@ -9,12 +9,14 @@ import platform
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from sepbench import recognise
+from sepbench.calibration import machine_speed
 from sepbench.cell import load_sources
 from sepbench.datasets.mnist import ChecksumError, DatasetNotFound
 from sepbench.devices import place
@@ -29,6 +31,7 @@ from sepbench.signals import EXIT_TERMINATED, forget_termination, is_termination
 from sepbench.store import RunStore
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+RAY_START_SECONDS = 10.0  # a private Ray's start and the driver's connection, typically (for the estimate)
 
 
 def versions() -> dict[str, str]:
@@ -65,14 +68,15 @@ def run_grid(grid: Grid, *, out: str | Path | None = None, executor: str = "ray"
     stream = progress_stream or sys.stderr
     with store.lock():
         try:
-            load_sources(data_dir)
+            sources = load_sources(data_dir)
         except (DatasetNotFound, ChecksumError, ValueError) as exc:  # missing, corrupt or unverified MNIST
             raise UserError(str(exc).splitlines()[0]) from None
         runner = make_executor(executor, data_dir=data_dir, address=address)
         remove_partial_writes(store.root)
         previous, manifest_damage = read_previous_manifest(store)
         found = triage(plan, store, keep_stale=keep_stale,
-                       device_kind=lambda cell: None if address else place(cell.resources.gpu).device.type)
+                       device_kind=lambda cell: None if address else place(cell.resources.gpu).device.type,
+                       explicit={entry.label: set(entry.params) for entry in grid.methods})
         pending = found.pending
         store.write_grid(grid.to_dict())
         started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
@@ -101,8 +105,14 @@ def run_grid(grid: Grid, *, out: str | Path | None = None, executor: str = "ray"
         parallel = (os.cpu_count() or 1) / max(min((c.resources.cpu for c in pending), default=1), 1) \
             if executor == "ray" else 1
         on_cpu = bool(pending) and not torch.cuda.is_available() and any(c.budget for c in pending)
+        if on_cpu:  # the plan's estimates are at the reference speed: scaled to this machine's (measured once)
+            speed = machine_speed(data_dir, say=lambda text: print(text, file=stream, flush=True))
+            pending = [replace(c, expected_seconds=c.expected_seconds / speed) for c in pending]
         progress = RunProgress(len(pending), stream, parallel=parallel,
                                expected={c.describe(): c.expected_seconds for c in pending} if on_cpu else None)
+        scored = bool(pending) and sources.name == "mnist"  # cells score digit recognisability with the classifier
+        classifier = recognise.training_estimate(data_dir, say=progress.line) \
+            if scored and not recognise.is_cached(data_dir) else 0.0
         progress.line(f"{grid.name}: {len(plan.cells)} cells planned, {len(plan.cells) - len(pending)} already "
                       f"done, {len(pending)} to run, {len(plan.skipped)} (method, scenario) pairs skipped → "
                       f"{store.root}")
@@ -111,8 +121,17 @@ def run_grid(grid: Grid, *, out: str | Path | None = None, executor: str = "ray"
         for skip in plan.skipped:
             progress.line(f"  skipped {skip.label} on {skip.scenario}: {skip.reason}")
         if on_cpu:
-            progress.line(f"  no GPU found: expected about {format_duration(expected_duration(pending, parallel))} "
-                          f"on this CPU")
+            first = "the digit classifier's one-off training, " if classifier else ""
+            start = RAY_START_SECONDS if executor == "ray" and not address else 0.0
+            first += "Ray's start, " if start else ""
+            total = classifier + start + expected_duration(pending, parallel)
+            progress.line(f"  no GPU found: expected about {format_duration(total)} on this CPU ({first}"
+                          f"{len(pending)} cells, {parallel:g} at a time)")
+        if scored:  # trained here, once, before the cells (which all score with it): said, never silent
+            try:
+                recognise.load_classifier(data_dir, sources, say=progress.line)
+            except Exception as exc:  # an extra: the cells go on (and try again, or score without it)
+                progress.line(f"  digit classifier not available: {type(exc).__name__}: {exc}")
         failed: list[str] = []
 
         def record(result: Any) -> None:

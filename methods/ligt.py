@@ -116,7 +116,7 @@ class LiGT(TorchMethod):
     resources: ClassVar[Resources] = Resources(cpu=1, gpu=0.5)
     # the compressor and expander are sized for it, layer for layer
     requires: ClassVar[Requirements] = Requirements(needs_training=True, observation_shape=(14, 14))
-    cpu_mixtures_per_s = 150.0  # rough, one shared CPU thread, fp32 (estimate only)
+    cpu_mixtures_per_s = 130.0  # one thread, batch 64, fp32 (sepbench.perf.rates, at the reference speed)
     cpu_bf16_speedup = 1.3
     seq_len: ClassVar[int | None] = None
 
@@ -141,7 +141,7 @@ class LiGTBatchSeq(LiGT):
 
     batch_dependent: ClassVar[bool] = True
     seq_len: ClassVar[int | None] = SEQ_LEN
-    cpu_mixtures_per_s = 150.0
+    cpu_mixtures_per_s = 88.0  # the batch as the sequence (sepbench.perf.rates)
 
     def separate(self, y: torch.Tensor, chunk: int | None = None) -> torch.Tensor:
         """Always in chunks of exactly 64 observations (the last may be shorter), as the public code ran."""

@@ -131,7 +131,7 @@ class LiGTSpatial(TorchMethod):
     resources: ClassVar[Resources] = Resources(cpu=1, gpu=0.5)
     # sized for the paper's setting
     requires: ClassVar[Requirements] = Requirements(needs_training=True, observation_shape=(14, 14))
-    cpu_mixtures_per_s = 100.0  # estimates from measured rates (docs/performance.md, "Rates behind the code")
+    cpu_mixtures_per_s = 46.0  # estimates from measured rates (docs/performance.md, "Rates behind the code")
     cpu_bf16_speedup = 1.6
 
     @classmethod

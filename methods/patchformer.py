@@ -89,8 +89,15 @@ class Patchformer(ScheduledTorchMethod):
         **SCHEDULE_PARAMS,
     }
     resources: ClassVar[Resources] = Resources(cpu=1, gpu=0.5)
-    cpu_mixtures_per_s = 33.0  # one thread, batch 64, fp32, defaults (measured on the loaded, shared 2-core EPYC)
+    cpu_mixtures_per_s = 22.0  # one thread, batch 64, fp32, defaults (sepbench.perf.rates, at the reference speed)
     cpu_bf16_speedup = 1.35
+
+    @classmethod
+    def cpu_rate(cls, params: Mapping[str, Any]) -> float:
+        """Seconds per mixture: a fixed part plus, per layer, terms in width and width²; fitted to (width, depth) =
+        (64, 2), (128, 2), (64, 6), (192, 6): 151, 92, 98, 22 mixtures/s at the reference speed (4×4 patches)."""
+        width, depth = params.get("width", 192), params.get("depth", 6)
+        return 1.0 / (5.27e-3 - 6.4e-6 * width + depth * (2.5e-6 * width + 1.77e-7 * width**2))
 
     @classmethod
     def check_params(cls, params: Mapping[str, Any], task: Task) -> None:

@@ -113,9 +113,16 @@ class UNetSeparator(ScheduledTorchMethod):
         **SCHEDULE_PARAMS,
     }
     resources: ClassVar[Resources] = Resources(cpu=1, gpu=0.5)
-    cpu_mixtures_per_s = 43.0  # one thread, batch 64, fp32, width 48 (measured on the loaded, shared 2-core EPYC)
+    cpu_mixtures_per_s = 17.0  # one thread, batch 64, fp32, width 48 (sepbench.perf.rates, at the reference speed)
     cpu_bf16_speedup = 1.35
     channels_last = True
+
+    @classmethod
+    def cpu_rate(cls, params: Mapping[str, Any]) -> float:
+        """Seconds per mixture grow with width² (convolutions) over a fixed part: measured at widths 16, 32, 48
+        (115, 40, 17 mixtures/s at the reference speed; sepbench.perf.rates)."""
+        width = params.get("width", 48)
+        return 1.0 / (2.4e-3 + 2.45e-5 * width**2)
 
     @classmethod
     def check_params(cls, params: Mapping[str, Any], task: Task) -> None:

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+os.environ.setdefault("SEPBENCH_CALIBRATION", "1.0")  # tests measure no machine speed unless they test it
+
 TINY_GRID = {
     "name": "tiny",
     "dataset": {"name": "mnist", "train_size": 2000, "test_size": 500},

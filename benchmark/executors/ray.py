@@ -11,12 +11,20 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from sepbench.cell import CellResult
 from sepbench.executors.processes import sigint_shielded
-from sepbench.executors.ray_cluster import PrivateRay, check_reachable, connect, driver_settings, is_loopback
+from sepbench.executors.ray_cluster import (
+    START_TIMEOUT,
+    PrivateRay,
+    check_reachable,
+    connect,
+    driver_settings,
+    is_loopback,
+)
 from sepbench.executors.ray_scheduler import Scheduler
 from sepbench.plan import Cell
 from sepbench.progress import RunProgress
@@ -46,16 +54,20 @@ class RayExecutor:
         private: PrivateRay | None = None
         try:
             if self.address is None:
-                progress.line("  starting a private Ray on this machine (127.0.0.1) …")
+                started = time.monotonic()
                 with sigint_shielded():  # once started, it must be known here to be stopped
                     private = PrivateRay()
+                progress.line(f"  starting a private Ray on this machine (127.0.0.1; temp dir {private.temp_dir}; "
+                              f"usually 5–20 s, at most {START_TIMEOUT:g} s) …")
                 private.wait_started()
+                progress.line(f"  … Ray started in {time.monotonic() - started:.1f} s")
                 address, auth = private.address, private.auth
             else:
                 address, auth = self.address, {}
             settings = dict(auth) if sys.stderr.isatty() else {**auth, "RAY_COLOR_PREFIX": "0"}
             with driver_settings(settings, is_loopback(address)):
                 try:
+                    progress.line(f"  connecting this driver to Ray at {address} (a few seconds) …")
                     connect(ray, address)
                     install_sigterm_handler()  # ray.init replaced it with one that exits at once
                     scheduler.run(cells)

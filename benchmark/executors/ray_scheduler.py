@@ -76,6 +76,7 @@ class Scheduler:
         self.ray, self.data_dir, self.on_result, self.progress = ray, data_dir, on_result, progress
         self.inflight: dict[Any, tuple[Cell, Request]] = {}
         self.limits: Limits | None = None
+        self.queue: Any = None  # the cells' epoch reports and notices, from the workers (ray.util.queue.Queue)
 
     def run(self, cells: Sequence[Cell]) -> None:
         try:
@@ -91,6 +92,9 @@ class Scheduler:
                 if self.limits is not None and self.limits.board is not None:
                     with contextlib.suppress(Exception):
                         self.ray.kill(self.limits.board)
+                if self.queue is not None:
+                    with contextlib.suppress(Exception):
+                        self.ray.kill(self.queue.actor)
 
     def _schedule(self, cells: Sequence[Cell]) -> None:
         from sepbench.registry import get_method
@@ -99,6 +103,9 @@ class Scheduler:
         task = ray.remote(run_cell_task)
         driver_path = [p for p in sys.path if p and os.path.isdir(p)]
         modules = {c.method: get_method(c.method).__module__ for c in cells}
+        from ray.util.queue import Queue
+
+        self.queue = Queue(actor_options={"num_cpus": 0})  # takes no CPU a cell could have
         pending = sorted(cells, key=lambda c: c.expected_seconds, reverse=True)  # longest first
         capacity = Capacity.read(ray)
         self.limits = limits = Limits(ray, cells)
@@ -119,13 +126,14 @@ class Scheduler:
                 options = {"num_cpus": req.cpu, "num_gpus": req.gpu, "max_retries": MAX_RETRIES,
                            "retry_exceptions": False, "name": f"cell-{cell.id}"}
                 ref = task.options(**options).remote(cell, self.data_dir, modules[cell.method], driver_path,
-                                                     req.threads, req.device, limits.board)
+                                                     req.threads, req.device, limits.board, self.queue)
                 inflight[ref] = (cell, req)
                 limits.handed(cell, ref)
                 used_cpu, used_gpu = used_cpu + req.cpu, used_gpu + req.gpu
                 pending.remove(cell)
                 self.progress.started_cell(cell.describe())
             ready, _ = ray.wait(list(inflight), num_returns=1, timeout=1.0)
+            self._drain()  # before a finished cell's line: its epochs come first
             for ref in ready:
                 self._finish(ref)
             self._end_overdue()
@@ -146,6 +154,18 @@ class Scheduler:
             result = timed_out_result(cell, cell.timeout, seconds)
             self.on_result(result)
             self.progress.finished_cell(cell.describe(), result.meta)
+
+    def _drain(self) -> None:
+        """Print what running cells reported (epochs, notices) and let it steer the ETA."""
+        if self.queue is None:
+            return
+        try:
+            count = self.queue.size()
+            items = self.queue.get_nowait_batch(count) if count else []
+        except Exception:  # the queue's actor died: progress lines are lost, results are not
+            return
+        for description, info in items:
+            self.progress.epoch_reporter(description)(info)
 
     def _finish(self, ref: Any) -> None:
         cell, _ = self.inflight.pop(ref)

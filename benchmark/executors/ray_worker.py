@@ -8,7 +8,7 @@ import importlib
 import os
 import platform
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sepbench.cell import CellResult
@@ -30,10 +30,28 @@ def import_like_driver(driver_path: Sequence[str], cell: Cell, module: str | Non
         importlib.import_module(module)
 
 
+def progress_sender(cell: Cell, queue: Any) -> Callable[[dict[str, Any]], None]:
+    """The cell's progress callback in a worker: each epoch report or notice goes to the driver's ``queue`` (a
+    ``ray.util.queue.Queue``), which prints it and steers the ETA; without a queue (or if it is gone), stderr."""
+    local = RunProgress(0, sys.stderr).epoch_reporter(cell.describe())
+
+    def send(info: dict[str, Any]) -> None:
+        if queue is not None:
+            try:
+                queue.put_nowait((cell.describe(), dict(info)))
+                return
+            except Exception:  # the driver's queue is gone: the line still shows in the worker's log
+                pass
+        local(info)
+
+    return send
+
+
 def run_cell_task(cell: Cell, data_dir: str | None, module: str | None, driver_path: Sequence[str],
-                  threads: int, device: str | None, board: Any = None) -> CellResult:
+                  threads: int, device: str | None, board: Any = None, progress_queue: Any = None) -> CellResult:
     """The body of one Ray task: torch threads = the task's CPUs, then :func:`sepbench.cell.run_cell`; a cell
-    with a time limit tells ``board`` (:class:`sepbench.executors.ray_limits.StartBoard`) when it starts."""
+    with a time limit tells ``board`` (:class:`sepbench.executors.ray_limits.StartBoard`) when it starts; its
+    progress goes to the driver through ``progress_queue``."""
     import torch
 
     from sepbench.cell import load_sources, run_cell
@@ -45,7 +63,7 @@ def run_cell_task(cell: Cell, data_dir: str | None, module: str | None, driver_p
     except Exception as exc:  # a plugin missing on this node fails its cells, not the run
         return failed_result(cell, f"cannot load method {cell.method!r} on {platform.node()}: "
                                    f"{type(exc).__name__}: {exc}")
-    report = RunProgress(0, sys.stderr).epoch_reporter(cell.describe())
+    report = progress_sender(cell, progress_queue)
     gpu_ids = None
     if device is None:  # a GPU cell: it runs on the GPU Ray gave this task (the CPU if torch sees no CUDA)
         import ray

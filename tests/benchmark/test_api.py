@@ -48,3 +48,17 @@ def test_run_time_estimate_reads_the_declared_bf16_flag():
     plain, fast = estimate_seconds(Learner, budget, 0), estimate_seconds(Bf16Learner, budget, 0)
     assert plain == 2.0 + 20.0
     assert fast == (2.0 + 10.0 if cpu_has_bf16() else plain)
+
+
+def test_run_time_estimate_follows_a_methods_parameters():
+    class Scaled(Method):
+        cpu_mixtures_per_s = 100.0
+
+        @classmethod
+        def cpu_rate(cls, params):
+            return cls.cpu_mixtures_per_s * 16 / params.get("width", 16)
+
+    budget = TrainBudget(mixtures=1000, epochs=2)
+    assert estimate_seconds(Scaled, budget, 0, {"width": 16}) == 2.0 + 20.0
+    assert estimate_seconds(Scaled, budget, 0, {"width": 64}) == 2.0 + 80.0
+    assert estimate_seconds(Scaled, None, 0, {"width": 64}) == 2.0  # a method that does not train

@@ -305,3 +305,28 @@ def test_new_method_refuses_a_non_empty_directory(tmp_path, monkeypatch, capsys)
         main()
     assert status.value.code == 2 and "is not empty" in capsys.readouterr().err
     assert [p.name for p in (tmp_path / "taken").iterdir()] == ["notes.txt"]
+
+
+def test_methods_command_takes_several_patterns(monkeypatch, capsys, clean_registry):
+    monkeypatch.setattr(sys, "argv", ["bench", "methods", "-v", "a*", "unet", "ica"])
+    main()
+    names = [line.split()[0] for line in capsys.readouterr().out.splitlines()
+             if line and not line.startswith(" ")]
+    assert names == ["NAME", "average", "ica", "unet"]
+    monkeypatch.setattr(sys, "argv", ["bench", "methods", "unet", "zz*"])
+    with pytest.raises(SystemExit) as status:
+        main()
+    err = capsys.readouterr().err
+    assert status.value.code == 2 and "no method matches 'zz*'" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("name", ["w", "wiener", "a-rather-long-method-name-for-alignment"])
+def test_new_method_readme_aligns_its_comments_for_any_name(tmp_path, name):
+    from sepbench.scaffold import new_method
+
+    new_method(name, tmp_path / "pkg")
+    block = [line for line in (tmp_path / "pkg" / "README.md").read_text().splitlines() if line.startswith("    ")]
+    columns = {line.index("  # ") for line in block if "  # " in line}
+    assert len(columns) == 1, block  # one column for every comment
+    longest = max(len(line.partition("  # ")[0]) for line in block if "  # " in line)
+    assert columns == {longest} and f"    bench check-method {name}" in block[2]

@@ -38,7 +38,7 @@ def test_eta_scales_the_estimates_of_what_is_left(clock):
     progress = RunProgress(9, out, expected=expected, parallel=2)
     progress.started_cell("long")
     progress.started_cell("a")
-    assert progress.eta() == "ETA unknown"
+    assert progress.eta() == "ETA 32m30s"  # before any cell finished: the plan as it is, (1500 + 8 × 300) / 2
     clock.now += 100
     progress.finished_cell("a", {"status": "done", "mse": 0.1, "ssim": 0.5, "seconds": 100.0})
     # scale 1/3: long has 500 s of work, 400 left; b…h 100 s each → (400 + 700) / 2 = 550 s
@@ -74,3 +74,18 @@ def test_a_failed_cell_does_not_scale_the_eta(clock):
     clock.now += 199
     progress.finished_cell("c", {"status": "done", "mse": 0.1, "ssim": 0.5, "seconds": 50.0})
     assert progress.eta() == "ETA 1m40s"  # c took half its estimate: long 300 s, 200 of them spent
+
+
+def test_a_running_cells_epoch_reports_steer_the_eta(clock):
+    """A cell that reported half its epochs after 100 s has about 100 s left, whatever the plan said."""
+    out = io.StringIO()
+    progress = RunProgress(1, out, expected={"unet": 600.0}, parallel=1)
+    progress.started_cell("unet")
+    report = progress.epoch_reporter("unet")
+    clock.now += 100
+    assert progress.eta() == "ETA 8m20s"  # the plan: 600 − 100
+    report({"epoch": 1, "epochs": 2, "train_loss": 0.1, "val_loss": 0.2, "seconds": 100.0})
+    assert progress.eta() == "ETA 1m40s"
+    report({"notice": "waiting for the digit classifier"})
+    assert out.getvalue().splitlines() == ["    unet: epoch 1/2 train 0.10000 val 0.20000 (100.0s) | ETA 1m40s",
+                                           "    unet: waiting for the digit classifier"]

@@ -326,3 +326,21 @@ def test_what_a_cell_asks_ray_for():
     # never more than the largest node has (Ray would wait forever), and as many torch threads as CPUs
     assert (cpu_only.request(big_cell).cpu, cpu_only.request(big_cell).threads) == (2.0, 2)
     assert (with_gpu.request(big_cell).cpu, with_gpu.request(big_cell).threads) == (8.0, 8)
+
+
+def test_epoch_reports_of_a_running_cell_reach_the_driver(tmp_path, write_grid):
+    """Under Ray a cell's epochs are posted to the driver (a Ray queue) and printed on the run's own progress
+    stream — not only in the worker's log — before the cell's own line."""
+    train = {**TINY_GRID["train"], "epochs": 2}
+    grid = load_grid(str(write_grid({"scenarios": DUAL, "noise": [0.1], "train": train,
+                                     "methods": [{"method": "fcsae", "params": {"hidden": 32}}]})))
+    stream = io.StringIO()
+    assert run_grid(grid, out=tmp_path / "run", executor="ray", progress_stream=stream) == 0
+    lines = stream.getvalue().splitlines()
+    cell = "fcsae · dual · σ=0.1 · seed 0"
+    epochs = [i for i, line in enumerate(lines) if line.startswith(f"    {cell}: epoch ")]
+    assert [lines[i].split(": epoch ")[1].split()[0] for i in epochs] == ["1/2", "2/2"], lines
+    assert all(" train " in lines[i] and " val " in lines[i] and " | ETA " in lines[i] for i in epochs)
+    finished = next(i for i, line in enumerate(lines) if line.startswith(f"[1/1] {cell}: MSE"))
+    assert epochs[-1] < finished
+    assert process_tree(os.getpid()) == []  # the private Ray (and the queue's actor with it) is gone

@@ -236,3 +236,47 @@ def test_a_data_file_with_the_right_size_and_wrong_bytes_is_refused(tmp_path: Pa
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "t10k-images-idx3-ubyte: not the standard MNIST file" in lines[0]
     assert not (tmp_path / "run" / "cells").exists()
+
+
+SCALED_METHOD = """\
+import torch.nn.functional as F
+
+from sepbench import Method, Param, register_method
+
+
+@register_method("halves")
+class Halves(Method):
+    parameters = {{"scale": Param({default}), "shift": Param(0.0)}}
+
+    def separate(self, y):
+        up = F.interpolate(y[:, :1], scale_factor=self.task.downsample)
+        return (up * self.params["scale"] + self.params["shift"]).expand(-1, self.task.n_sources, -1, -1).contiguous()
+"""
+
+
+def test_a_changed_parameter_default_is_named_not_called_a_grid_change(tmp_path: Path) -> None:
+    """The same grid (one history entry) after the plugin's default for `scale` changed: the message names the
+    parameter and says it was its default, and the grid's own `shift` is told apart from it."""
+    write_plugin(tmp_path, 0.5)
+    method = tmp_path / "plugins" / "halves_demo" / "method.py"
+    method.write_text(SCALED_METHOD.format(default=0.5))
+    grid = {**GRID, "noise": [0.01], "methods": ["average", {"method": "halves", "params": {"shift": 0.0}}]}
+    assert run(tmp_path, grid).returncode == 0
+    out = tmp_path / "run"
+    old = next(i for i, r in records(out).items() if r["config"]["method"] == "halves")
+    method.write_text(SCALED_METHOD.format(default=0.25))
+    rerun = run(tmp_path, grid)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "1 already done, 1 to run" in rerun.stderr
+    line = next(line for line in rerun.stderr.splitlines() if "no longer match the plan" in line)
+    assert ("1 earlier cell(s) of halves no longer match the plan: parameter scale 0.5 → 0.25 (the method's "
+            "default changed; the grid does not set it)") in line
+    assert "earlier version of the grid" not in rerun.stderr and "shift" not in line
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert len(manifest["history"]) == 1  # the grid did not change
+    assert manifest["not_in_grid"][0]["id"] == old
+    assert manifest["not_in_grid"][0]["changed"] == [
+        "parameter scale 0.5 → 0.25 (the method's default changed; the grid does not set it)"]
+    # now the grid changes the parameter it sets: named as the grid's
+    third = run(tmp_path, {**grid, "methods": ["average", {"method": "halves", "params": {"shift": 0.1}}]})
+    assert "parameter shift 0.0 → 0.1 (set in the grid)" in third.stderr, third.stderr

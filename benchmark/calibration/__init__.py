@@ -1,0 +1,54 @@
+"""How fast this machine trains, relative to the machine where the methods' ``cpu_mixtures_per_s`` were measured.
+
+The plan's CPU estimates are divided by this speed. It is measured once per hardware key (a second or two of a
+reference workload, :mod:`sepbench.calibration.reference`), cached in the data dir, and measured again when the
+CPU, the core count or torch's version changes. ``$SEPBENCH_CALIBRATION`` set to a number fixes the speed without
+measuring (tests, CI); set to ``redo`` it measures again (e.g. on a machine that was busy the first time).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from sepbench.calibration.cache import CACHE_NAME, cached_measurement, hardware_key
+from sepbench.calibration.reference import REFERENCE_RATE, reference_rate
+from sepbench.errors import UserError
+
+ENV = "SEPBENCH_CALIBRATION"
+ROUNDS, ROUND_SECONDS = 3, 0.6  # the best of three short rounds: what the machine does when nothing else runs
+
+__all__ = ["CACHE_NAME", "ENV", "REFERENCE_RATE", "calibration_path", "hardware_key", "machine_speed"]
+
+
+def calibration_path(data_dir: str | Path | None = None) -> Path:
+    from sepbench.datasets.mnist import default_data_dir
+
+    return (Path(data_dir).expanduser() if data_dir is not None else default_data_dir()) / CACHE_NAME
+
+
+def machine_speed(data_dir: str | Path | None = None, say: Callable[[str], None] | None = None,
+                  redo: bool = False) -> float:
+    """This machine's training speed over the reference machine's (2.0: estimates take half as long); measured
+    on first use (``say`` announces it) and cached per hardware key."""
+    fixed = os.environ.get(ENV, "").strip()
+    if fixed and fixed != "redo":
+        try:
+            speed = float(fixed)
+        except ValueError:
+            speed = 0.0
+        if not speed > 0:
+            raise UserError(f"${ENV}={fixed!r}: expected a speed > 0 (e.g. 1.0), or 'redo' to measure again")
+        return speed
+    path, key = calibration_path(data_dir), hardware_key()
+
+    def measure() -> dict[str, float]:
+        if say is not None:
+            say(f"  measuring this machine's training speed once (about {ROUNDS * ROUND_SECONDS + 0.5:.0f} s; "
+                f"cached in {path} for {key})")
+        rate = max(reference_rate(ROUND_SECONDS) for _ in range(ROUNDS))
+        return {"reference_rate": rate, "speed": rate / REFERENCE_RATE}
+
+    entry, _ = cached_measurement(path, key, measure, redo=redo or fixed == "redo")
+    return float(entry["speed"])
