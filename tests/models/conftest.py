@@ -26,7 +26,7 @@ KEPT_GRID = {
 }
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def kept_run(tmp_path_factory):
     """``(root, out, first, second, records)``: a run without then with --keep-models (records after both)."""
     root = tmp_path_factory.mktemp("kept")
