@@ -197,3 +197,30 @@ def test_keep_model_changes_no_cell_id_and_must_be_a_boolean():
     assert parse_grid(everywhere.to_dict()) == everywhere  # the resolved grid.yaml reads back the same
     with pytest.raises(GridError, match=r"methods\[0\].train.keep_model: expected bool, got 'yes'"):
         parse_grid({**KEPT_GRID, "methods": [{"method": "unet", "train": {"keep_model": "yes"}}]}, "g.yaml")
+
+
+def test_the_method_contract_checks_that_a_kept_state_separates_the_same():
+    from sepbench.contract import check_method
+    from sepbench.methods.average import Average
+    from sepbench.methods.fcsae import FCSAE
+
+    class Forgetful(FCSAE):
+        """Loads a fresh network and ignores the saved state."""
+
+        def load_state(self, state):
+            self.net = self.make_network(self.device)
+
+    def kept(cls, params=None) -> dict[str, tuple[str, str]]:
+        return {r.name: (r.status, r.reason) for r in check_method(cls, params=params or {})
+                if r.name.endswith("kept state")}
+
+    same = ("pass", "6 tensor(s) saved and loaded: the same outputs")  # 3 linear layers: weights and biases
+    assert kept(FCSAE, {"hidden": 16}) == {"single: kept state": same, "dual: kept state": same}
+    status, reason = kept(Forgetful, {"hidden": 16})["single: kept state"]
+    assert status == "fail" and reason.startswith("a method loaded from its saved state separates differently")
+    class NoHooks(Average):  # average's separation, without the hooks
+        save_state = Method.save_state
+        load_state = Method.load_state
+
+    assert kept(NoHooks)["single: kept state"] == (
+        "note", "cannot be kept (no save_state/load_state): `bench run --keep-models` leaves it out")
