@@ -25,7 +25,10 @@ MAX_SOURCES, MAX_OBSERVATIONS = 8, 16
 MAX_TRAIN_MIXTURES, MAX_EPOCHS, MAX_BATCH = 10_000_000, 100_000, 65_536
 MAX_TEST_MIXTURES = 200_000
 MEMORY_SHARE = 0.5  # a cell's test set may take at most this share of the machine's memory
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # Unicode category Cc: C0, DEL and C1 (U+0085 ends a line)
+# bidirectional controls reorder how the text around them is shown (a label that reads as another); the
+# joiner U+200D that emoji sequences use is not one of them
+_BIDI = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 _MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 
 
@@ -49,11 +52,16 @@ def count_nodes(document: Any, limit: int = MAX_NODES, depth_limit: int = MAX_DE
 
 
 def name_problem(value: str, limit: int = MAX_NAME) -> str | None:
-    """Why ``value`` is not a usable name (too long, control characters such as NUL), or None."""
+    """Why ``value`` is not a usable name (too long, control characters such as NUL or U+0085, bidirectional
+    controls such as U+202E), or None."""
     if len(value) > limit:
         return f"longer than {limit} characters ({len(value)})"
-    if _CONTROL.search(value):
-        return "contains a control character (e.g. NUL or a newline)"
+    found = _CONTROL.search(value)
+    if found:
+        return f"contains a control character (U+{ord(found.group()):04X})"
+    found = _BIDI.search(value)
+    if found:
+        return f"contains a control character (U+{ord(found.group()):04X}, a bidirectional text control)"
     return None
 
 

@@ -1,11 +1,13 @@
-"""Running one cell: sources → mixtures → fit → separate → clamp → score. Runs in any process.
+"""Running one cell: sources → mixtures → fit → separate → (NaN/inf: fail) → clamp → score. Runs in any process.
 
 The result travels back to the driver as plain data (a DataFrame, dicts, arrays); only the driver writes.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
+import os
 import platform
 import time
 import traceback
@@ -19,6 +21,7 @@ import pandas as pd
 import torch
 
 from sepbench.api import FitContext, TrainBudget
+from sepbench.cell_guards import nonfinite_reason, training_images
 from sepbench.datasets.mixtures import TrainingData, make_test_set
 from sepbench.datasets.mnist import SourceImages, load_mnist
 from sepbench.devices import Placement, place
@@ -65,7 +68,8 @@ def run_cell(cell: Cell, data_dir: str | Path | None = None, device: torch.devic
     device = placement.device
     meta: dict[str, Any] = {"id": cell.id, "config": cell.config(), **placement.record(),
                             "resources": asdict(cell.resources), "host": platform.node(),
-                            "torch": torch.__version__, "started": started, "threads": torch.get_num_threads()}
+                            "torch": torch.__version__, "started": started, "threads": torch.get_num_threads(),
+                            "pid": os.getpid()}
     logger = logging.getLogger(f"sepbench.cell.{cell.id}")
     try:
         sources = load_sources(data_dir)
@@ -78,10 +82,10 @@ def run_cell(cell: Cell, data_dir: str | Path | None = None, device: torch.devic
         import_plugins(cell.plugins)
         meta["origin"] = method_origin(cell.method)
         meta["provenance"] = provenance(get_method(cell.method), sources.fingerprint, device.type)
-        method = get_method(cell.method)(task, **cell.params)
+        method = get_method(cell.method)(task, **copy.deepcopy(cell.params))
         data = None
         if cell.budget is not None:
-            images = sources.train[:cell.dataset.train_size].to(device)
+            images = training_images(sources.train, cell.dataset.train_size, device)  # the cell's own copy
             data = TrainingData(images, task, cell.budget.mixtures, cell.seed, pairs=cell.budget.pairs)
         ctx = FitContext(device=device, seed=cell.seed, budget=cell.budget or TrainBudget(),
                          progress=progress or (lambda info: None), logger=logger)
@@ -90,14 +94,17 @@ def run_cell(cell: Cell, data_dir: str | Path | None = None, device: torch.devic
         method.fit(data, ctx)
         meta["fit_seconds"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        estimates = method.separate(test.y.to(device))
+        estimates = method.separate(test.y.to(device, copy=True))  # a copy: test.y is scored and kept below
         if device.type == "cuda":
             torch.cuda.synchronize()
         meta["separate_seconds"] = time.perf_counter() - t0
         expected = tuple(test.x.shape)
         if tuple(estimates.shape) != expected:
             raise ValueError(f"separate() returned shape {tuple(estimates.shape)}, expected {expected}")
-        estimates = torch.nan_to_num(estimates.detach().float().cpu(), nan=0.0).clamp(0.0, 1.0)
+        estimates = estimates.detach().float().cpu()
+        if (reason := nonfinite_reason(estimates)) is not None:
+            raise ValueError(reason)
+        estimates = estimates.clamp(0.0, 1.0)
         t0 = time.perf_counter()
         rows = score(estimates, test.x)
         meta["score_seconds"] = time.perf_counter() - t0
@@ -107,7 +114,7 @@ def run_cell(cell: Cell, data_dir: str | Path | None = None, device: torch.devic
             rows["recognised"] = flags
         if cell.test_pairs == "paper" and task.n_sources == 2:  # the paper's test set: its protocol too
             t0 = time.perf_counter()
-            meta["paper_protocol"] = paper_protocol(method, test.y, test.x, estimates, rows, cell.seed)
+            meta["paper_protocol"] = paper_protocol(method, test.y.clone(), test.x, estimates, rows, cell.seed)
             meta["paper_protocol_seconds"] = time.perf_counter() - t0
         meta["n_parameters"] = int(method.n_parameters())
         meta["history"] = [dict(record) for record in method.history_]

@@ -4,8 +4,9 @@ Each check is a :class:`Check` with a name (``shape``, ``batch-independence``, â
 (synthetic digit-like strokes, a tiny training budget, the single and the dual scenario, CPU by default; see
 :mod:`sepbench.contract_runs`) and checks what the runner relies on: declarations and parameter validation,
 fit then separate, output shape ``(N, S, H, W)``, dtype float32, the device it was given, finite values (values
-outside [0, 1] are only noted: the scorer clamps them), an untouched input, batch independence (a method that
-declares ``batch_dependent = True`` gets a note) and the same output for the same seed.
+outside [0, 1] are only noted: the scorer clamps them), untouched inputs (the test observations, the training
+data), batch independence (a method that declares ``batch_dependent = True`` gets a note) and the same output for
+the same seed.
 
 - in a test suite, one pytest case per check and method (as scikit-learn's ``parametrize_with_checks``)::
 

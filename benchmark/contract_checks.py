@@ -127,6 +127,15 @@ def input_untouched(run: ScenarioRun) -> Verdict:
                     "separate modified its input y in place")
 
 
+def training_data_untouched(run: ScenarioRun) -> Verdict:
+    """``fit`` must not write into the data it is given: in a run, other cells' data comes from the same images."""
+    if run.data_changed is None:
+        return "pass", "no training data (the method does not learn)"
+    return _pass_if(not run.data_changed, "fit leaves its training images and validation set as they were",
+                    f"fit modified {', '.join(run.data_changed)} in place (copy what you change: "
+                    "data.images.clone(), or out-of-place operations)")
+
+
 def batch_independence(run: ScenarioRun) -> Verdict:
     """One mixture alone, the same mixture inside a batch of others, and the batch shuffled."""
     y, out, method = run.y, run.out, run.method
@@ -211,6 +220,7 @@ SCENARIO_CHECKS: tuple[tuple[str, Callable[[Subject], list[CheckResult]]], ...] 
         ("finite", finite, "output"),
         ("range", value_range, "output"),
         ("input untouched", input_untouched, "output"),
+        ("training data untouched", training_data_untouched, None),
         ("batch independence", batch_independence, "usable"),
         ("same seed, same output", same_seed, "usable"),
         ("n_parameters", n_parameters, "output"),

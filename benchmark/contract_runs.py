@@ -51,13 +51,28 @@ def synthetic_digits(n: int, seed: int = 0, size: int = 28) -> torch.Tensor:
     return (2.0 - distance).clamp(0.0, 1.0)
 
 
-def fit(cls: type[Method], task: Task, params: dict[str, Any], device: torch.device, seed: int) -> Method:
-    """Construct and fit the method as a cell does: seeded, with data only if it learns."""
+def training_data(cls: type[Method], task: Task, device: torch.device, seed: int) -> TrainingData | None:
+    """The tiny training data a cell of ``cls`` would get (None if it does not learn)."""
+    if not cls.requires.needs_training:
+        return None
+    return TrainingData(synthetic_digits(256, seed=1).to(device), task, TINY_BUDGET.mixtures, seed,
+                        n_validation=N_VALIDATION)
+
+
+def data_tensors(data: TrainingData | None) -> dict[str, torch.Tensor]:
+    """The tensors ``fit`` is handed in ``data``, by name: the source images, the validation set, the weights."""
+    if data is None:
+        return {}
+    return {"images": data.images, "weights": data.weights,
+            **{f"validation.{k}": v for k, v in data.validation._asdict().items()}}
+
+
+def fit(cls: type[Method], task: Task, params: dict[str, Any], device: torch.device, seed: int,
+        data: TrainingData | None = None) -> Method:
+    """Construct and fit the method as a cell does: seeded, with data only if it learns (``data`` if given)."""
     method = cls(task, **params)
-    data = None
-    if cls.requires.needs_training:
-        data = TrainingData(synthetic_digits(256, seed=1).to(device), task, TINY_BUDGET.mixtures, seed,
-                            n_validation=N_VALIDATION)
+    if data is None:
+        data = training_data(cls, task, device, seed)
     torch.manual_seed(seed)
     method.fit(data, FitContext(device=device, seed=seed, budget=TINY_BUDGET))
     return method
@@ -84,6 +99,7 @@ class ScenarioRun:
     out: Any = None
     fit_seconds: float = 0.0
     error: str | None = None
+    data_changed: list[str] | None = None  # the training tensors fit modified (None: the method got no data)
     _again: Any = field(default=None, repr=False)
 
     def refit_output(self) -> torch.Tensor:
@@ -91,6 +107,10 @@ class ScenarioRun:
         if self._again is None:
             self._again = fit(self.cls, self.task, self.params, self.device, self.seed).separate(self.y)
         return self._again
+
+
+def _same(before: torch.Tensor, now: torch.Tensor) -> bool:
+    return before.shape == now.shape and before.dtype == now.dtype and bool(torch.equal(before, now.to(before.device)))
 
 
 _RUNS: OrderedDict[tuple[Any, ...], ScenarioRun] = OrderedDict()
@@ -110,12 +130,17 @@ def scenario_run(cls: type[Method], label: str, params: dict[str, Any], device: 
                       unsupported=cls.unsupported_reason(task))
     if run.unsupported is None:
         started = time.perf_counter()
+        data = training_data(cls, task, device, seed)
+        given = data_tensors(data)  # the tensors themselves: what fit writes into them, not what it rebinds
+        before = {name: tensor.clone() for name, tensor in given.items()}
         try:
-            run.method = fit(cls, task, params, device, seed)
+            run.method = fit(cls, task, params, device, seed, data)
             run.fit_seconds = time.perf_counter() - started
             run.out = run.method.separate(y)
         except Exception as exc:
             run.error = f"{'separate' if run.method else 'fit'} raised {error_line(exc)}"
+        if data is not None:
+            run.data_changed = [name for name, tensor in before.items() if not _same(tensor, given[name])]
     _RUNS[key] = run
     while len(_RUNS) > CACHE_SIZE:
         _RUNS.popitem(last=False)

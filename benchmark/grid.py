@@ -16,6 +16,7 @@ from sepbench import bounds
 from sepbench.api import TrainBudget
 from sepbench.errors import GridError, short
 from sepbench.grid_model import DatasetSpec, Grid, MethodEntry, Scenario
+from sepbench.grid_yaml import DuplicateKey, load_text
 from sepbench.precision import PRECISIONS
 from sepbench.values import coerce
 
@@ -291,7 +292,9 @@ def load_grid(name_or_path: str) -> Grid:
             data = handle.read(bounds.MAX_FILE_BYTES + 1)
         if len(data) > bounds.MAX_FILE_BYTES:
             raise GridError(f"{path}: larger than {bounds.MAX_FILE_BYTES // 1024} KiB: not a grid file")
-        raw = yaml.load(data, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # safe: plain data only
+        raw = load_text(data)  # safe: plain data only; a key given twice is refused
+    except DuplicateKey as exc:
+        raise GridError(f"{path}: {exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark else ""

@@ -8,11 +8,15 @@ A cell's record carries :func:`provenance`; a rerun compares it with what would 
 * a plugin: every ``.py`` file of its top-level package (or its single module file), plus the same closure
   over the sepbench modules it builds on; and its distribution's version when it is installed as one.
 
+A file counts by its code, not its text (:func:`source_digest`): comments, docstrings and formatting can change
+without making a cell stale; any change to what runs does.
+
 The rest of the engine (cell runner, metrics, store) is covered by sepbench's version.
 """
 
 from __future__ import annotations
 
+import ast
 import functools
 import hashlib
 import importlib.metadata
@@ -82,13 +86,35 @@ def code_files(cls: type) -> list[tuple[str, Path]]:
     return sorted(files.items())
 
 
+def _strip_docstrings(tree: ast.AST) -> ast.AST:
+    """``tree`` without the docstrings of its module, classes and functions (they do not change what runs)."""
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and \
+                    isinstance(first.value.value, str):
+                node.body = node.body[1:]
+    return tree
+
+
+def source_digest(source: bytes) -> bytes:
+    """SHA-256 of a Python file's syntax tree without docstrings, line numbers or comments: edits to those and to
+    formatting keep it, any change to the code changes it. A file that does not parse counts by its bytes."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return hashlib.sha256(b"bytes\0" + source).digest()
+    dump = ast.dump(_strip_docstrings(tree), include_attributes=False)
+    return hashlib.sha256(b"ast\0" + dump.encode()).digest()
+
+
 def code_fingerprint(cls: type) -> tuple[str, tuple[str, ...]]:
-    """A short hash of the contents of :func:`code_files` (not their paths: a copy elsewhere is the same code)."""
+    """A short hash of the code of :func:`code_files` (not their paths: a copy elsewhere is the same code)."""
     if cls not in _CACHE:
         digest = hashlib.sha256()
         names = []
         for name, path in code_files(cls):
-            digest.update(name.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
+            digest.update(name.encode() + b"\0" + source_digest(path.read_bytes()))
             names.append(name)
         _CACHE[cls] = (digest.hexdigest()[:16], tuple(names))
     return _CACHE[cls]

@@ -2,11 +2,15 @@
 
     <run>/grid.yaml  manifest.json  run.log  cells/<id>.parquet  cells/<id>.json  examples/<id>.npz
     <run>/models/<id>.safetensors  models/<id>.json   (kept models, when asked for: sepbench.models)
+
+A run writes only into a new or empty directory or an earlier run's (:func:`foreign_dir_problem`): ``--out .``
+beside a user's own grid.yaml must not rewrite it.
 """
 
 from __future__ import annotations
 
 import fcntl
+import fnmatch
 import io
 import json
 import os
@@ -18,7 +22,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from sepbench.errors import RunLocked, UserError
+from sepbench.errors import RunLocked, UserError, short
 from sepbench.files import atomic_write
 from sepbench.integrity import CellFiles, damage, move_aside, read_record, sha256_bytes
 from sepbench.models.files import write_model
@@ -27,6 +31,44 @@ from sepbench.signals import signals_deferred as interrupts_deferred
 ROW_COLUMNS = ["run", "cell", "method", "label", "scenario", "sigma", "seed", "mixture", "source",
                "mse", "psnr", "ssim", "perm"]
 OPTIONAL_COLUMNS = ["recognised"]  # written when the cell computes them (see sepbench.recognise)
+LOCK_NAME = ".lock"  # the first thing a run creates in its directory
+BEFORE_MANIFEST = ("grid.yaml", "run.log", "cells", "examples", ".*.part", ".*.tmp")  # a run killed early
+MAX_MANIFEST_BYTES = 256 * 2**20
+
+
+def _holds_run_manifest(path: Path) -> bool:
+    """Whether ``path`` is a run's manifest: a JSON object with a list of cells."""
+    try:
+        if path.stat().st_size > MAX_MANIFEST_BYTES:
+            return False
+        manifest = json.loads(path.read_bytes())
+    except (OSError, ValueError):  # absent, a folder, unreadable, not JSON, not UTF-8
+        return False
+    return isinstance(manifest, dict) and isinstance(manifest.get("cells"), list)
+
+
+def foreign_dir_problem(root: Path) -> str | None:
+    """Why a run must not write into ``root``, or None: it is absent, empty, or a run directory — one with a
+    run's manifest, or with a run's lock and either a (damaged) manifest or only what a run writes before it."""
+    if not root.exists():
+        return None
+    if not root.is_dir():
+        return f"{root}: not a directory"
+    try:
+        names = sorted(entry.name for entry in os.scandir(root))
+    except OSError as exc:
+        return f"{root}: cannot read: {exc.strerror}"
+    if not names or _holds_run_manifest(root / "manifest.json"):
+        return None
+    if LOCK_NAME in names:
+        rest = [n for n in names if n != LOCK_NAME]
+        if any(n == "manifest.json" or n.startswith("manifest.json.damaged-") for n in rest):
+            return None  # a run's directory whose manifest is damaged: the run sets it aside
+        if all(any(fnmatch.fnmatchcase(n, p) for p in BEFORE_MANIFEST) for n in rest):
+            return None
+    shown = ", ".join(short(n, 40) for n in names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    return (f"{root}: not empty and not a run directory (holds {shown}): a run writes only into a new or "
+            "empty directory or an earlier run's; choose another --out")
 
 
 class RunStore:
@@ -39,7 +81,11 @@ class RunStore:
 
     @contextmanager
     def lock(self) -> Iterator[None]:
-        """Hold the run directory for this process; another run gets a clear error, not a corrupt dir."""
+        """Hold the run directory for this process; another run gets a clear error, not a corrupt dir. A
+        directory that is neither new, empty nor a run's is refused before anything is written to it."""
+        problem = foreign_dir_problem(self.root)
+        if problem:
+            raise UserError(problem)
         self.root.mkdir(parents=True, exist_ok=True)
         handle = open(self.root / ".lock", "a+")
         try:

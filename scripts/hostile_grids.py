@@ -1,7 +1,8 @@
 """Measure each hostile grid of tests/benchmark/test_hostile_grids.py through the real CLI: exit status, first
 line of stderr, wall time and peak memory (max RSS of the `bench` process, mostly Python and torch's import);
 and in this process the validation alone (``load_grid``): milliseconds and peak allocation (tracemalloc).
-Prints a Markdown table.
+Prints a Markdown table. The last row runs a valid grid with ``--out`` a user's folder (a commented grid.yaml,
+a run.log, a hidden .x.tmp): refused, and the folder checked byte for byte afterwards.
 
     .venv/bin/python scripts/hostile_grids.py
 """
@@ -19,21 +20,28 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.benchmark.test_hostile_grids import HOSTILE, grid_text, limit_memory  # noqa: E402
+from tests.benchmark.test_out_dir import USER_GRID, foreign_folder, snapshot  # noqa: E402
 
 
-def measure(text: str) -> tuple[int, str, float, float]:
-    """(exit status, first line of stderr, wall seconds, peak RSS in MiB) of `bench run` on a grid ``text``."""
+def measure(text: str, foreign_out: bool = False) -> tuple[int, str, float, float]:
+    """(exit status, first line of stderr, wall seconds, peak RSS in MiB) of `bench run` on a grid ``text``;
+    ``foreign_out``: into ``--out .`` of a user's folder, which must be left byte-identical."""
     with tempfile.TemporaryDirectory() as tmp:
-        grid = Path(tmp) / "grid.yaml"
+        folder = foreign_folder(Path(tmp) / "project") if foreign_out else Path(tmp)
+        before = snapshot(folder)
+        grid = folder / "grid.yaml"
         grid.write_text(text)
+        out = "." if foreign_out else str(folder / "run")
         start = time.perf_counter()
         proc = subprocess.Popen([sys.executable, "-m", "sepbench.cli", "run", "--grid", str(grid), "--executor",
-                                 "local", "--out", str(Path(tmp) / "run")], cwd=tmp, stdout=subprocess.DEVNULL,
+                                 "local", "--out", out], cwd=folder, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE, text=True, preexec_fn=limit_memory)
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - start
         first = (proc.stderr.read().strip().splitlines() or [""])[0].replace(str(grid), "grid.yaml")
         proc.stderr.close()
+        if foreign_out and snapshot(folder) != before:
+            first += " [FOLDER CHANGED]"
         return os.waitstatus_to_exitcode(status), first, wall, usage.ru_maxrss / 1024
 
 
@@ -64,6 +72,9 @@ def main() -> None:
         ms, allocated = validate(text)
         print(f"| {case} | {code} | `{first.replace('|', '/')}` | {wall:.1f} | {peak:.0f} | {ms:.1f} | "
               f"{allocated:.1f} |", flush=True)
+    code, first, wall, peak = measure(USER_GRID, foreign_out=True)
+    print(f"| `--out .` in a user's folder (left byte-identical) | {code} | `{first}` | {wall:.1f} | {peak:.0f} | "
+          "– | – |", flush=True)
 
 
 if __name__ == "__main__":

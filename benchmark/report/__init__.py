@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from sepbench.report import content, curves, examples, figures
+from sepbench.report import content, curves, examples, figures, fonts
 from sepbench.report.load import RunData, combine, entry_names, entry_order, load_run, load_runs
 from sepbench.report.page import Block, Figure, render_html, render_markdown
 from sepbench.report.stats import ALPHA, pairwise_wilcoxon, recognition_ceiling
-from sepbench.report.summary import METRICS, cost_table, summarise
+from sepbench.report.summary import MAIN_METRIC, METRICS, cost_table, ranked, summarise
 
 __all__ = ["is_current", "load_run", "summarise", "write_comparison", "write_report"]
 INPUTS_STAMP = "report.inputs"  # in a run directory: the fingerprint of the cells its report was made from
@@ -37,7 +37,13 @@ def _slug(text: str) -> str:
 
 
 def build(runs: Sequence[RunData], out: Path, data_dir: str | Path | None = None) -> Path:
-    """Compute every table and figure of ``runs`` and write the report into ``out``; returns report.html."""
+    """Compute every table and figure of ``runs`` and write the report into ``out``; returns report.html.
+    Glyphs no font has are named in one logged warning (fonts.py), not one per glyph and figure."""
+    with fonts.covered_glyphs():
+        return _build(runs, out, data_dir)
+
+
+def _build(runs: Sequence[RunData], out: Path, data_dir: str | Path | None) -> Path:
     several = len(runs) > 1
     rows = combine(runs)
     entries = entry_order(rows)
@@ -53,6 +59,7 @@ def build(runs: Sequence[RunData], out: Path, data_dir: str | Path | None = None
     tests.to_csv(out / "wilcoxon.csv", index=False)
     cost = cost_table(runs, several)
     cost.to_csv(out / "cost.csv", index=False)
+    families = dict(zip(cost["entry"], cost["method"], strict=True))  # one hue per implementation (styles.py)
     history = curves.learning_curves(runs, several)
     history.to_csv(out / "learning_curves.csv", index=False)
     status = curves.convergence(history)
@@ -71,7 +78,7 @@ def build(runs: Sequence[RunData], out: Path, data_dir: str | Path | None = None
 
     blocks.append(Block("h2", "Learning curves"))
     if len(history):
-        path = figures.learning_curves(history, status, entries, fig_dir / "learning_curves.png")
+        path = figures.learning_curves(history, status, entries, fig_dir / "learning_curves.png", families)
         blocks.append(figure(path, "Validation loss per epoch and against cumulative training seconds (training "
                                    "and validation), a line per method and seed"))
         blocks += content.learning_blocks(status)
@@ -85,25 +92,38 @@ def build(runs: Sequence[RunData], out: Path, data_dir: str | Path | None = None
     blocks.append(Block("note", "The paper's Fig. 5: one box per method (median, quartiles, whiskers to 1.5 IQR, "
                                 "outliers not drawn), per scenario (rows) and σ (columns)."))
     for metric in ("mse", "ssim", "psnr"):
-        path = figures.box_plot(rows, metric, entries, fig_dir / f"box_{metric}.png")
+        path = figures.box_plot(rows, metric, entries, fig_dir / f"box_{metric}.png", families)
         blocks.append(figure(path, f"{content.TITLES[metric]} per test image"))
 
-    blocks.append(Block("h2", "Against noise level"))
-    path = figures.metric_vs_sigma(summary, METRICS, entries, fig_dir / "vs_sigma.png")
-    blocks.append(figure(path, "Mean MSE, PSNR and SSIM against σ, with 95% bootstrap bands"))
+    one_sigma = summary["sigma"].nunique() < 2  # a figure against σ would be one vertical line of dots
+    if one_sigma:
+        blocks.append(Block("note", f"One noise level (σ = {summary['sigma'].iloc[0]:g}): no figure against σ; "
+                                    "its means are in the Summary."))
+    else:
+        blocks.append(Block("h2", "Against noise level"))
+        path = figures.metric_vs_sigma(summary, METRICS, entries, fig_dir / "vs_sigma.png", families=families)
+        blocks.append(figure(path, "Mean MSE, PSNR and SSIM against σ, with 95% bootstrap bands"))
 
     blocks.append(Block("h2", "Example separations"))
-    blocks.append(Block("note", "The paper's Fig. 4: the same test mixtures for every method. Under each output: "
-                                "its MSE and SSIM against the source it was assigned to."))
+    blocks.append(Block("note", f"The paper's Fig. 4: the same test mixtures for every method, a tile per method "
+                                f"ranked by mean {content.TITLES[MAIN_METRIC]} (tick the methods to show). Under "
+                                "each output: its MSE | SSIM against the source it was assigned to."))
     roots = {run.name: run.root for run in runs}
     settings = examples.choose_settings(rows)
+    order = ranked(summary)
     for scenario, sigma in settings:
-        cells = examples.example_cells(rows, scenario, sigma, entries)
+        part = order[(order["scenario"] == scenario) & (order["sigma"] == sigma)]
+        titles = {row.entry: f"{row.rank}. {row.entry} · mean {content.TITLES[MAIN_METRIC]} "
+                             f"{content.fmt(getattr(row, f'{MAIN_METRIC}_mean'), MAIN_METRIC)}"
+                  for row in part.itertuples()}
+        cells = examples.example_cells(rows, scenario, sigma, list(part["entry"]))
         stored = examples.load_examples(roots, list(cells.values()))
-        name = f"examples_{_slug(scenario)}_sigma{sigma:g}.png"
-        path = examples.example_figure(rows, stored, cells, scenario, sigma, fig_dir / name)
-        if path is not None:
-            blocks.append(figure(path, f"Example separations · {scenario} · σ = {sigma:g}"))
+        tiles = examples.example_tiles(rows, stored, cells, fig_dir / f"examples_{_slug(scenario)}_sigma{sigma:g}",
+                                       titles)
+        if tiles:
+            blocks.append(Block("gallery", f"Example separations · {scenario} · σ = {sigma:g}",
+                                tiles=[Figure(path, titles.get(entry, "inputs and ground truth"), entry)
+                                       for entry, path in tiles]))
     n_settings = len(set(zip(rows["scenario"], rows["sigma"], strict=True)))
     if len(settings) < n_settings:
         blocks.append(Block("note", f"{len(settings)} of {n_settings} settings shown (per scenario the lowest and "
@@ -124,14 +144,15 @@ def build(runs: Sequence[RunData], out: Path, data_dir: str | Path | None = None
     testsets = {run.test_key(c): f"{run.meta[c]['config']['test_mixtures']} test mixtures"
                 for run in runs for c in run.meta}
     blocks += content.recognition_blocks(summary, ceiling, classifier, testsets)
-    if summary["recognised_rate"].notna().any():
+    if summary["recognised_rate"].notna().any() and not one_sigma:
         path = figures.metric_vs_sigma(summary, ["recognised"], entries, fig_dir / "recognised.png", ceiling,
-                                       "Digit recognisability against noise level (bands: 95 % bootstrap interval)")
+                                       "Digit recognisability against noise level (bands: 95 % bootstrap interval)",
+                                       families)
         blocks.append(figure(path, "Fraction of test mixtures whose two digits are recognised (dashed: ground "
                                    "truth)"))
 
     blocks += content.cost_blocks(cost)
-    path = figures.cost_plot(summary, cost, entries, fig_dir / "cost.png")
+    path = figures.cost_plot(summary, cost, entries, fig_dir / "cost.png", families)
     if path is not None:
         blocks.append(figure(path, "Mean MSE against training time per cell (non-learned methods at 0.001 s) "
                                    "and separation throughput"))

@@ -12,6 +12,7 @@ from sepbench.report.caveats import caveats
 from sepbench.report.load import RunData
 from sepbench.report.page import Block, Table
 from sepbench.report.stats import outcome_matrix
+from sepbench.report.summary import MAIN_METRIC, ranked
 
 LOWER_IS_BETTER = {"mse": True, "psnr": False, "ssim": False}
 TITLES = {"mse": "MSE", "psnr": "PSNR (dB)", "ssim": "SSIM"}
@@ -112,29 +113,35 @@ def at_a_glance(summary: pd.DataFrame, tests: pd.DataFrame) -> list[Block]:
 
 
 def summary_tables(summary: pd.DataFrame) -> list[Block]:
-    """One table per metric: n, mean, 95 % CI, median, IQR, std; the best mean of each setting in bold."""
+    """One table per metric: rank, n, mean, 95 % CI, median, IQR, std; each setting's rows ranked by the main
+    metric (the same order in every table, so that a method keeps its row); the best mean of each setting in bold."""
+    main = TITLES[MAIN_METRIC]
     blocks = [Block("h2", "Summary"),
-              Block("note", "n = scored images (test mixtures × sources × seeds). 95% CI: percentile bootstrap "
-                            "of the mean, 2,000 resamples of test mixtures (seed 0). All numbers are in "
+              Block("note", f"Rows of each setting are ranked by mean {main}, the main metric (rank 1: "
+                            f"{'lowest' if LOWER_IS_BETTER[MAIN_METRIC] else 'highest'}); every table keeps that "
+                            "order. n = scored images (test mixtures × sources × seeds). 95% CI: percentile "
+                            "bootstrap of the mean, 2,000 resamples of test mixtures (seed 0). All numbers are in "
                             "summary.csv.")]
+    order = ranked(summary, MAIN_METRIC)
     for metric in ("mse", "psnr", "ssim"):
         rows, bold = [], set()
-        for scenario, sigma in _settings(summary):
-            part = summary[(summary["scenario"] == scenario) & (summary["sigma"] == sigma)]
+        for scenario, sigma in _settings(order):
+            part = order[(order["scenario"] == scenario) & (order["sigma"] == sigma)]
             column = part[f"{metric}_mean"]
             best = column.idxmin() if LOWER_IS_BETTER[metric] else column.idxmax()
             for index, row in part.iterrows():
-                rows.append([row["entry"], scenario, f"{sigma:g}", str(int(row["n"])),
-                             fmt(row[f"{metric}_mean"], metric),
+                rows.append(["–" if pd.isna(row["rank"]) else str(row["rank"]), row["entry"], scenario,
+                             f"{sigma:g}", str(int(row["n"])), fmt(row[f"{metric}_mean"], metric),
                              f"[{fmt(row[f'{metric}_ci_low'], metric)}, {fmt(row[f'{metric}_ci_high'], metric)}]",
                              fmt(row[f"{metric}_median"], metric), fmt(row[f"{metric}_iqr"], metric),
                              fmt(row[f"{metric}_std"], metric)])
                 if index == best and len(part) > 1:
-                    bold.add((len(rows) - 1, 4))
+                    bold.add((len(rows) - 1, 5))
         arrow = "lower is better" if LOWER_IS_BETTER[metric] else "higher is better"
+        rank = "rank" if metric == MAIN_METRIC else f"rank ({main})"
         blocks += [Block("h3", f"{TITLES[metric]} ({arrow})"),
-                   Block("table", table=Table(["method", "scenario", "σ", "n", "mean", "95% CI", "median",
-                                               "IQR", "std"], rows, left=2, bold=bold))]
+                   Block("table", table=Table([rank, "method", "scenario", "σ", "n", "mean", "95% CI", "median",
+                                               "IQR", "std"], rows, left=3, bold=bold))]
     return blocks
 
 
@@ -212,7 +219,7 @@ def learning_blocks(status: pd.DataFrame) -> list[Block]:
     if falling:
         blocks.insert(0, Block("warn", "Not converged: the validation loss still fell in the last epoch (by more "
                                        "than 0.1 %, or there was only one epoch), so a longer budget may change "
-                                       "the ranking.", items=falling))
+                                       "the ranking: " + ", ".join(falling) + "."))
     return blocks
 
 

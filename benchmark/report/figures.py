@@ -1,14 +1,14 @@
 """Figures of a report: box plots (the paper's Fig. 5), metrics against σ, the Wilcoxon win/loss matrix.
 
-Every function writes one PNG and returns its path; colours follow one palette so that a method keeps
-its colour in every figure.
+Every function writes one PNG and returns its path; colours follow one palette (styles.py: a hue per method
+family) so that a method keeps its colour in every figure.
 """
 
 from __future__ import annotations
 
 import itertools
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -22,15 +22,13 @@ from matplotlib.colors import ListedColormap  # noqa: E402
 from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter  # noqa: E402
 
 from sepbench.report.stats import outcome_matrix  # noqa: E402
+from sepbench.report.styles import PLAIN_LEGEND, entry_legend, line_styles, palette  # noqa: E402
 
 NAMES = {"mse": "MSE", "psnr": "PSNR (dB)", "ssim": "SSIM", "recognised": "recognised (fraction)"}
 DPI = 110
 
 
-def palette(entries: Sequence[str]) -> dict[str, tuple[float, float, float]]:
-    """One colour per entry, the same in every figure."""
-    colours = sns.color_palette("deep" if len(entries) <= 10 else "husl", max(len(entries), 1))
-    return {entry: colours[i % len(colours)] for i, entry in enumerate(entries)}
+Families = Mapping[str, str] | None  # entry → its method (styles.py); None: every entry its own family
 
 
 def _save(figure: plt.Figure, path: Path) -> Path:
@@ -43,14 +41,14 @@ def sigma_label(sigma: float) -> str:
     return f"σ = {sigma:g}"
 
 
-def box_plot(rows: pd.DataFrame, metric: str, entries: Sequence[str], path: Path) -> Path:
+def box_plot(rows: pd.DataFrame, metric: str, entries: Sequence[str], path: Path, families: Families = None) -> Path:
     """One box per method (whiskers 1.5 IQR, no fliers), faceted by scenario (rows) and σ (columns)."""
     width = max(2.6, 0.55 * len(entries) + 1.0)
     with warnings.catch_warnings():  # seaborn 0.13 passes matplotlib 3.10+'s deprecated ``vert``
         warnings.simplefilter("ignore", matplotlib.MatplotlibDeprecationWarning)
         grid = sns.catplot(data=rows.assign(noise=rows["sigma"].map(sigma_label)), x="entry", y=metric,
-                           hue="entry", order=entries, hue_order=entries, palette=palette(entries), col="noise",
-                           col_order=[sigma_label(s) for s in sorted(set(rows["sigma"]))], row="scenario",
+                           hue="entry", order=entries, hue_order=entries, palette=palette(entries, families),
+                           col="noise", col_order=[sigma_label(s) for s in sorted(set(rows["sigma"]))], row="scenario",
                            kind="box", showfliers=False, legend=False, height=2.8, aspect=width / 2.8,
                            sharey=True, margin_titles=True)
     grid.set_titles(col_template="{col_name}", row_template="{row_name}")
@@ -76,17 +74,20 @@ def _sigma_axis(ax: plt.Axes, sigmas: Sequence[float]) -> None:
 
 def metric_vs_sigma(summary: pd.DataFrame, metrics: Sequence[str], entries: Sequence[str], path: Path,
                     ceiling: dict[str, float] | None = None,
-                    title: str = "Mean against noise level (bands: 95 % bootstrap interval)") -> Path:
+                    title: str = "Mean against noise level (bands: 95 % bootstrap interval)",
+                    families: Families = None) -> Path:
     """Mean of each metric against σ, a line per method with its 95 % bootstrap band; a column per scenario.
 
     ``metrics`` may include ``recognised`` (the rate; ``ceiling`` draws the ground truth's rate dashed).
     """
     scenarios = list(dict.fromkeys(summary["scenario"]))
     sigmas = sorted(set(summary["sigma"]))
-    colours = palette(entries)
+    styles = line_styles(entries, families)
     figure, axes = plt.subplots(len(metrics), len(scenarios), figsize=(4.2 * len(scenarios) + 1.6,
                                                                         3.0 * len(metrics)),
                                 squeeze=False, sharex=True, sharey="row")
+    handles: dict[str, object] = {}
+    extra: dict[str, object] = {}
     for i, metric in enumerate(metrics):
         mean, low, high = ((f"{metric}_rate", f"{metric}_ci_low", f"{metric}_ci_high") if metric == "recognised"
                            else (f"{metric}_mean", f"{metric}_ci_low", f"{metric}_ci_high"))
@@ -97,14 +98,15 @@ def metric_vs_sigma(summary: pd.DataFrame, metrics: Sequence[str], entries: Sequ
                 line = part[part["entry"] == entry].sort_values("sigma")
                 if line.empty or line[mean].isna().all():
                     continue
-                ax.plot(line["sigma"], line[mean], marker="o", ms=4, color=colours[entry], label=entry)
-                ax.fill_between(line["sigma"], line[low], line[high], color=colours[entry], alpha=0.2, lw=0)
+                colour = styles[entry]["color"]
+                (handles[entry],) = ax.plot(line["sigma"], line[mean], ms=4, **styles[entry])
+                ax.fill_between(line["sigma"], line[low], line[high], color=colour, alpha=0.15, lw=0)
                 if len(line) == 1:  # a band needs two σ: show the interval as an error bar
                     ax.errorbar(line["sigma"], line[mean], yerr=[line[mean] - line[low], line[high] - line[mean]],
-                                color=colours[entry], capsize=4, lw=1)
+                                color=colour, capsize=4, lw=1)
             if metric == "recognised" and ceiling:
-                for k, value in enumerate(sorted(set(ceiling.values()))):
-                    ax.axhline(value, color="black", ls="--", lw=1, label="ground truth" if k == 0 else None)
+                for value in sorted(set(ceiling.values())):
+                    extra["ground truth"] = ax.axhline(value, color="black", ls="--", lw=1)
             _sigma_axis(ax, sigmas)
             ax.grid(alpha=0.3)
             if i == 0:
@@ -113,13 +115,9 @@ def metric_vs_sigma(summary: pd.DataFrame, metrics: Sequence[str], entries: Sequ
                 ax.set_ylabel(NAMES[metric])
             if i == len(metrics) - 1:
                 ax.set_xlabel("noise σ")
-    found = {label: handle for ax in axes.flat for handle, label in zip(*ax.get_legend_handles_labels(),
-                                                                          strict=True)}
-    labels = [e for e in [*entries, "ground truth"] if e in found]
-    figure.legend([found[label] for label in labels], labels, loc="center left", bbox_to_anchor=(1.0, 0.5),
-                  frameon=False)
     figure.suptitle(title)
     figure.tight_layout()
+    entry_legend(figure, handles, entries, families, extra)
     return _save(figure, path)
 
 
@@ -161,15 +159,19 @@ def common_settings(summary: pd.DataFrame) -> list[tuple[str, float]]:
     return [key for key, every in counts.items() if every]
 
 
-def cost_plot(summary: pd.DataFrame, cost: pd.DataFrame, entries: Sequence[str], path: Path) -> Path | None:
+def cost_plot(summary: pd.DataFrame, cost: pd.DataFrame, entries: Sequence[str], path: Path,
+              families: Families = None) -> Path | None:
     """Accuracy against cost: mean MSE over the settings every method ran, against training time and throughput.
 
-    None when no setting is common to all methods (their means would not be comparable).
+    None when no setting is common to all methods (their means would not be comparable). A few entries are named
+    beside their points; more would overlap there, so they get a marker per family member and the grouped legend.
     """
     settings = common_settings(summary)
     if not settings:
         return None
-    colours = palette(entries)
+    styles = line_styles(entries, families)
+    named = len(entries) <= PLAIN_LEGEND
+    handles: dict[str, object] = {}
     common = summary.set_index(["scenario", "sigma"]).loc[settings].reset_index()
     mse = common.groupby("entry", sort=False)["mse_mean"].mean()
     figure, axes = plt.subplots(1, 2, figsize=(9.5, 3.4))
@@ -178,10 +180,13 @@ def cost_plot(summary: pd.DataFrame, cost: pd.DataFrame, entries: Sequence[str],
         for _, row in cost.iterrows():
             if row["entry"] not in mse.index:
                 continue
-            x = max(float(row[column]), 1e-3)
-            ax.scatter(x, mse[row["entry"]], color=colours[row["entry"]], s=40, zorder=3)
-            ax.annotate(row["entry"], (x, mse[row["entry"]]), textcoords="offset points", xytext=(5, 4),
-                        fontsize=8)
+            x, style = max(float(row[column]), 1e-3), styles[row["entry"]]
+            handles[row["entry"]] = ax.scatter(x, mse[row["entry"]], color=style["color"], s=40, zorder=3,
+                                               marker="o" if named else style["marker"], edgecolors="black",
+                                               linewidths=0.4)
+            if named:
+                ax.annotate(row["entry"], (x, mse[row["entry"]]), textcoords="offset points", xytext=(5, 4),
+                            fontsize=8)
         ax.set_xscale("log")
         ax.margins(x=0.2, y=0.12)
         ax.set_xlabel(name)
@@ -190,30 +195,33 @@ def cost_plot(summary: pd.DataFrame, cost: pd.DataFrame, entries: Sequence[str],
     where = ", ".join(f"{scenario} σ={sigma:g}" for scenario, sigma in settings)
     figure.suptitle(f"Cost against accuracy: mean MSE over {where} (lower is better)", fontsize=10)
     figure.tight_layout()
+    if not named:
+        entry_legend(figure, handles, entries, families)
     return _save(figure, path)
 
 
-def learning_curves(curves: pd.DataFrame, status: pd.DataFrame, entries: Sequence[str], path: Path) -> Path:
+def learning_curves(curves: pd.DataFrame, status: pd.DataFrame, entries: Sequence[str], path: Path,
+                    families: Families = None) -> Path:
     """Validation loss per epoch (left) and against training seconds (right), a line per method and seed, a row
-    per (scenario, σ); a method still falling in its last epoch is labelled "not converged" (hollow end)."""
+    per (scenario, σ); a cell still falling in its last epoch ends in a hollow marker. One legend for all rows,
+    grouped by method family past a few entries."""
     settings = list(dict.fromkeys(zip(curves["scenario"], curves["sigma"], strict=True)))
-    colours = palette(entries)
+    styles = line_styles(entries, families)
     figure, axes = plt.subplots(len(settings), 2, figsize=(10.5, 2.9 * len(settings) + 0.5), squeeze=False,
                                 sharey="row")
+    handles: dict[str, object] = {}
     for i, (scenario, sigma) in enumerate(settings):
         part = curves[(curves["scenario"] == scenario) & (curves["sigma"] == sigma)]
         done = status[(status["scenario"] == scenario) & (status["sigma"] == sigma)].set_index(["entry", "seed"])
         for entry in [e for e in entries if e in set(part["entry"])]:
-            rows = part[part["entry"] == entry]
-            falling = not done.loc[entry, "converged"].all()
-            for k, (seed, line) in enumerate(rows.groupby("seed", sort=True)):
+            style = styles[entry]
+            for seed, line in part[part["entry"] == entry].groupby("seed", sort=True):
                 line = line.sort_values("epoch")
                 for ax, x in ((axes[i][0], "epoch"), (axes[i][1], "elapsed")):
-                    label = (f"{entry} (not converged)" if falling else entry) if k == 0 and x == "epoch" else None
-                    ax.plot(line[x], line["val_loss"], marker="o", ms=3, color=colours[entry], label=label)
+                    (handles[entry],) = ax.plot(line[x], line["val_loss"], ms=3, **style)
                     if not done.loc[(entry, seed), "converged"]:
                         ax.plot(line[x].iloc[-1], line["val_loss"].iloc[-1], marker="o", ms=8, mfc="white",
-                                color=colours[entry])
+                                color=style["color"])
         for j, name in enumerate(("epoch", "training seconds (cumulative)")):
             ax = axes[i][j]
             ax.set_yscale("log")
@@ -225,9 +233,8 @@ def learning_curves(curves: pd.DataFrame, status: pd.DataFrame, entries: Sequenc
             ax.set_title(f"{scenario} · {sigma_label(sigma)}", fontsize=10)
         axes[i][0].set_ylabel("validation loss")
         axes[i][0].xaxis.get_major_locator().set_params(integer=True)
-        axes[i][1].legend(*axes[i][0].get_legend_handles_labels(), loc="center left", bbox_to_anchor=(1.02, 0.5),
-                          frameon=False, fontsize=8)
-    figure.suptitle("Learning curves: each method's own loss on its validation set (hollow end: still falling)",
-                    fontsize=10)
+    figure.suptitle("Learning curves: each method's own loss on its validation set (hollow end: still falling in "
+                    "its last epoch)", fontsize=10)
     figure.tight_layout()
+    entry_legend(figure, handles, entries, families)
     return _save(figure, path)

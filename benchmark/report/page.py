@@ -1,6 +1,7 @@
 """The report page as a list of blocks, rendered twice: a self-contained HTML file and Markdown beside it.
 
-HTML embeds every figure as a base64 PNG and uses only inline CSS, so the file opens offline anywhere.
+HTML embeds every figure as a base64 PNG and uses only inline CSS and one inline script (the galleries' entry
+picker), so the file opens offline anywhere; without scripts every tile of a gallery shows.
 """
 
 from __future__ import annotations
@@ -26,7 +27,31 @@ tr:hover td{background:#fafafa}
 figure{margin:10px 0 18px}figure img{max-width:100%;height:auto;border:1px solid #eee}
 figcaption{color:#555;font-size:12.5px;margin-top:3px}
 nav a{margin-right:12px;font-size:13px}
+.picker{font-size:12.5px;margin:4px 0 6px;line-height:1.9}.picker label{margin-right:10px;white-space:nowrap}
+.picker button{font-size:12px;margin-right:6px}
+.tiles{display:grid;grid-template-columns:repeat(auto-fill,minmax(340px,1fr));gap:6px 10px;align-items:start}
+.tiles figure{margin:0}.tiles img{max-width:100%;border:0}
 """
+#: the galleries' picker: a checkbox per entry shows or hides its tile; "best N" keeps the first N (the ranking)
+SCRIPT = """
+document.querySelectorAll('.gallery').forEach(function (g) {
+  var boxes = Array.prototype.slice.call(g.querySelectorAll('.picker input'));
+  function show() {
+    var on = {};
+    boxes.forEach(function (b) { on[b.value] = b.checked; });
+    g.querySelectorAll('figure[data-entry]').forEach(function (t) { t.hidden = !on[t.dataset.entry]; });
+  }
+  g.querySelectorAll('.picker button').forEach(function (button) {
+    button.addEventListener('click', function () {
+      var n = Number(button.dataset.best);
+      boxes.forEach(function (b, i) { b.checked = i < n; });
+      show();
+    });
+  });
+  boxes.forEach(function (b) { b.addEventListener('change', show); });
+});
+"""
+BEST = 6  # the picker's "best N" button
 
 
 @dataclass
@@ -41,19 +66,24 @@ class Table:
 
 @dataclass
 class Figure:
+    """A PNG and its caption; in a gallery, ``entry`` names the method a tile shows (None: always shown)."""
+
     path: Path
     caption: str
+    entry: str | None = None
 
 
 @dataclass
 class Block:
-    """One piece of the page: kind is h1, h2, h3, p, note, warn (text and a list), table or figure."""
+    """One piece of the page: kind is h1, h2, h3, p, note, warn (text and a list), table, figure, or gallery (tiles
+    in a grid with a picker of their entries; ``text`` heads it)."""
 
     kind: str
     text: str = ""
     items: list[str] = field(default_factory=list)
     table: Table | None = None
     figure: Figure | None = None
+    tiles: list[Figure] = field(default_factory=list)
 
 
 def _html_table(table: Table) -> str:
@@ -66,6 +96,24 @@ def _html_table(table: Table) -> str:
     body = "".join("<tr>" + "".join(cell("td", j, v, (i, j) in table.bold) for j, v in enumerate(row)) + "</tr>"
                    for i, row in enumerate(table.rows))
     return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
+
+
+def _img(figure: Figure) -> str:
+    data = base64.b64encode(figure.path.read_bytes()).decode("ascii")
+    return f'<img alt="{html.escape(figure.caption)}" src="data:image/png;base64,{data}">'
+
+
+def _html_gallery(block: Block) -> str:
+    """The tiles in a grid; above them a checkbox per entry (all ticked), and buttons: all, best N, none."""
+    entries = [tile.entry for tile in block.tiles if tile.entry is not None]
+    buttons = [("all", len(entries)), *([(f"best {BEST}", BEST)] if len(entries) > BEST else []), ("none", 0)]
+    picker = "".join(f'<button type="button" data-best="{n}">{name}</button>' for name, n in buttons)
+    picker += "".join(f'<label><input type="checkbox" checked value="{html.escape(e)}"> {html.escape(e)}</label>'
+                      for e in entries)
+    tiles = "".join(("<figure>" if t.entry is None else f'<figure data-entry="{html.escape(t.entry)}">')
+                    + _img(t) + "</figure>" for t in block.tiles)
+    return (f'<figure class="gallery"><figcaption>{html.escape(block.text)}</figcaption>'
+            f'<div class="picker">show: {picker}</div><div class="tiles">{tiles}</div></figure>')
 
 
 def _anchor(text: str) -> str:
@@ -99,10 +147,12 @@ def render_html(blocks: list[Block], title: str) -> str:
         elif block.kind == "table" and block.table is not None:
             parts.append(_html_table(block.table))
         elif block.kind == "figure" and block.figure is not None:
-            data = base64.b64encode(block.figure.path.read_bytes()).decode("ascii")
-            caption = html.escape(block.figure.caption)
-            parts.append(f'<figure><img alt="{caption}" src="data:image/png;base64,{data}">'
-                         f"<figcaption>{caption}</figcaption></figure>")
+            parts.append(f"<figure>{_img(block.figure)}<figcaption>{html.escape(block.figure.caption)}"
+                         "</figcaption></figure>")
+        elif block.kind == "gallery":
+            parts.append(_html_gallery(block))
+    if any(block.kind == "gallery" for block in blocks):
+        parts.append(f"<script>{SCRIPT}</script>")
     parts.append("</body></html>")
     return "\n".join(parts)
 
@@ -135,4 +185,7 @@ def render_markdown(blocks: list[Block], base: Path) -> str:
         elif block.kind == "figure" and block.figure is not None:
             relative = block.figure.path.relative_to(base).as_posix()
             lines += [f"![{block.figure.caption}]({relative})", "", f"*{block.figure.caption}*", ""]
+        elif block.kind == "gallery":
+            lines += [f"*{block.text}*", ""]
+            lines += [f"![{tile.caption}]({tile.path.relative_to(base).as_posix()})" for tile in block.tiles] + [""]
     return "\n".join(lines)

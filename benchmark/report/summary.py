@@ -15,6 +15,8 @@ import pandas as pd
 from sepbench.report.load import RunData, entry_names
 
 METRICS = ("mse", "psnr", "ssim")
+#: what the page ranks entries by in every scenario: the paper's headline, and the metric the scorer assigns on
+MAIN_METRIC = "mse"
 GROUP = ["run", "label", "scenario", "sigma"]
 N_RESAMPLES, LEVEL, BOOT_SEED = 2000, 0.95, 0
 STATS = ("mean", "median", "iqr", "std", "ci_low", "ci_high")
@@ -74,6 +76,18 @@ def summarise(rows: pd.DataFrame) -> pd.DataFrame:
             low, high = bootstrap_ci(flags)
             table.loc[key, ["recognised_rate", "recognised_ci_low", "recognised_ci_high"]] = flags.mean(), low, high
     return table.reset_index()
+
+
+def ranked(summary: pd.DataFrame, metric: str = MAIN_METRIC) -> pd.DataFrame:
+    """The summary with ``rank`` (1: best mean ``metric``; ties share the better rank), each (scenario, σ) setting
+    in the order first seen and its rows from best to worst."""
+    ascending = metric != "ssim" and metric != "psnr"  # MSE: lower is better; PSNR and SSIM: higher is
+    column = summary[f"{metric}_mean"]
+    rank = column.groupby([summary["scenario"], summary["sigma"]], sort=False).rank(method="min",
+                                                                                    ascending=ascending)
+    setting = summary.groupby(["scenario", "sigma"], sort=False).ngroup()
+    return (summary.assign(rank=rank.astype("Int64"), _setting=setting)
+            .sort_values(["_setting", "rank"], kind="stable").drop(columns="_setting"))
 
 
 def cost_table(runs: Sequence[RunData], several: bool) -> pd.DataFrame:

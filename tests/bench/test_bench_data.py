@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from sepbench.api import Task
+from sepbench.cell_guards import training_images
 from sepbench.datasets.mixtures import TrainingData
 
 SINGLE = Task(((1.0, 1.0),), 2, 0.01)
@@ -24,3 +26,16 @@ def test_bench_training_data_epoch(benchmark, mnist, task: Task) -> None:
     assert n == BATCHES
     benchmark.extra_info["batches_per_s"] = BATCHES / benchmark.stats.stats.median
     benchmark.extra_info["mixtures_per_s"] = BATCHES * 64 / benchmark.stats.stats.median
+
+
+@pytest.mark.benchmark(group="cell: the training images a cell hands its method (60,000 × 28 × 28 float32)")
+@pytest.mark.parametrize("how", ["refilled buffer", "fresh copy"])
+def test_bench_cell_training_images(benchmark, mnist, how: str) -> None:
+    """What isolating a cell from the shared MNIST tensor costs per cell (sepbench.cell_guards)."""
+    cpu, n = torch.device("cpu"), len(mnist.train)
+    if how == "refilled buffer":
+        own = benchmark.pedantic(training_images, args=(mnist.train, n, cpu), rounds=10, warmup_rounds=1)
+    else:
+        own = benchmark.pedantic(lambda: mnist.train[:n].clone(), rounds=10, warmup_rounds=0)
+    assert torch.equal(own, mnist.train) and own.data_ptr() != mnist.train.data_ptr()
+    benchmark.extra_info["ms_per_cell"] = 1e3 * benchmark.stats.stats.median

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 import sys
 from typing import ClassVar
 
@@ -79,6 +80,38 @@ class ModifiesInput(EvenSplit):
         return super().separate(y.add_(1.0))
 
 
+class Learns(EvenSplit):
+    """A correct learned method: reads its training data, writes into none of it."""
+
+    requires: ClassVar[Requirements] = Requirements(needs_training=True)
+
+    def fit(self, data, ctx):
+        self.mean_ = float(data.images.mean()) + float(sum(batch.x.mean() for batch in data.epoch(16)))
+        return super().fit(data, ctx)
+
+
+class ShiftsTrainingImages(Learns):
+    """Centres its training images in place: in a run, every later cell of the process would see them shifted."""
+
+    def fit(self, data, ctx):
+        data.images.sub_(0.5)
+        return super().fit(data, ctx)
+
+
+class ScalesValidation(Learns):
+    def fit(self, data, ctx):
+        data.validation.y.mul_(2.0)
+        return super().fit(data, ctx)
+
+
+class RebindsTrainingImages(Learns):
+    """Replaces its reference with a shifted copy: nothing it was given changes."""
+
+    def fit(self, data, ctx):
+        data.images = data.images - 0.5
+        return super().fit(data, ctx)
+
+
 class BatchNormalised(EvenSplit):
     """Divides by the batch's brightest pixel: each output depends on the other mixtures."""
 
@@ -148,7 +181,8 @@ def test_parametrize_with_checks_names_each_case_method_dash_check():
     assert ids == [f"average-{n}" for n in names] + [f"EvenSplit-{n}" for n in names]
     assert len(set(names)) == len(names)
     assert {"declarations", "rejects-unknown-parameter", "fit-then-separate", "shape", "dtype", "device", "finite",
-            "range", "input-untouched", "batch-independence", "same-seed-same-output", "n_parameters"} <= set(names)
+            "range", "input-untouched", "training-data-untouched", "batch-independence", "same-seed-same-output",
+            "n_parameters"} <= set(names)
     assert all(case.values[1] in CHECKS for case in mark.args[1])
 
 
@@ -187,6 +221,8 @@ def test_a_correct_method_passes_every_check():
     (NotANumber, "single: finite"),
     (WrongDevice, "single: device"),
     (ModifiesInput, "single: input untouched"),
+    (ShiftsTrainingImages, "single: training data untouched"),
+    (ScalesValidation, "dual: training data untouched"),
     (BatchNormalised, "single: batch independence"),
     (Unseeded, "single: same seed, same output"),
     (AcceptsAnything, "rejects an unknown parameter"),
@@ -285,3 +321,43 @@ def test_declared_observation_shape_is_checked_by_the_base_class_for_any_method(
     for bad in ((14,), (14, 0), [14, 14], (14.0, 14)):
         with pytest.raises(ValueError, match="observation_shape must be None or"):
             Requirements(observation_shape=bad)
+
+
+def _result(results, name):
+    return next(r for r in results if r.name == name)
+
+
+def test_training_data_untouched_names_what_fit_wrote_into():
+    shifted = _result(check_method(ShiftsTrainingImages), "dual: training data untouched")
+    assert shifted.status == "fail" and shifted.reason.startswith("fit modified images in place")
+    scaled = _result(check_method(ScalesValidation), "single: training data untouched")
+    assert scaled.status == "fail" and scaled.reason.startswith("fit modified validation.y in place")
+    for method in (Learns, RebindsTrainingImages):
+        results = check_method(method)
+        assert all(r.passed for r in results), [r.line() for r in results if not r.passed]
+        assert _result(results, "single: training data untouched").reason == (
+            "fit leaves its training images and validation set as they were")
+    assert _result(check_method(EvenSplit), "single: training data untouched").reason == (
+        "no training data (the method does not learn)")
+
+
+def test_check_method_command_catches_a_plugin_that_writes_into_its_training_images(tmp_path, monkeypatch, capsys,
+                                                                                  clean_registry):
+    (tmp_path / "centring_plugin.py").write_text(
+        "from sepbench.api import Method, Requirements, register_method\n"
+        "from sepbench.datasets.forward import upsample\n\n\n"
+        "@register_method('centring')\n"
+        "class Centring(Method):\n"
+        "    requires = Requirements(needs_training=True)\n\n"
+        "    def fit(self, data, ctx):\n"
+        "        data.images -= data.images.mean()\n"
+        "        return self\n\n"
+        "    def separate(self, y):\n"
+        "        up = upsample(y.sum(1, keepdim=True), self.task.downsample) / 2\n"
+        "        return up.expand(-1, self.task.n_sources, -1, -1).contiguous()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "centring_plugin", raising=False)
+    status, out, _ = cli(monkeypatch, capsys, "check-method", "centring", "--plugin", "centring_plugin")
+    assert status == 1, out
+    assert "✗ single: training data untouched: fit modified images in place" in out
+    assert "✓ single: input untouched" in out and re.search(r"^2 of \d+ checks failed", out, re.MULTILINE)

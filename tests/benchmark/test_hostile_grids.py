@@ -45,7 +45,29 @@ def with_line(text: str, key: str, value: str) -> str:
     return "\n".join(out) + f"\n{key}: {value}\n"
 
 
+# a grid written by hand, so that the lines of its keys are known
+HEAD = """name: tiny
+dataset: {name: mnist, train_size: 2000, test_size: 500}
+scenarios:
+  single: {weights: [[1, 1]], downsample: 2}
+  dual: {weights: [[0.7, 0.3], [0.3, 0.7]], downsample: 2}
+noise: [0.01]
+seeds: [0]
+test: {mixtures: 40}
+"""  # 8 lines
+
+DUPLICATE_KEYS = {
+    "noise twice": (HEAD + "methods: [average]\nnoise: [0.5]\n", "duplicate key 'noise' (lines 6 and 10)"),
+    "scenario twice": (HEAD.replace("  dual:", "  single:") + "methods: [average]\n",
+                       "duplicate key 'single' (lines 4 and 5)"),
+    "a method entry's key twice": (HEAD + "methods:\n  - method: average\n    label: mean\n    train: {epochs: 1}\n"
+                                   "    label: other\n", "duplicate key 'label' (lines 11 and 13)"),
+    "a key twice in a flow mapping": (HEAD.replace("downsample: 2}", "downsample: 2, downsample: 4}", 1)
+                                      + "methods: [average]\n", "duplicate key 'downsample' (twice on line 4)"),
+}
+
 HOSTILE = {
+    **DUPLICATE_KEYS,
     "alias bomb in the name": (with_line(grid_text(), "name", bomb()), "more than 100000 values"),
     "alias bomb in a label": (with_line(grid_text(), "methods", "[{method: average, label: " + bomb() + "}]"),
                               "more than 100000 values"),
@@ -56,6 +78,15 @@ HOSTILE = {
                         "larger than 256 KiB"),
     "run name with NUL": (with_line(grid_text(), "name", '"tiny\\0run"'), "name: contains a control character"),
     "run name of 300 characters": (grid_text(name="r" * 300), "name: longer than 100 characters (300)"),
+    "run name with U+0085 (next line)": (grid_text(name="tiny\x85run"), "name: contains a control character (U+0085)"),
+    "method name with U+009B (CSI)": (grid_text(methods=["average\x9b"]),
+                                      "methods[0]: contains a control character (U+009B)"),
+    "label with U+202E (right-to-left override)": (
+        grid_text(methods=[{"method": "average", "label": "mean\u202eesrever"}]),
+        "methods[0].label: contains a control character (U+202E, a bidirectional text control)"),
+    "scenario name with U+2066 (left-to-right isolate)": (
+        grid_text(scenarios={"a\u2066b": {"weights": [[1, 1]]}}),
+        "scenarios: contains a control character (U+2066, a bidirectional text control)"),
     "seed 2**64": (grid_text(seeds=[2**64]), "seeds[0]: expected 0 ≤ seed ≤ 2**32 - 1"),
     "all-zero weights": (grid_text(scenarios={"blind": {"weights": [[0, 0]]}}), "row 0 is all zero"),
     "zero row of weights": (grid_text(scenarios={"half": {"weights": [[1, 1], [0, 0]]}}), "row 1 is all zero"),
@@ -92,6 +123,35 @@ def test_hostile_grid_is_one_line_and_exit_2(tmp_path: Path, case: str) -> None:
     assert expected in lines[0]
     assert len(lines[0]) < 300 + len(str(grid))  # values are quoted short
     assert not (tmp_path / "run").exists()
+
+
+def test_merge_keys_are_not_duplicates(tmp_path: Path) -> None:
+    """A mapping's own key overrides a merged one (``<<: *base``): YAML's meaning, kept; only keys written twice
+    in one mapping are refused."""
+    from sepbench.grid import load_grid
+
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(HEAD + "train: &budget {mixtures: 128, epochs: 1, batch_size: 64}\n"
+                    "methods:\n  - {method: fcsae, label: a, train: {<<: *budget, epochs: 3}}\n"
+                    "  - {method: fcsae, label: b, train: *budget}\n")
+    loaded = load_grid(str(grid))
+    assert [loaded.budget_for(e).epochs for e in loaded.methods] == [3, 1]
+    assert {loaded.budget_for(e).mixtures for e in loaded.methods} == {128}
+
+
+def test_emoji_names_pass_and_bidi_controls_do_not() -> None:
+    """Emoji sequences join their parts with U+200D (zero-width joiner): a name may hold them."""
+    from sepbench.bounds import name_problem
+    from sepbench.grid import parse_grid
+
+    scientist = "\U0001f469\u200d\U0001f52c"  # 👩‍🔬
+    grid = parse_grid({**TINY_GRID, "scenarios": {f"{scientist} lab": {"weights": [[1, 1]]}},
+                       "methods": [{"method": "average", "label": scientist}]})
+    assert grid.methods[0].label == scientist and grid.scenarios[0].name == f"{scientist} lab"
+    for control in ["\x00", "\n", "\x7f", "\x85", "\x9b", "\x9f", "\u061c", "\u200e", "\u200f", "\u202a",
+                    "\u202e", "\u2066", "\u2069"]:
+        assert name_problem(f"a{control}b") == (f"contains a control character (U+{ord(control):04X}"
+                                                + (")" if ord(control) < 0xA0 else ", a bidirectional text control)"))
 
 
 def test_a_real_grid_passes_the_bounds(tmp_path: Path) -> None:

@@ -95,6 +95,57 @@ def test_a_plugin_code_change_reruns_its_cells_only(tmp_path: Path) -> None:
     assert "mixed: average" not in page
 
 
+RECOMMENTED_INIT = ('"""The halves demo, now documented."""\n\n'
+                    'from halves_demo.method import Halves  # noqa: F401  re-export\n')
+RECOMMENTED_METHOD = """\
+\"\"\"Halves: each source is half the upsampled first observation (a docstring added later).\"\"\"
+import torch.nn.functional as F
+
+from sepbench import Method, register_method
+
+SCALE = 0.5  # the share of the observation each source gets
+
+
+@register_method("halves")
+class Halves(Method):
+    \"\"\"Both sources alike.\"\"\"
+
+    def separate(self, y):
+        \"\"\"Upsample, scale, repeat.\"\"\"
+        # a comment, and the same code laid out otherwise
+        up = F.interpolate(y[:, :1],
+                           scale_factor=self.task.downsample)
+        return (up*SCALE).expand(-1, self.task.n_sources,
+                                 -1, -1).contiguous()
+"""
+
+
+def test_comments_docstrings_and_layout_keep_a_plugins_cells_and_a_one_character_code_edit_reruns_them(
+        tmp_path: Path) -> None:
+    write_plugin(tmp_path, 0.5)
+    assert run(tmp_path, GRID).returncode == 0
+    out = tmp_path / "run"
+    before = records(out)
+    package = tmp_path / "plugins" / "halves_demo"
+    (package / "__init__.py").write_text(RECOMMENTED_INIT)
+    (package / "method.py").write_text(RECOMMENTED_METHOD)
+    same = run(tmp_path, GRID)
+    assert same.returncode == 0, same.stderr
+    assert "4 already done, 0 to run" in same.stderr and "stale" not in same.stderr
+    assert records(out) == before  # not one cell rewritten
+
+    (package / "method.py").write_text(RECOMMENTED_METHOD.replace("(up*SCALE)", "(up/SCALE)"))  # one character
+    edited = run(tmp_path, GRID)
+    assert edited.returncode == 0, edited.stderr
+    assert "2 already done, 2 to run" in edited.stderr
+    assert any("stale: 2 cell(s) of halves: method code" in line for line in edited.stderr.splitlines())
+    after = records(out)
+    for cell_id, record in after.items():
+        rerun = record["config"]["method"] == "halves"
+        assert (record["provenance"]["code"] != before[cell_id]["provenance"]["code"]) == rerun
+        assert (record["started"] != before[cell_id]["started"]) == rerun
+
+
 def test_damaged_files_are_set_aside_reported_and_recomputed(tmp_path: Path) -> None:
     write_plugin(tmp_path, 0.5)
     grid = {**GRID, "methods": ["average"], "plugins": [], "noise": [0.01, 0.05, 0.1, 0.2]}
