@@ -27,16 +27,18 @@ def bench() -> None:
                    "`resources`, else the method's).")
 @click.option("--keep-stale", is_flag=True,
               help="Keep finished cells whose method code, versions or device changed (the report marks them).")
+@click.option("--cell-timeout", type=float, metavar="SECONDS",
+              help="End a cell that runs longer and record it as failed (a grid entry's own `timeout` wins).")
 @click.option("--keep-models", is_flag=True,
               help="Store each cell's fitted method (models/, for `bench separate`); finished cells without one rerun.")
 def run(grid_name: str, out: str | None, executor: str, address: str | None, data_dir: str | None,
-        gpu_share: float | None, keep_stale: bool, keep_models: bool) -> None:
+        gpu_share: float | None, keep_stale: bool, cell_timeout: float | None, keep_models: bool) -> None:
     """Train and score every method × scenario × σ × seed of a grid; resumes an interrupted run.
 
     A finished cell is reused only if its files are intact and its method's code, sepbench, torch and the
     device kind are unchanged; damaged cells are moved to cells/damaged/ and recomputed.
     """
-    from sepbench.grid import check_gpu_share, load_grid
+    from sepbench.grid import check_gpu_share, check_timeout, load_grid
     from sepbench.runner import run_grid
 
     if gpu_share is not None:
@@ -47,9 +49,14 @@ def run(grid_name: str, out: str | None, executor: str, address: str | None, dat
         if gpu_share == 0:
             raise UserError("--gpu-share: expected a share > 0 (a method entry's `resources: {gpu: 0}` keeps "
                             "its cells off GPUs)")
+    if cell_timeout is not None:
+        try:
+            cell_timeout = check_timeout(cell_timeout)
+        except ValueError as exc:
+            raise UserError(f"--cell-timeout: {exc}") from None
     grid = load_grid(grid_name)
     sys.exit(run_grid(grid, out=out, executor=executor, address=address, data_dir=data_dir, gpu_share=gpu_share,
-                      keep_stale=keep_stale, keep_models=keep_models))
+                      keep_stale=keep_stale, cell_timeout=cell_timeout, keep_models=keep_models))
 
 
 @bench.command()

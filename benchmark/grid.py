@@ -107,6 +107,13 @@ def check_gpu_share(value: Any) -> float:
     return float(value)
 
 
+def check_timeout(value: Any) -> float:
+    """A cell's time limit: a positive, finite number of seconds."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"expected a positive number of seconds, got {short(value)}")
+    return float(value)
+
+
 def _resources(check: _Checker, key: str, raw: Any) -> dict[str, float]:
     raw = check.mapping(key, raw, {"cpu", "gpu"})
     out: dict[str, float] = {}
@@ -165,7 +172,7 @@ def _methods(check: _Checker, raw: Any) -> tuple[MethodEntry, ...]:
             item = check.name(key, item)
             entries.append(MethodEntry(item, item))
             continue
-        item = check.mapping(key, item, {"method", "label", "params", "train", "resources"})
+        item = check.mapping(key, item, {"method", "label", "params", "train", "resources", "timeout"})
         if "method" not in item:
             raise check.fail(key, "missing 'method' (a registered method name)")
         method = check.name(f"{key}.method", item["method"])
@@ -176,7 +183,13 @@ def _methods(check: _Checker, raw: Any) -> tuple[MethodEntry, ...]:
         train = _train(check, f"{key}.train", item.get("train", {}) or {})
         keep = train.pop("keep_model", False)
         resources = _resources(check, f"{key}.resources", item.get("resources", {}) or {})
-        entries.append(MethodEntry(method, label, dict(params), train, resources, keep))
+        timeout = None
+        if "timeout" in item:
+            try:
+                timeout = check_timeout(item["timeout"])
+            except ValueError as exc:
+                raise check.fail(f"{key}.timeout", str(exc)) from None
+        entries.append(MethodEntry(method, label, dict(params), train, resources, timeout, keep))
     labels = [e.label for e in entries]
     duplicates = sorted({x for x in labels if labels.count(x) > 1})
     if duplicates:

@@ -46,6 +46,7 @@ class MethodEntry:
     params: dict[str, Any] = field(default_factory=dict)
     train: dict[str, Any] = field(default_factory=dict)
     resources: dict[str, float] = field(default_factory=dict)  # overrides of the method's cpu / gpu per cell
+    timeout: float | None = None  # seconds a cell of this entry may run (wins over `bench run --cell-timeout`)
     keep_model: bool = False  # `train: {keep_model: true}`: store the fitted method (never part of a cell's id)
 
 
@@ -81,6 +82,7 @@ class Grid:
                                                          else {})},
             "methods": [{"method": m.method, "label": m.label, "params": dict(m.params),
                          "train": {**m.train, **({"keep_model": True} if m.keep_model else {})},
-                         **({"resources": dict(m.resources)} if m.resources else {})} for m in self.methods],
+                         **({"resources": dict(m.resources)} if m.resources else {}),
+                         **({"timeout": m.timeout} if m.timeout is not None else {})} for m in self.methods],
             "plugins": list(self.plugins),
         }

@@ -134,6 +134,11 @@ def _distributions() -> dict[str, list[str]]:
     return importlib.metadata.packages_distributions()
 
 
+def read_installed() -> None:
+    """Read the installed distributions' metadata now, in a worker's start-up, rather than in its first cell."""
+    _distributions()
+
+
 def method_version(cls: type) -> str | None:
     """The version of the distribution that provides ``cls`` (sepbench's for built-ins); None if not installed."""
     distributions = _distributions().get(cls.__module__.partition(".")[0], [])

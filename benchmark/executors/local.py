@@ -1,4 +1,9 @@
-"""The local executor: every cell in this process, one after another (debugging, tests of cell logic)."""
+"""The local executor: every cell on this machine, one after another (debugging, tests of cell logic).
+
+A cell without a time limit runs in this process; a cell with one runs in a child process
+(:mod:`sepbench.executors.cell_process`) that is killed when the cell passes its limit, so that even a hang in
+native code ends.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from sepbench.cell import CellResult, run_cell
+from sepbench.executors.processes import sigint_shielded
 from sepbench.plan import Cell
 from sepbench.progress import RunProgress
 
@@ -15,8 +21,22 @@ class LocalExecutor:
         self.data_dir = data_dir
 
     def run(self, cells: Sequence[Cell], on_result: Callable[[CellResult], None], progress: RunProgress) -> None:
-        for cell in cells:
-            progress.started_cell(cell.describe())
-            result = run_cell(cell, self.data_dir, progress=progress.epoch_reporter(cell.describe()))
-            on_result(result)
-            progress.finished_cell(cell.describe(), result.meta)
+        from sepbench.executors.cell_process import CellProcess
+
+        child: CellProcess | None = None
+        try:
+            for cell in cells:
+                progress.started_cell(cell.describe())
+                report = progress.epoch_reporter(cell.describe())
+                if cell.timeout is None:
+                    result = run_cell(cell, self.data_dir, progress=report)
+                else:
+                    if child is None or not child.alive():
+                        child = CellProcess(self.data_dir)
+                    result = child.run(cell, cell.timeout, report)
+                on_result(result)
+                progress.finished_cell(cell.describe(), result.meta)
+        finally:
+            if child is not None:
+                with sigint_shielded():
+                    child.stop()

@@ -2,7 +2,9 @@
 
 Each cell asks for the resources its method declares (fractional GPUs share a device); with no GPU in the
 cluster a GPU cell becomes a CPU cell. A worker or node that dies gets the cell retried (up to ``MAX_RETRIES``);
-a method that raises gives a failed result, not retried. On Ctrl-C finished cells are kept, the rest cancelled.
+a method that raises gives a failed result, not retried; a crashed worker's last log lines go into its cell's
+record. A cell past its time limit (:mod:`sepbench.executors.ray_limits`) is cancelled (its worker killed, its slot
+freed) and recorded as failed, not retried. On Ctrl-C finished cells are kept, the rest cancelled.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from typing import Any
 
 from sepbench.cell import CellResult
 from sepbench.executors.processes import sigint_shielded
-from sepbench.executors.ray_worker import failed_result, run_cell_task
+from sepbench.executors.ray_limits import Limits
+from sepbench.executors.ray_logs import crash_message, logs_dir, worker_log_tail
+from sepbench.executors.ray_worker import failed_result, run_cell_task, timed_out_result
 from sepbench.plan import Cell
 from sepbench.progress import RunProgress
 
@@ -71,6 +75,7 @@ class Scheduler:
     def __init__(self, ray: Any, data_dir: str | None, on_result: OnResult, progress: RunProgress) -> None:
         self.ray, self.data_dir, self.on_result, self.progress = ray, data_dir, on_result, progress
         self.inflight: dict[Any, tuple[Cell, Request]] = {}
+        self.limits: Limits | None = None
 
     def run(self, cells: Sequence[Cell]) -> None:
         try:
@@ -83,6 +88,9 @@ class Scheduler:
                 for ref in self.inflight:  # pending and running cells of this run: cancelled, workers killed
                     with contextlib.suppress(Exception):
                         self.ray.cancel(ref, force=True)
+                if self.limits is not None and self.limits.board is not None:
+                    with contextlib.suppress(Exception):
+                        self.ray.kill(self.limits.board)
 
     def _schedule(self, cells: Sequence[Cell]) -> None:
         from sepbench.registry import get_method
@@ -93,6 +101,7 @@ class Scheduler:
         modules = {c.method: get_method(c.method).__module__ for c in cells}
         pending = sorted(cells, key=lambda c: c.expected_seconds, reverse=True)  # longest first
         capacity = Capacity.read(ray)
+        self.limits = limits = Limits(ray, cells)
         gpu_note = "" if capacity.gpu > 0 else " (no GPU: GPU cells run on CPUs)"
         self.progress.line(f"  Ray: {capacity.nodes} node(s), {capacity.cpu:g} CPUs, {capacity.gpu:g} GPUs"
                            f"{gpu_note}")
@@ -110,22 +119,46 @@ class Scheduler:
                 options = {"num_cpus": req.cpu, "num_gpus": req.gpu, "max_retries": MAX_RETRIES,
                            "retry_exceptions": False, "name": f"cell-{cell.id}"}
                 ref = task.options(**options).remote(cell, self.data_dir, modules[cell.method], driver_path,
-                                                     req.threads, req.device)
+                                                     req.threads, req.device, limits.board)
                 inflight[ref] = (cell, req)
+                limits.handed(cell, ref)
                 used_cpu, used_gpu = used_cpu + req.cpu, used_gpu + req.gpu
                 pending.remove(cell)
                 self.progress.started_cell(cell.describe())
             ready, _ = ray.wait(list(inflight), num_returns=1, timeout=1.0)
             for ref in ready:
                 self._finish(ref)
+            self._end_overdue()
+
+    def _end_overdue(self) -> None:
+        """Cancel the cells past their time limit (force: the worker is killed, which a hang in native code
+        needs) and record them as failed; a cancelled task is not retried."""
+        assert self.limits is not None
+        for ref, seconds in self.limits.overdue(self.inflight):
+            ready, _ = self.ray.wait([ref], num_returns=1, timeout=0)
+            if ready:  # it finished just now: keep it
+                self._finish(ref)
+                continue
+            with contextlib.suppress(Exception):
+                self.ray.cancel(ref, force=True)
+            cell, _ = self.inflight.pop(ref)
+            self.limits.forget(ref)
+            result = timed_out_result(cell, cell.timeout, seconds)
+            self.on_result(result)
+            self.progress.finished_cell(cell.describe(), result.meta)
 
     def _finish(self, ref: Any) -> None:
         cell, _ = self.inflight.pop(ref)
+        if self.limits is not None:
+            self.limits.forget(ref)
         try:
             result = self.ray.get(ref)
         except self.ray.exceptions.RayError as exc:  # the worker or node died more often than retried, or similar
             lines = [line for line in str(exc).splitlines() if line.strip()]
-            result = failed_result(cell, f"{type(exc).__name__}: {lines[0] if lines else ''}"[:500])
+            log = worker_log_tail(logs_dir(self.ray), f"cell-{cell.id}")
+            message = crash_message(lines[0] if lines else "", log is not None)
+            result = failed_result(cell, f"{type(exc).__name__}: {message}"[:500],
+                                   **({"worker_log": log} if log is not None else {}))
         self.on_result(result)
         self.progress.finished_cell(cell.describe(), result.meta)
 

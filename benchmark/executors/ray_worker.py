@@ -1,4 +1,5 @@
-"""What one Ray task runs, on whichever node Ray puts it: import what the driver had, then run one cell."""
+"""What one Ray task runs, on whichever node Ray puts it: import what the driver had, then run one cell; and the
+records of cells that did not run to the end (shared with the local executor's cell process)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,14 @@ import os
 import platform
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from sepbench.cell import CellResult
 from sepbench.plan import Cell
 from sepbench.progress import RunProgress
 
 
-def _import_on_worker(driver_path: Sequence[str], cell: Cell, module: str | None) -> None:
+def import_like_driver(driver_path: Sequence[str], cell: Cell, module: str | None) -> None:
     """Make the worker see what the driver sees: its import path (appended), the grid's plugins, and — for a
     method registered in the driver by importing a module by hand — that module."""
     from sepbench import registry
@@ -29,15 +31,17 @@ def _import_on_worker(driver_path: Sequence[str], cell: Cell, module: str | None
 
 
 def run_cell_task(cell: Cell, data_dir: str | None, module: str | None, driver_path: Sequence[str],
-                  threads: int, device: str | None) -> CellResult:
-    """The body of one Ray task: torch threads = the task's CPUs, then :func:`sepbench.cell.run_cell`."""
+                  threads: int, device: str | None, board: Any = None) -> CellResult:
+    """The body of one Ray task: torch threads = the task's CPUs, then :func:`sepbench.cell.run_cell`; a cell
+    with a time limit tells ``board`` (:class:`sepbench.executors.ray_limits.StartBoard`) when it starts."""
     import torch
 
-    from sepbench.cell import run_cell
+    from sepbench.cell import load_sources, run_cell
+    from sepbench.provenance import read_installed
 
     torch.set_num_threads(threads)
     try:
-        _import_on_worker(driver_path, cell, module)
+        import_like_driver(driver_path, cell, module)
     except Exception as exc:  # a plugin missing on this node fails its cells, not the run
         return failed_result(cell, f"cannot load method {cell.method!r} on {platform.node()}: "
                                    f"{type(exc).__name__}: {exc}")
@@ -47,6 +51,11 @@ def run_cell_task(cell: Cell, data_dir: str | None, module: str | None, driver_p
         import ray
 
         gpu_ids = ray.get_gpu_ids()
+    if board is not None:  # the limit counts from here: the worker's start-up is done
+        with contextlib.suppress(Exception):  # a failure to load is run_cell's to record
+            load_sources(data_dir)
+        read_installed()
+        board.mark.remote(cell.id)
     result = run_cell(cell, data_dir, device=torch.device(device) if device else None, progress=report,
                       gpu_ids=gpu_ids)
     with contextlib.suppress(Exception):  # where it ran, for the record
@@ -56,8 +65,14 @@ def run_cell_task(cell: Cell, data_dir: str | None, module: str | None, driver_p
     return result
 
 
-def failed_result(cell: Cell, error: str) -> CellResult:
-    """The record of a cell that did not run to the end, with ``error`` as its cause."""
-    meta = {"id": cell.id, "config": cell.config(), "status": "failed", "error": error, "seconds": 0.0,
-            "host": platform.node()}
+def failed_result(cell: Cell, error: str, seconds: float = 0.0, **extra: object) -> CellResult:
+    """The record of a cell that did not run to the end, with ``error`` as its cause (``extra``: more fields)."""
+    meta = {"id": cell.id, "config": cell.config(), "status": "failed", "error": error, "seconds": seconds,
+            "host": platform.node(), **extra}
     return CellResult(cell.id, "failed", meta)
+
+
+def timed_out_result(cell: Cell, limit: float, seconds: float) -> CellResult:
+    """The record of a cell its executor ended at its time limit (``limit`` seconds)."""
+    return failed_result(cell, f"timed out after {limit:g} s (the cell's time limit: raise it with the grid "
+                               f"entry's `timeout` or `bench run --cell-timeout`)", seconds, timeout=limit)
