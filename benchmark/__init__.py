@@ -34,6 +34,7 @@ _EXPORTS = {
     "downsample": "sepbench.datasets.forward",
     "downsample_adjoint": "sepbench.datasets.forward",
     "upsample": "sepbench.datasets.forward",
+    "load_model": "sepbench.models.load",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
@@ -60,3 +61,4 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from sepbench.datasets.task import Task
     from sepbench.errors import ParameterError, UserError
     from sepbench.methods.torch_method import TorchMethod
+    from sepbench.models.load import load_model

@@ -193,6 +193,26 @@ class Method:
         """Number of learned parameters (0 for methods without a network)."""
         return 0
 
+    # Kept models (``bench run --keep-models``, :mod:`sepbench.models`): the two hooks below save and restore the
+    # fitted state. The engine stores it as safetensors (tensors only: nothing runs when it is loaded) beside a
+    # model card that holds the task, the parameters, ``precision_`` and ``history_``. The default: cannot be kept.
+
+    def save_state(self) -> dict[str, torch.Tensor]:
+        """The fitted state after ``fit``, as named CPU tensors (empty for a method that learns nothing)."""
+        raise NotImplementedError(f"method {self.name!r} cannot be kept (it does not implement save_state and "
+                                  "load_state)")
+
+    def load_state(self, state: Mapping[str, torch.Tensor]) -> None:
+        """Restore :meth:`save_state`'s tensors into a method built for the same task and parameters, on
+        ``self.device``: ``separate`` then gives what the fitted method gave."""
+        raise NotImplementedError(f"method {self.name!r} cannot be kept (it does not implement save_state and "
+                                  "load_state)")
+
+    @classmethod
+    def can_be_kept(cls) -> bool:
+        """Whether the method implements both hooks (``bench methods`` shows it in its KEPT column)."""
+        return cls.save_state is not Method.save_state and cls.load_state is not Method.load_state
+
 
 _REGISTRY: dict[str, type[Method]] = {}
 _ORIGINS: dict[str, str] = {}

@@ -45,6 +45,7 @@ class CellResult:
     meta: dict[str, Any]
     rows: pd.DataFrame | None = None
     examples: dict[str, np.ndarray] = field(default_factory=dict)
+    model: Any = None  # a sepbench.models.KeptModel when the cell keeps its fitted method, else None
 
 
 def load_sources(data_dir: str | Path | None = None) -> SourceImages:
@@ -132,7 +133,12 @@ def run_cell(cell: Cell, data_dir: str | Path | None = None, device: torch.devic
         rows.insert(5, "seed", cell.seed)
         meta.update(status="done", seconds=time.time() - started, mse=float(rows["mse"].mean()),
                     ssim=float(rows["ssim"].mean()))
-        return CellResult(cell.id, "done", meta, rows, examples)
+        result = CellResult(cell.id, "done", meta, rows, examples)
+        if cell.keep_model:  # the fitted state and its card travel back with the result: the driver writes them
+            from sepbench.models.card import kept_model
+
+            result.model = kept_model(cell, method, meta, rows)
+        return result
     except Exception as exc:  # a failing method must not take the run down
         meta.update(status="failed", seconds=time.time() - started, error=f"{type(exc).__name__}: {exc}",
                     traceback=traceback.format_exc())

@@ -29,8 +29,10 @@ def bench() -> None:
               help="Keep finished cells whose method code, versions or device changed (the report marks them).")
 @click.option("--cell-timeout", type=float, metavar="SECONDS",
               help="End a cell that runs longer and record it as failed (a grid entry's own `timeout` wins).")
+@click.option("--keep-models", is_flag=True,
+              help="Store each cell's fitted method (models/, for `bench separate`); finished cells without one rerun.")
 def run(grid_name: str, out: str | None, executor: str, address: str | None, data_dir: str | None,
-        gpu_share: float | None, keep_stale: bool, cell_timeout: float | None) -> None:
+        gpu_share: float | None, keep_stale: bool, cell_timeout: float | None, keep_models: bool) -> None:
     """Train and score every method × scenario × σ × seed of a grid; resumes an interrupted run.
 
     A finished cell is reused only if its files are intact and its method's code, sepbench, torch and the
@@ -54,7 +56,7 @@ def run(grid_name: str, out: str | None, executor: str, address: str | None, dat
             raise UserError(f"--cell-timeout: {exc}") from None
     grid = load_grid(grid_name)
     sys.exit(run_grid(grid, out=out, executor=executor, address=address, data_dir=data_dir, gpu_share=gpu_share,
-                      keep_stale=keep_stale, cell_timeout=cell_timeout))
+                      keep_stale=keep_stale, cell_timeout=cell_timeout, keep_models=keep_models))
 
 
 @bench.command()
@@ -167,6 +169,43 @@ def new_method_command(name: str, directory: str | None) -> None:
     click.echo(f"next: edit {root}/{names(name)['package']}/method.py, then\n"
                f"  cd {root} && pip install -e .[test] && bench check-method {name} && pytest\n"
                f"  bench run --grid grid.yaml --executor local")
+
+
+@bench.command(short_help="Separate observations with a run's kept model.")
+@click.argument("run_dir", type=click.Path())
+@click.argument("inputs", nargs=-1, required=True, type=click.Path())
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for the estimates.")
+@click.option("--entry", help="The grid entry (label) whose model to use (default: the best kept one by mean MSE).")
+@click.option("--scenario", help="The scenario of the model (needed when the run kept several).")
+@click.option("--sigma", type=float, help="The σ of the model (needed when the run kept several).")
+@click.option("--seed", type=int, help="The training seed of the model (default: the lowest kept).")
+@click.option("--scale", help="Images only: the observation value of one pixel unit, e.g. 2/255.")
+@click.option("--device", default="cpu", show_default=True)
+def separate(run_dir: str, inputs: tuple[str, ...], out: str, entry: str | None, scenario: str | None,
+             sigma: float | None, seed: int | None, scale: str | None, device: str) -> None:
+    """Apply a kept model to observations: float32 .npy arrays on the observation's scale, or PNG/JPEG/TIFF images
+    with --scale. Writes one PNG per estimated source, the estimates as .npy and a side-by-side figure."""
+    from sepbench.models.commands import separate_inputs
+
+    for line in separate_inputs(run_dir, inputs, out, entry=entry, scenario=scenario, sigma=sigma, seed=seed,
+                                scale=scale, device=device):
+        click.echo(line)
+
+
+@bench.command(short_help="Make an observation from your own source images with a run's scenario.")
+@click.argument("run_dir", type=click.Path())
+@click.argument("images", nargs=-1, required=True, type=click.Path())
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="The observation (.npy; a .png beside).")
+@click.option("--scenario", help="The run's scenario (its forward model; needed when the run has several).")
+@click.option("--sigma", type=float, required=True, help="σ of the added Gaussian noise.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the noise.")
+def mix(run_dir: str, images: tuple[str, ...], out: str, scenario: str | None, sigma: float, seed: int) -> None:
+    """Superimpose, pool and add noise to IMAGES (one per source, grey, the dataset's size) as the run's scenario
+    does: the observation as .npy (exact float32) and a PNG preview, ready for `bench separate`."""
+    from sepbench.models.commands import mix_images
+
+    for line in mix_images(run_dir, images, out, scenario=scenario, sigma=sigma, seed=seed):
+        click.echo(line)
 
 
 def main() -> None:

@@ -172,6 +172,25 @@ def n_parameters(run: ScenarioRun) -> Verdict:
                     f"n_parameters() returned {count!r}, expected an int ≥ 0")
 
 
+def kept_state(run: ScenarioRun) -> Verdict:
+    """``save_state`` → safetensors bytes → ``load_state`` into a fresh method: the same outputs (kept models)."""
+    if not run.cls.can_be_kept():
+        return "note", "cannot be kept (no save_state/load_state): `bench run --keep-models` leaves it out"
+    from safetensors.torch import load, save
+
+    try:
+        state = load(save({name: t.detach().cpu().contiguous() for name, t in run.method.save_state().items()}))
+        fresh = run.cls(run.task, **run.params)
+        fresh.device = run.device
+        fresh.load_state(state)
+        fresh.precision_, fresh.history_ = run.method.precision_, run.method.history_
+        gap = _gap(fresh.separate(run.y.clone()), run.out)
+    except Exception as exc:
+        return "fail", f"keeping the fitted state raised {error_line(exc)}"
+    return _pass_if(gap == 0.0, f"{len(state)} tensor(s) saved and loaded: the same outputs",
+                    f"a method loaded from its saved state separates differently (max difference {gap:.1e})")
+
+
 def _per_scenario(label: str, body: Callable[[ScenarioRun], Verdict], needs: str | None
                   ) -> Callable[[Subject], list[CheckResult]]:
     """A check over every served scenario. ``needs``: None (any run), 'output' (a tensor) or 'usable' (a tensor
@@ -205,4 +224,5 @@ SCENARIO_CHECKS: tuple[tuple[str, Callable[[Subject], list[CheckResult]]], ...] 
         ("batch independence", batch_independence, "usable"),
         ("same seed, same output", same_seed, "usable"),
         ("n_parameters", n_parameters, "output"),
+        ("kept state", kept_state, "usable"),
     ))

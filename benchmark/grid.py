@@ -21,7 +21,8 @@ from sepbench.precision import PRECISIONS
 from sepbench.values import coerce
 
 TOP_KEYS = {"name", "dataset", "scenarios", "noise", "seeds", "train", "test", "methods", "plugins"}
-TRAIN_KEYS = {"mixtures": int, "epochs": int, "batch_size": int, "lr": float, "precision": str, "pairs": str}
+TRAIN_KEYS = {"mixtures": int, "epochs": int, "batch_size": int, "lr": float, "precision": str, "pairs": str,
+              "keep_model": bool}  # keep_model: store the fitted method (sepbench.models); not a training budget
 SUPERPOSE_MODES = ("sum", "uint8-wrap")
 TRAIN_PAIRS = ("fresh", "paper")
 TEST_PAIRS = ("random", "paper")
@@ -85,6 +86,8 @@ def _train(check: _Checker, key: str, raw: Any) -> dict[str, Any]:
             value = check.typed(f"{key}.pairs", value, str)
             if value not in TRAIN_PAIRS:
                 raise check.fail(f"{key}.pairs", f"expected one of {', '.join(TRAIN_PAIRS)}, got {short(value)}")
+        elif name == "keep_model":
+            value = check.typed(f"{key}.keep_model", value, bool)
         elif name == "precision":
             value = check.typed(f"{key}.precision", value, str)
             if value not in PRECISIONS:
@@ -178,6 +181,7 @@ def _methods(check: _Checker, raw: Any) -> tuple[MethodEntry, ...]:
         if not isinstance(params, dict):
             raise check.fail(f"{key}.params", f"expected a mapping, got {short(params)}")
         train = _train(check, f"{key}.train", item.get("train", {}) or {})
+        keep = train.pop("keep_model", False)
         resources = _resources(check, f"{key}.resources", item.get("resources", {}) or {})
         timeout = None
         if "timeout" in item:
@@ -185,7 +189,7 @@ def _methods(check: _Checker, raw: Any) -> tuple[MethodEntry, ...]:
                 timeout = check_timeout(item["timeout"])
             except ValueError as exc:
                 raise check.fail(f"{key}.timeout", str(exc)) from None
-        entries.append(MethodEntry(method, label, dict(params), train, resources, timeout))
+        entries.append(MethodEntry(method, label, dict(params), train, resources, timeout, keep))
     labels = [e.label for e in entries]
     duplicates = sorted({x for x in labels if labels.count(x) > 1})
     if duplicates:
@@ -228,7 +232,9 @@ def parse_grid(raw: Any, source: str = "<memory>") -> Grid:
     seeds = []
     for i, seed in enumerate(check.sequence("seeds", raw["seeds"])):
         seeds.append(check.typed(f"seeds[{i}]", seed, int))
-    train = TrainBudget(**_train(check, "train", raw.get("train", {}) or {}))
+    train_raw = _train(check, "train", raw.get("train", {}) or {})
+    keep_models = train_raw.pop("keep_model", False)
+    train = TrainBudget(**train_raw)
     test = check.mapping("test", raw.get("test", {}) or {}, {"mixtures", "pairs"})
     test_mixtures = check.positive_int("test.mixtures", test.get("mixtures", dataset.test_size))
     test_pairs = check.typed("test.pairs", test.get("pairs", "random"), str)
@@ -243,7 +249,7 @@ def parse_grid(raw: Any, source: str = "<memory>") -> Grid:
             raise check.fail(f"plugins[{i}]", f"{problem}: {short(plugin)}")
     grid = Grid(name, dataset, _scenarios(check, raw["scenarios"]), tuple(dict.fromkeys(noise)),
                 tuple(dict.fromkeys(seeds)), train, test_mixtures, _methods(check, raw["methods"]),
-                tuple(plugins), source, test_pairs)
+                tuple(plugins), source, test_pairs, keep_models)
     _check_paper_pairs(check, grid)
     bounds.check_grid(grid, check.fail)
     return grid

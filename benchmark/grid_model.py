@@ -47,6 +47,7 @@ class MethodEntry:
     train: dict[str, Any] = field(default_factory=dict)
     resources: dict[str, float] = field(default_factory=dict)  # overrides of the method's cpu / gpu per cell
     timeout: float | None = None  # seconds a cell of this entry may run (wins over `bench run --cell-timeout`)
+    keep_model: bool = False  # `train: {keep_model: true}`: store the fitted method (never part of a cell's id)
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ class Grid:
     plugins: tuple[str, ...] = ()
     source: str = "<memory>"
     test_pairs: str = "random"  # sepbench's seeded test pairs, or "paper": the public code's test pairs
+    keep_models: bool = False  # the top-level `train: {keep_model: true}`: every entry keeps its fitted method
 
     def budget_for(self, entry: MethodEntry) -> TrainBudget:
         """The grid's training defaults with the entry's overrides applied."""
@@ -75,10 +77,11 @@ class Grid:
             "scenarios": {s.name: s.to_dict() for s in self.scenarios},
             "noise": list(self.noise),
             "seeds": list(self.seeds),
-            "train": asdict(self.train),
+            "train": {**asdict(self.train), **({"keep_model": True} if self.keep_models else {})},
             "test": {"mixtures": self.test_mixtures, **({"pairs": self.test_pairs} if self.test_pairs != "random"
                                                          else {})},
-            "methods": [{"method": m.method, "label": m.label, "params": dict(m.params), "train": dict(m.train),
+            "methods": [{"method": m.method, "label": m.label, "params": dict(m.params),
+                         "train": {**m.train, **({"keep_model": True} if m.keep_model else {})},
                          **({"resources": dict(m.resources)} if m.resources else {}),
                          **({"timeout": m.timeout} if m.timeout is not None else {})} for m in self.methods],
             "plugins": list(self.plugins),

@@ -100,7 +100,7 @@ def move_aside(root: Path, cell_id: str) -> Path:
 def remove_partial_writes(root: Path) -> int:
     """Delete temp files that a killed atomic write left behind (``.<name>.<random>.part``; ``.tmp`` before)."""
     count = 0
-    for folder in (root, root / "cells", root / "examples"):
+    for folder in (root, root / "cells", root / "examples", root / "models"):
         for pattern in (".*.part", ".*.tmp"):
             for path in folder.glob(pattern):
                 path.unlink(missing_ok=True)

@@ -36,6 +36,7 @@ class Cell:
     test_pairs: str = "random"
     data: str = MNIST_FINGERPRINT  # the source images' fingerprint (part of the id: cells on other data differ)
     timeout: float | None = None  # seconds it may run before its executor ends it (not part of the id)
+    keep_model: bool = False  # store the fitted method beside the results (sepbench.models; not part of the id)
 
     @property
     def task(self) -> Task:
@@ -86,6 +87,7 @@ class Skip:
 class Plan:
     cells: tuple[Cell, ...]
     skipped: tuple[Skip, ...]
+    not_kept: tuple[tuple[str, str], ...] = ()  # (label, why): models asked for run-wide that cannot be kept
 
 
 def scenario_task(scenario: Scenario, sigma: float) -> Task:
@@ -115,13 +117,16 @@ def cell_resources(declared: Resources, entry: dict[str, float], gpu_share: floa
     return resources
 
 
-def plan_grid(grid: Grid, gpu_share: float | None = None, cell_timeout: float | None = None) -> Plan:
+def plan_grid(grid: Grid, gpu_share: float | None = None, cell_timeout: float | None = None,
+              keep_models: bool = False) -> Plan:
     """Resolve methods and parameters and list the cells; any error is raised before work starts.
 
     ``gpu_share``: the share of a GPU every GPU cell of this run takes (``bench run --gpu-share``);
-    ``cell_timeout``: seconds a cell may run unless its grid entry sets its own ``timeout`` (``--cell-timeout``)."""
+    ``cell_timeout``: seconds a cell may run unless its grid entry sets its own ``timeout`` (``--cell-timeout``);
+    ``keep_models`` (``bench run --keep-models``): every entry whose method can be kept keeps its fitted method."""
     cells: list[Cell] = []
     skipped: list[Skip] = []
+    not_kept: list[tuple[str, str]] = []
     import_plugins(grid.plugins, where=f"{grid.source}: plugins")
     for entry in grid.methods:
         cls = get_method(entry.method)
@@ -135,6 +140,13 @@ def plan_grid(grid: Grid, gpu_share: float | None = None, cell_timeout: float | 
         seeds = grid.seeds if learned else grid.seeds[:1]
         resources = cell_resources(cls.resources, entry.resources, gpu_share)
         timeout = entry.timeout if entry.timeout is not None else cell_timeout
+        keep = entry.keep_model or grid.keep_models or keep_models
+        if keep and not cls.can_be_kept():
+            why = f"method {entry.method!r} cannot be kept (it does not implement Method.save_state/load_state)"
+            if entry.keep_model:
+                raise UserError(f"{grid.source}: methods: {entry.label}: train.keep_model: {why}")
+            not_kept.append((entry.label, why))
+            keep = False
         served = 0
         for scenario in grid.scenarios:
             reason = cls.unsupported_reason(scenario_task(scenario, 0.0))
@@ -152,9 +164,9 @@ def plan_grid(grid: Grid, gpu_share: float | None = None, cell_timeout: float | 
                     cells.append(Cell(entry.method, entry.label, params, budget, scenario, sigma, seed,
                                       grid.dataset, grid.test_mixtures, resources,
                                       estimate_seconds(cls, budget, grid.test_mixtures, params), grid.plugins,
-                                      grid.test_pairs, timeout=timeout))
+                                      grid.test_pairs, timeout=timeout, keep_model=keep))
         if not served:
             reasons = "; ".join(f"{s.scenario}: {s.reason}" for s in skipped if s.label == entry.label)
             raise UserError(f"{grid.source}: methods: {entry.label} cannot serve any scenario of the grid "
                             f"({reasons})")
-    return Plan(tuple(cells), tuple(skipped))
+    return Plan(tuple(cells), tuple(skipped), tuple(not_kept))

@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from sepbench.models.files import model_problem
 from sepbench.plan import Cell, Plan
 from sepbench.provenance import changes, provenance
 from sepbench.registry import get_method
@@ -30,6 +31,7 @@ class Triage:
     stale: dict[str, list[str]] = field(default_factory=dict)  # cell id → why (rerun, or kept with --keep-stale)
     damaged: list[tuple[str, str]] = field(default_factory=list)  # (cell id, why), moved to cells/damaged/
     not_in_grid: list[dict[str, Any]] = field(default_factory=list)  # cells of an earlier grid version
+    need_model: dict[str, str] = field(default_factory=dict)  # cell id → why: done, but its kept model is asked for
 
 
 def triage(plan: Plan, store: RunStore, *, keep_stale: bool, device_kind: Any,
@@ -43,11 +45,15 @@ def triage(plan: Plan, store: RunStore, *, keep_stale: bool, device_kind: Any,
         if store.cell_status(cell.id) != "done":
             out.pending.append(cell)
             continue
+        record = store.read_record(cell.id)
         current = provenance(get_method(cell.method), cell.data, device_kind(cell))
-        reasons = changes(store.read_record(cell.id).get("provenance"), current)
+        reasons = changes(record.get("provenance"), current)
         if reasons:
             out.stale[cell.id] = reasons
-        (out.reused if keep_stale or not reasons else out.pending).append(cell)
+        missing = model_problem(store.root, cell.id, record) if cell.keep_model else None
+        if missing:  # its scores are fine, but the fitted method is asked for and only training makes it
+            out.need_model[cell.id] = missing
+        (out.reused if (keep_stale or not reasons) and not missing else out.pending).append(cell)
     by_place = {_place(c.config()): c for c in plan.cells}
     for cell_id in store.recorded_ids():
         if cell_id not in planned and store.cell_status(cell_id) in ("done", "failed"):
@@ -104,6 +110,11 @@ def describe(found: Triage, plan: Plan, keep_stale: bool) -> list[str]:
     action = "kept and marked stale (--keep-stale)" if keep_stale else "rerun (--keep-stale keeps them)"
     for (label, why), count in groups.items():
         lines.append(f"  stale: {count} cell(s) of {label}: {why}: {action}")
+    models: dict[tuple[str, str], int] = defaultdict(int)
+    for cell_id, why in found.need_model.items():
+        models[(by_id[cell_id].label, why)] += 1
+    for (label, why), count in models.items():
+        lines.append(f"  model: {count} finished cell(s) of {label}: {why}, and models are asked for: rerun")
     changed: dict[tuple[str, str], int] = defaultdict(int)
     for cell in found.not_in_grid:
         if cell.get("changed"):

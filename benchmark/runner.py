@@ -55,15 +55,16 @@ def default_run_dir(grid: Grid) -> Path:
 
 def run_grid(grid: Grid, *, out: str | Path | None = None, executor: str = "ray", address: str | None = None,
              data_dir: str | Path | None = None, progress_stream: Any = None, gpu_share: float | None = None,
-             keep_stale: bool = False, cell_timeout: float | None = None) -> int:
+             keep_stale: bool = False, cell_timeout: float | None = None, keep_models: bool = False) -> int:
     """Run every missing, failed, damaged or stale cell of ``grid``; returns the exit status (0, 1, 130 or 143; bad
     input raises). ``keep_stale`` keeps cells whose code, versions or device changed (marked in the manifest).
 
     ``gpu_share``: the share of a GPU each GPU cell takes in this run (overrides the grid and the methods);
     ``cell_timeout``: seconds a cell may run before it is ended and recorded as failed (a grid entry's own
-    ``timeout`` wins)."""
+    ``timeout`` wins); ``keep_models``: every cell whose method can be kept stores its fitted method (finished ones
+    lacking it rerun)."""
     forget_termination()
-    plan = plan_grid(grid, gpu_share, cell_timeout)
+    plan = plan_grid(grid, gpu_share, cell_timeout, keep_models=keep_models)
     store = RunStore(out or default_run_dir(grid))
     stream = progress_stream or sys.stderr
     with store.lock():
@@ -120,6 +121,8 @@ def run_grid(grid: Grid, *, out: str | Path | None = None, executor: str = "ray"
             progress.line(line)
         for skip in plan.skipped:
             progress.line(f"  skipped {skip.label} on {skip.scenario}: {skip.reason}")
+        for label, why in plan.not_kept:
+            progress.line(f"  not kept: {label}: {why}")
         if on_cpu:
             first = "the digit classifier's one-off training, " if classifier else ""
             start = RAY_START_SECONDS if executor == "ray" and not address else 0.0

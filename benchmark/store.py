@@ -1,6 +1,7 @@
 """The run directory: resolved grid, manifest, one atomic file set per finished cell, a lock, resume.
 
     <run>/grid.yaml  manifest.json  run.log  cells/<id>.parquet  cells/<id>.json  examples/<id>.npz
+    <run>/models/<id>.safetensors  models/<id>.json   (kept models, when asked for: sepbench.models)
 
 A run writes only into a new or empty directory or an earlier run's (:func:`foreign_dir_problem`): ``--out .``
 beside a user's own grid.yaml must not rewrite it.
@@ -24,6 +25,7 @@ import yaml
 from sepbench.errors import RunLocked, UserError, short
 from sepbench.files import atomic_write
 from sepbench.integrity import CellFiles, damage, move_aside, read_record, sha256_bytes
+from sepbench.models.files import write_model
 from sepbench.signals import signals_deferred as interrupts_deferred
 
 ROW_COLUMNS = ["run", "cell", "method", "label", "scenario", "sigma", "seed", "mixture", "source",
@@ -144,8 +146,8 @@ class RunStore:
         return found
 
     def write_result(self, result: Any, run_name: str) -> None:
-        """Rows first, then examples, then the metadata that marks the cell finished; Ctrl-C and SIGTERM wait
-        for all three."""
+        """Rows first, then examples (and a kept model), then the metadata that marks the cell finished; Ctrl-C and
+        SIGTERM wait for all of them."""
         with interrupts_deferred():
             self._write_result(result, run_name)
 
@@ -163,6 +165,7 @@ class RunStore:
             np.savez_compressed(buffer, **result.examples)
             atomic_write(self.examples / f"{result.cell_id}.npz", buffer.getvalue())
             sums["examples"] = sha256_bytes(buffer.getvalue())
+        sums.update(write_model(self.root, result.cell_id, getattr(result, "model", None)))
         meta = {**result.meta, "files": sums}  # checksums: a damaged file is detected, not trusted
         atomic_write(self.cells / f"{result.cell_id}.json", json.dumps(meta, indent=2, default=str).encode())
 

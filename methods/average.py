@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 
 from sepbench.api import Method, register_method
@@ -16,3 +18,11 @@ class Average(Method):
         total_weight = float(self.task.weight_matrix().sum())
         estimate = upsample(y.sum(dim=1, keepdim=True), self.task.downsample) / total_weight
         return estimate.expand(-1, self.task.n_sources, -1, -1).contiguous()
+
+    def save_state(self) -> dict[str, torch.Tensor]:
+        """Nothing is learned: the task and the parameters on the model card are the whole kept method."""
+        return {}
+
+    def load_state(self, state: Mapping[str, torch.Tensor]) -> None:
+        if state:
+            raise ValueError(f"{self.name} keeps no state, got tensors {', '.join(sorted(state))}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import warnings
+from collections.abc import Mapping
 from typing import ClassVar
 
 import numpy as np
@@ -71,3 +72,11 @@ class ICA(Method):
                 estimates[i] = resolve_ambiguity(components, observations[i], weights)
         low_res = torch.from_numpy(estimates.reshape(n, -1, h, w)).float()
         return upsample(low_res, self.task.downsample).to(y.device)
+
+    def save_state(self) -> dict[str, torch.Tensor]:
+        """Nothing is learned: the task and the parameters on the model card are the whole kept method."""
+        return {}
+
+    def load_state(self, state: Mapping[str, torch.Tensor]) -> None:
+        if state:
+            raise ValueError(f"{self.name} keeps no state, got tensors {', '.join(sorted(state))}")

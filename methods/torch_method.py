@@ -16,6 +16,7 @@ changes what is computed, only how fast.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import torch
@@ -126,3 +127,14 @@ class TorchMethod(Method):
 
     def n_parameters(self) -> int:
         return sum(p.numel() for p in self.net.parameters())
+
+    def save_state(self) -> dict[str, torch.Tensor]:
+        """The network's ``state_dict`` (weights and buffers, fp32 as trained), contiguous on the CPU."""
+        return {name: value.detach().cpu().contiguous() for name, value in self.net.state_dict().items()}
+
+    def load_state(self, state: Mapping[str, torch.Tensor]) -> None:
+        """A fresh network on ``self.device`` as :meth:`make_network` builds it, with ``state`` loaded strictly
+        (a missing, extra or mis-shaped tensor raises)."""
+        self.net = self.make_network(self.device)
+        self.net.load_state_dict(dict(state), strict=True)
+        self.net.eval()
