@@ -57,10 +57,11 @@ def _manifest(store: RunStore, warnings: list[str]) -> dict[str, Any]:
     except ManifestDamaged as exc:
         warnings.append(f"{where}: {exc}: reporting the cells recorded in cells/")
         manifest = {}
-    for key, why in shape_problems(manifest).items():
-        if manifest or key != "cells":
-            after = "reporting the cells recorded in cells/" if key == "cells" else "left out"
-            warnings.append(f"{where}: {key}: {why}: {after}")
+    problems = shape_problems(manifest) if manifest else {}
+    if problems:
+        after = "left out" + ("; reporting the cells recorded in cells/" if "cells" in problems else "")
+        warnings.append(f"{where}: " + "; ".join(f"{key}: {why}" for key, why in problems.items()) + f": {after}")
+    for key in problems:
         manifest.pop(key, None)
     return manifest
 
