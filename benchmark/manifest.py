@@ -35,13 +35,13 @@ def read_manifest(path: Path) -> dict[str, Any] | None:
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ManifestDamaged(f"not valid JSON ({type(exc).__name__})") from None
     if not isinstance(data, dict):
-        raise ManifestDamaged(f"not a JSON object (a {type(data).__name__})")
+        raise ManifestDamaged(f"not a JSON object ({type(data).__name__})")
     return data
 
 
 def _planned_problem(cells: Any) -> str | None:
     if not isinstance(cells, list):
-        return f"not a list (a {type(cells).__name__})"
+        return f"not a list ({type(cells).__name__})"
     for cell in cells:
         if not isinstance(cell, dict) or not is_cell_id(cell.get("id")):
             return f"an entry without a valid cell id ({_short(cell)})"
@@ -53,7 +53,7 @@ def _planned_problem(cells: Any) -> str | None:
 
 def _listed_problem(items: Any, keys: tuple[str, ...] = ("id",)) -> str | None:
     if not isinstance(items, list):
-        return f"not a list (a {type(items).__name__})"
+        return f"not a list ({type(items).__name__})"
     for item in items:
         if not isinstance(item, dict) or any(k not in item for k in keys):
             return f"an entry without {', '.join(keys)} ({_short(item)})"
@@ -64,7 +64,7 @@ def _listed_problem(items: Any, keys: tuple[str, ...] = ("id",)) -> str | None:
 
 def _stale_problem(stale: Any) -> str | None:
     if not isinstance(stale, dict):
-        return f"not an object (a {type(stale).__name__})"
+        return f"not an object ({type(stale).__name__})"
     for cell_id, why in stale.items():
         if not is_cell_id(cell_id):
             return f"an invalid cell id ({_short(cell_id)})"
@@ -80,7 +80,7 @@ CHECKS = {
     "not_in_grid": _listed_problem,
     "skipped": lambda v: _listed_problem(v, ("label", "scenario", "reason")),
     "stale_kept": _stale_problem,
-    "versions": lambda v: None if isinstance(v, dict) else f"not an object (a {type(v).__name__})",
+    "versions": lambda v: None if isinstance(v, dict) else f"not an object ({type(v).__name__})",
 }
 
 

@@ -253,3 +253,39 @@ def test_failed_cells_are_listed_with_their_errors_in_every_report(tmp_path):
             assert (f"{done} of 4 cells done" if done else "0 of 2 cells done") in text
     assert not (tmp_path / "all" / "summary.csv").exists()
     assert "No cell finished" in (tmp_path / "all" / "report.md").read_text()
+
+
+def test_a_manifest_that_cannot_be_closed_on_a_full_disk_is_said(tmp_path, monkeypatch):
+    """The disk fills up while a cell is written and stays full: the manifest cannot be closed either; the run says
+    both in a line each and returns exit status 3 (the ENOSPC is injected: a real one cannot be made safely here)."""
+    import errno
+    import io as text_io
+
+    from sepbench.grid import load_grid
+    from sepbench.runner import EXIT_DISK_FULL, run_grid
+    from sepbench.store import RunStore
+
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump({**GRID, "noise": [0.01]}, sort_keys=False))
+    writes = []
+    real_write_manifest = RunStore.write_manifest
+
+    def write_manifest(self, manifest):
+        writes.append(manifest.get("ended"))
+        if len(writes) > 1:
+            raise OSError(errno.ENOSPC, "No space left on device", str(self.root / "manifest.json"))
+        real_write_manifest(self, manifest)
+
+    def write_result(self, result, run_name):
+        raise OSError(errno.ENOSPC, "No space left on device", str(self.cells / f"{result.cell_id}.parquet"))
+
+    monkeypatch.setattr(RunStore, "write_manifest", write_manifest)
+    monkeypatch.setattr(RunStore, "write_result", write_result)
+    stream = text_io.StringIO()
+    status = run_grid(load_grid(str(path)), out=tmp_path / "run", executor="local", progress_stream=stream)
+    assert status == EXIT_DISK_FULL and len(writes) == 2 and writes[1] is not None
+    lines = stream.getvalue().splitlines()
+    assert lines[-2].startswith(f"error: cannot write {tmp_path / 'run' / 'cells'}/")
+    assert "the disk is full" in lines[-2]
+    assert lines[-1].startswith("error: manifest.json could not be closed either") and "still says" in lines[-1]
+    assert json.loads((tmp_path / "run" / "manifest.json").read_text())["ended"] is None
