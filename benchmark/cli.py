@@ -90,7 +90,7 @@ def report(runs: tuple[str, ...], out: str | None, data_dir: str | None, protoco
     from sepbench.report import is_current, write_comparison, write_report
 
     if len(runs) > 1:
-        click.echo(f"wrote {write_comparison(runs, out, data_dir)}")
+        click.echo(f"wrote {write_comparison(runs, out, data_dir, warn=lambda line: click.echo(line, err=True))}")
         return
     if not runs:
         if out:
@@ -106,7 +106,7 @@ def report(runs: tuple[str, ...], out: str | None, data_dir: str | None, protoco
             else:
                 stale.append(str(run_dir))
         runs = tuple(stale)
-    for run_dir in runs:  # damaged cells are left out and named on stderr; the exit status stays 0
+    for run_dir in runs:  # damaged and failed cells are named on stderr (damaged ones left out); exit status 0
         click.echo(f"wrote {write_report(run_dir, out, data_dir, warn=lambda line: click.echo(line, err=True))}")
 
 
@@ -210,7 +210,9 @@ def mix(run_dir: str, images: tuple[str, ...], out: str, scenario: str | None, s
 
 def main() -> None:
     """Entry point: user errors become one line on stderr and exit status 2; SIGTERM is handled like Ctrl-C
-    (exit status 143 instead of 130)."""
+    (exit status 143 instead of 130); a file that cannot be written or read is one line too (exit status 3 when
+    the disk is full, else 2)."""
+    from sepbench.files import describe_os_error, is_disk_full
     from sepbench.signals import EXIT_TERMINATED, install_sigterm_handler, is_termination
 
     install_sigterm_handler()
@@ -226,6 +228,9 @@ def main() -> None:
     except click.ClickException as exc:
         click.echo(f"error: {exc.format_message()}", err=True)
         sys.exit(exc.exit_code if exc.exit_code != 1 else 2)
+    except OSError as exc:  # a path the user gave that cannot be written (permissions, a file in the way), a full disk
+        click.echo(f"error: {describe_os_error(exc, 'use')}", err=True)
+        sys.exit(3 if is_disk_full(exc) else 2)
 
 
 if __name__ == "__main__":

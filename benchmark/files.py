@@ -5,12 +5,29 @@ A leaf module (standard library only), so the engine and :mod:`sepbench.datasets
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
+
+DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})  # no space, quota, file-size limit (ulimit -f)
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` is a write that failed for want of space (Python ignores SIGXFSZ: EFBIG is raised)."""
+    return isinstance(exc, OSError) and exc.errno in DISK_FULL
+
+
+def describe_os_error(exc: OSError, doing: str = "write") -> str:
+    """One line for an OSError: ``cannot <doing> <path>: <why>``."""
+    why = "the disk is full" if exc.errno == errno.ENOSPC else exc.strerror or type(exc).__name__
+    if exc.errno in (errno.EDQUOT, errno.EFBIG):
+        why = f"the disk is full for this process ({exc.strerror})"
+    where = f"{exc.filename}" + (f" → {exc.filename2}" if exc.filename2 else "") if exc.filename else "a file"
+    return f"cannot {doing} {where}: {why}"
 
 
 @contextmanager
@@ -19,7 +36,10 @@ def atomic_output(path: str | Path) -> Iterator[BinaryIO]:
     0644 so a shared directory stays readable); on an error, or Ctrl-C, ``path`` is left as it was."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc  # named by the file meant, not the temp file
     try:
         with os.fdopen(fd, "wb") as handle:
             yield handle
@@ -27,6 +47,10 @@ def atomic_output(path: str | Path) -> Iterator[BinaryIO]:
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o644)  # mkstemp makes 0600
         os.replace(tmp, path)
+    except OSError as exc:
+        if exc.filename not in (None, tmp):
+            raise
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc
     finally:
         Path(tmp).unlink(missing_ok=True)
 

@@ -8,8 +8,6 @@ are moved aside; cells an earlier version of the grid named are kept but are not
 from __future__ import annotations
 
 import hashlib
-import json
-import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -17,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from sepbench.integrity import ensure_folders, set_aside
+from sepbench.manifest import ManifestDamaged, read_manifest, shape_problems
 from sepbench.models.files import model_problem
 from sepbench.plan import Cell, Plan
 from sepbench.provenance import changes, provenance
@@ -32,6 +32,7 @@ class Triage:
     damaged: list[tuple[str, str]] = field(default_factory=list)  # (cell id, why), moved to cells/damaged/
     not_in_grid: list[dict[str, Any]] = field(default_factory=list)  # cells of an earlier grid version
     need_model: dict[str, str] = field(default_factory=dict)  # cell id → why: done, but its kept model is asked for
+    notes: list[str] = field(default_factory=list)  # folders set aside, files that are not cell records
 
 
 def triage(plan: Plan, store: RunStore, *, keep_stale: bool, device_kind: Any,
@@ -39,7 +40,10 @@ def triage(plan: Plan, store: RunStore, *, keep_stale: bool, device_kind: Any,
     """Sort the plan's cells into pending and reused; ``device_kind(cell)`` is the device kind it would get
     now (None: unknown, e.g. a remote cluster, and not compared). ``explicit``: per label, the parameters the
     grid sets (the others come from the method's defaults), to say why a recorded cell left the grid."""
-    out = Triage(damaged=store.set_aside_damaged())
+    notes = ensure_folders(store.root)
+    notes += [f"  not a cell record: cells/{name} (a cell id is 12 hex digits): left alone, not read"
+              for name in store.foreign_records()]
+    out = Triage(damaged=store.set_aside_damaged(), notes=notes)
     planned = {c.id for c in plan.cells}
     for cell in plan.cells:
         if store.cell_status(cell.id) != "done":
@@ -101,8 +105,9 @@ WHAT = {"format": "sepbench's cell format", "data": "the source images' fingerpr
 
 def describe(found: Triage, plan: Plan, keep_stale: bool) -> list[str]:
     """Lines for the terminal: each damaged cell, stale cells grouped by method and reason, cells out of the grid."""
-    lines = [f"  damaged: cell {cell_id} ({why}): moved to cells/damaged/, recomputed if the grid names it"
-             for cell_id, why in found.damaged]
+    lines = list(found.notes)
+    lines += [f"  damaged: cell {cell_id} ({why}): moved to cells/damaged/, recomputed if the grid names it"
+              for cell_id, why in found.damaged]
     groups: dict[tuple[str, str], int] = defaultdict(int)
     by_id = {c.id: c for c in plan.cells}
     for cell_id, reasons in found.stale.items():
@@ -148,16 +153,16 @@ def grid_history(previous: dict[str, Any] | None, resolved: dict[str, Any], star
 
 
 def read_previous_manifest(store: RunStore) -> tuple[dict[str, Any] | None, str | None]:
-    """The manifest an earlier run left, or None; a damaged one is moved aside (and the second value says so)."""
+    """The manifest an earlier run left, or None; one that cannot be read, or whose keys have the wrong shape,
+    is moved aside (never deleted), and the second value says so in a line."""
     path = store.root / "manifest.json"
-    if not path.exists():
-        return None, None
     try:
-        manifest = json.loads(path.read_bytes())
-        if isinstance(manifest, dict):
+        manifest = read_manifest(path)
+        problems = shape_problems(manifest) if manifest is not None else {}
+        if not problems:
             return manifest, None
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        pass
-    aside = path.with_name(f"manifest.json.damaged-{time.strftime('%Y%m%dT%H%M%S')}")
-    path.replace(aside)
-    return None, f"  damaged: manifest.json is not a JSON object: moved to {aside.name}; the grid history restarts"
+        why = "; ".join(f"{key}: {problem}" for key, problem in problems.items())
+    except ManifestDamaged as exc:
+        why = str(exc)
+    aside = set_aside(path)
+    return None, f"  damaged: manifest.json ({why}): moved to {aside.name}; the grid history restarts"

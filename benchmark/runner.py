@@ -22,8 +22,9 @@ from sepbench.datasets.mnist import ChecksumError, DatasetNotFound
 from sepbench.devices import place
 from sepbench.errors import UserError
 from sepbench.executors import make_executor
+from sepbench.files import describe_os_error, is_disk_full
 from sepbench.grid_model import Grid
-from sepbench.integrity import remove_partial_writes
+from sepbench.integrity import remove_partial_writes, set_aside
 from sepbench.plan import Cell, plan_grid
 from sepbench.progress import RunProgress, format_duration
 from sepbench.resume import describe, grid_history, read_previous_manifest, triage
@@ -32,6 +33,7 @@ from sepbench.store import RunStore
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 RAY_START_SECONDS = 10.0  # a private Ray's start and the driver's connection, typically (for the estimate)
+EXIT_DISK_FULL = 3  # a write to the run directory failed for want of space: the run stopped, finished cells kept
 
 
 def versions() -> dict[str, str]:
@@ -56,8 +58,9 @@ def default_run_dir(grid: Grid) -> Path:
 def run_grid(grid: Grid, *, out: str | Path | None = None, executor: str = "ray", address: str | None = None,
              data_dir: str | Path | None = None, progress_stream: Any = None, gpu_share: float | None = None,
              keep_stale: bool = False, cell_timeout: float | None = None, keep_models: bool = False) -> int:
-    """Run every missing, failed, damaged or stale cell of ``grid``; returns the exit status (0, 1, 130 or 143; bad
-    input raises). ``keep_stale`` keeps cells whose code, versions or device changed (marked in the manifest).
+    """Run every missing, failed, damaged or stale cell of ``grid``; returns the exit status (0, 1, 130 or 143; 3
+    when the disk filled up, 2 when the run directory could not be written otherwise; bad input raises).
+    ``keep_stale`` keeps cells whose code, versions or device changed (marked in the manifest).
 
     ``gpu_share``: the share of a GPU each GPU cell takes in this run (overrides the grid and the methods);
     ``cell_timeout``: seconds a cell may run before it is ended and recorded as failed (a grid entry's own
@@ -151,8 +154,19 @@ def run_grid(grid: Grid, *, out: str | Path | None = None, executor: str = "ray"
             how = "terminated (SIGTERM)" if terminated else "interrupted"
             progress.line(f"{how}: {progress.done} cells finished and kept; rerun to complete the grid")
             status = EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
+        except OSError as exc:  # the run directory cannot take a cell's files: stop, keep what is written
+            status = EXIT_DISK_FULL if is_disk_full(exc) else EXIT_BAD_INPUT
+            progress.line(f"error: {describe_os_error(exc)}; run stopped: {progress.done} cells finished and kept, "
+                          f"rerun the same command to complete the grid")
+            manifest["stopped"] = describe_os_error(exc)
         manifest["ended"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        store.write_manifest(manifest)
+        try:
+            store.write_manifest(manifest)
+        except OSError as exc:
+            if status not in (EXIT_DISK_FULL, EXIT_BAD_INPUT):
+                raise
+            progress.line(f"error: manifest.json could not be closed either ({describe_os_error(exc)}): it still "
+                          "says the run has not ended")
         if failed and status == EXIT_OK:
             by_id = {c.id: c for c in plan.cells}
             progress.line(f"{len(failed)} cell(s) failed (rerun the same command to retry them):")
@@ -169,7 +183,16 @@ def _setup_log(path: Path) -> None:
         if isinstance(handler, logging.FileHandler):
             logger.removeHandler(handler)
             handler.close()
-    handler = logging.FileHandler(path)
+    if (path.exists() or path.is_symlink()) and not path.is_file():
+        set_aside(path)  # a folder or a pipe in the way of the log
+    handler = _QuietFileHandler(path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
+
+
+class _QuietFileHandler(logging.FileHandler):
+    """The run log: a line it cannot write (a full disk) is dropped, not printed to stderr with a traceback."""
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 — logging's name
+        pass

@@ -23,8 +23,9 @@ import numpy as np
 import yaml
 
 from sepbench.errors import RunLocked, UserError, short
-from sepbench.files import atomic_write
-from sepbench.integrity import CellFiles, damage, move_aside, read_record, sha256_bytes
+from sepbench.files import atomic_write, is_disk_full
+from sepbench.integrity import CellFiles, damage, is_cell_id, move_aside, read_record, sha256_bytes
+from sepbench.manifest import read_manifest
 from sepbench.models.files import write_model
 from sepbench.signals import signals_deferred as interrupts_deferred
 
@@ -32,7 +33,7 @@ ROW_COLUMNS = ["run", "cell", "method", "label", "scenario", "sigma", "seed", "m
                "mse", "psnr", "ssim", "perm"]
 OPTIONAL_COLUMNS = ["recognised"]  # written when the cell computes them (see sepbench.recognise)
 LOCK_NAME = ".lock"  # the first thing a run creates in its directory
-BEFORE_MANIFEST = ("grid.yaml", "run.log", "cells", "examples", ".*.part", ".*.tmp")  # a run killed early
+BEFORE_MANIFEST = ("grid.yaml", "run.log", "cells", "examples", "models", ".*.part", ".*.tmp")  # a run killed early
 MAX_MANIFEST_BYTES = 256 * 2**20
 
 
@@ -86,8 +87,14 @@ class RunStore:
         problem = foreign_dir_problem(self.root)
         if problem:
             raise UserError(problem)
-        self.root.mkdir(parents=True, exist_ok=True)
-        handle = open(self.root / ".lock", "a+")
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            handle = open(self.root / ".lock", "a+")
+        except OSError as exc:  # a file in the way, no permission, a read-only file system: bad --out
+            if is_disk_full(exc):
+                raise
+            why = exc.strerror or type(exc).__name__
+            raise UserError(f"{self.root}: cannot write a run directory here ({why}: {exc.filename})") from None
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -113,27 +120,37 @@ class RunStore:
         atomic_write(self.root / "manifest.json", json.dumps(manifest, indent=2, default=str).encode())
 
     def read_manifest(self) -> dict[str, Any]:
-        path = self.root / "manifest.json"
-        if not path.exists():
+        """The manifest as a JSON object (its keys unchecked: see :mod:`sepbench.manifest`); a UserError if there
+        is none, ManifestDamaged (a ValueError) if it cannot be read as one."""
+        manifest = read_manifest(self.root / "manifest.json")
+        if manifest is None:
             raise UserError(f"{self.root}: not a run directory (no manifest.json)")
-        return json.loads(path.read_bytes())  # ValueError (incl. JSONDecodeError) if damaged
+        return manifest
 
     def cell_status(self, cell_id: str) -> str | None:
         """'done' (record and files intact), 'failed', 'damaged' (see :mod:`sepbench.integrity`), or None if absent."""
         files = CellFiles.of(self.root, cell_id)
-        if not files.meta.exists():
+        if not files.meta.exists() and not files.meta.is_symlink():
             return None
         if damage(files) is not None:
             return "damaged"
-        return read_record(files.meta)["status"]
+        try:
+            return read_record(files.meta)["status"]
+        except ValueError:  # changed since it was checked
+            return "damaged"
 
     def read_record(self, cell_id: str) -> dict[str, Any]:
         """The JSON record of a cell whose status is 'done' or 'failed'."""
         return read_record(self.cells / f"{cell_id}.json")
 
     def recorded_ids(self) -> list[str]:
-        """Ids of every cell with a record in this run directory (any grid version)."""
-        return sorted(p.stem for p in self.cells.glob("*.json"))
+        """Ids of every cell with a record in this run directory (any grid version); other names are ignored
+        (see :meth:`foreign_records`)."""
+        return sorted(p.stem for p in self.cells.glob("*.json") if is_cell_id(p.stem))
+
+    def foreign_records(self) -> list[str]:
+        """Names of ``cells/*.json`` files that are not named by a cell id: never read, never used as a cell."""
+        return sorted(p.name for p in self.cells.glob("*.json") if not is_cell_id(p.stem))
 
     def set_aside_damaged(self) -> list[tuple[str, str]]:
         """Move every damaged cell into cells/damaged/; returns (cell id, why) for each."""

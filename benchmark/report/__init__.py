@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from sepbench.errors import UserError
 from sepbench.report import content, curves, examples, figures, fonts
 from sepbench.report.load import RunData, combine, entry_names, entry_order, load_run, load_runs
 from sepbench.report.page import Block, Figure, render_html, render_markdown
@@ -21,6 +22,7 @@ from sepbench.report.summary import MAIN_METRIC, METRICS, cost_table, ranked, su
 
 __all__ = ["is_current", "load_run", "summarise", "write_comparison", "write_report"]
 INPUTS_STAMP = "report.inputs"  # in a run directory: the fingerprint of the cells its report was made from
+TABLES = ("summary.csv", "wilcoxon.csv", "cost.csv", "learning_curves.csv", "recognition_ceiling.csv")
 FIGURE_PATTERNS = ("box_*.png", "vs_sigma.png", "recognised.png", "examples_*.png", "wilcoxon.png", "cost.png",
                    "learning_curves.png")
 
@@ -173,7 +175,11 @@ def _inputs_fingerprint(run_dir: Path) -> str:
     digest = hashlib.sha256()
     for path in [run_dir / "manifest.json", *sorted((run_dir / "cells").glob("*"))]:
         if path.is_file():
-            digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+            try:
+                content = path.read_bytes()
+            except OSError as exc:  # unreadable: its name and the error stand for it
+                content = f"unreadable: {exc.strerror}".encode()
+            digest.update(path.name.encode() + b"\0" + content + b"\0")
     return digest.hexdigest()
 
 
@@ -190,18 +196,49 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, data_dir: s
                  warn: Callable[[str], None] | None = None) -> Path:
     """Report on one run, into the run directory unless ``out`` is given; returns the report.html path.
     A report in the run directory is stamped with its inputs' fingerprint (see :func:`is_current`).
-    ``warn`` hears one line per damaged cell (reported as missing, never read)."""
+    ``warn`` hears one line per damaged cell (reported as missing, never read), per failed cell (with its error) and
+    per thing that could not be read. A run whose every cell failed gets a page listing them and why."""
     run = load_run(run_dir)
-    for cell in run.damaged:
-        (warn or (lambda line: None))(f"{run.root}: damaged cell {cell['id']} left out: {cell['error']}")
-    page = build([run], Path(out) if out else run.root, data_dir)
+    _warn(run, warn or (lambda line: None))
+    page = (build if run.meta else build_failures)([run], Path(out) if out else run.root, data_dir)
     if not out:
         (run.root / INPUTS_STAMP).write_text(_inputs_fingerprint(run.root) + "\n")
     return page
 
 
 def write_comparison(run_dirs: Sequence[str | Path], out: str | Path | None = None,
-                     data_dir: str | Path | None = None) -> Path:
+                     data_dir: str | Path | None = None, warn: Callable[[str], None] | None = None) -> Path:
     """One page comparing several runs; into ``out`` or ``<first run>/comparison/``. Returns report.html."""
     runs = load_runs(run_dirs)
+    for run in runs:
+        _warn(run, warn or (lambda line: None))
+        if not run.meta:
+            raise UserError(f"{run.root}: no finished cell to compare ({len(run.failed)} failed)")
     return build(runs, Path(out) if out else runs[0].root / "comparison", data_dir)
+
+
+def _warn(run: RunData, warn: Callable[[str], None]) -> None:
+    """One line per thing of ``run`` the report leaves out: unreadable files, damaged and failed cells."""
+    for line in run.warnings:
+        warn(line)
+    for cell in run.damaged:
+        warn(f"{run.root}: damaged cell {cell['id']} left out: {cell['error']}")
+    for cell in run.failed:
+        warn(f"{run.root}: failed cell {cell['id']} ({cell['label']} · {cell['scenario']} · σ={cell['sigma']:g} · "
+             f"seed {cell['seed']}): {cell['error']}")
+
+
+def build_failures(runs: Sequence[RunData], out: Path, data_dir: str | Path | None = None) -> Path:
+    """The page of a run with no finished cell: what was planned, and why each cell failed. Tables and figures of
+    an earlier report are removed, so that nothing on disk claims results the run no longer has."""
+    out.mkdir(parents=True, exist_ok=True)
+    if (out / "figures").is_dir():
+        _clean(out / "figures")
+    for name in TABLES:
+        (out / name).unlink(missing_ok=True)
+    blocks = content.header(runs, time.strftime("%Y-%m-%d %H:%M"))
+    blocks.append(Block("p", "No cell finished: there are no scores to tabulate or plot."))
+    (out / "report.md").write_text(render_markdown(blocks, out))
+    page = out / "report.html"
+    page.write_text(render_html(blocks, blocks[0].text))
+    return page

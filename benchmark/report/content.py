@@ -42,13 +42,14 @@ def header(runs: Sequence[RunData], generated: str) -> list[Block]:
     blocks = [Block("h1", title)]
     for run in runs:
         manifest = run.manifest
-        first = next(iter(run.meta.values()))["config"]
-        spec = first["dataset"]
+        first = next(iter(run.meta.values()), {}).get("config")  # None: no cell finished
+        spec = first["dataset"] if first else None
+        data = (f"{spec['name']} (train {spec['train_size']}, test {spec['test_size']}) · {first['test_mixtures']} "
+                "test mixtures") if first else "no cell finished"
         seeds = sorted({c["seed"] for c in manifest["cells"]})
         versions = manifest.get("versions", {})
         blocks.append(Block("note", (
-            f"{run.name}: {run.root} · grid {manifest.get('name', '?')} · {spec['name']} "
-            f"(train {spec['train_size']}, test {spec['test_size']}) · {first['test_mixtures']} test mixtures · "
+            f"{run.name}: {run.root} · grid {manifest.get('name', '?')} · {data} · "
             f"seeds {seeds} · {len(run.meta)} of {len(manifest['cells'])} cells done · "
             f"{manifest.get('started', '?')} → {manifest.get('ended') or 'not finished'} · "
             f"host {manifest.get('host', '?')} · torch {versions.get('torch', '?')}")))
@@ -66,9 +67,9 @@ def header(runs: Sequence[RunData], generated: str) -> list[Block]:
             problems.append(f"{prefix}missing: {_describe(cell)} (cell {cell['id']})")
     if problems:
         total = sum(len(r.manifest["cells"]) for r in runs)
-        blocks.append(Block("warn", f"Incomplete: {len(problems)} of {total} planned cells have no results; "
-                                    "the tables and figures below show the rest. Rerun `bench run` on the "
-                                    "same grid to complete them.", items=problems))
+        rest = "the tables and figures below show the rest. " if any(r.meta for r in runs) else ""
+        blocks.append(Block("warn", f"Incomplete: {len(problems)} of {total} planned cells have no results; {rest}"
+                                    "Rerun `bench run` on the same grid to complete them.", items=problems))
     if warnings:
         blocks.append(Block("warn", "Cells of this run came from different code, data or versions, or were kept "
                                     "although what produced them changed; compare them with care.", items=warnings))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +13,8 @@ import pandas as pd
 from sepbench.datasets import dataset_key
 from sepbench.errors import UserError
 from sepbench.integrity import CellFiles, damage
-from sepbench.store import RunStore
+from sepbench.manifest import ManifestDamaged, shape_problems
+from sepbench.store import ROW_COLUMNS, RunStore
 
 
 @dataclass
@@ -29,6 +29,7 @@ class RunData:
     failed: list[dict[str, Any]] = field(default_factory=list)  # planned cell + its error
     missing: list[dict[str, Any]] = field(default_factory=list)  # planned cells with no result yet
     damaged: list[dict[str, Any]] = field(default_factory=list)  # planned cells whose files are damaged
+    warnings: list[str] = field(default_factory=list)  # what could not be read (a line each, for stderr)
 
     @property
     def root(self) -> Path:
@@ -41,41 +42,107 @@ class RunData:
         return f"{dataset_key(spec['name'], spec['train_size'], spec['test_size'])}|{config['test_mixtures']}"
 
 
+def one_line(value: Any, limit: int = 300) -> str:
+    """A cell's error as one line of at most ``limit`` characters."""
+    text = (str(value).strip().splitlines() or ["unknown error"])[0]
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def _manifest(store: RunStore, warnings: list[str]) -> dict[str, Any]:
+    """The manifest with every key of the wrong shape dropped (a warning each); without a usable list of cells,
+    the cells are those the records in cells/ describe."""
+    where = f"{store.root}/manifest.json"
+    try:
+        manifest = dict(store.read_manifest())  # no manifest at all: not a run directory (UserError)
+    except ManifestDamaged as exc:
+        warnings.append(f"{where}: {exc}: reporting the cells recorded in cells/")
+        manifest = {}
+    problems = shape_problems(manifest) if manifest else {}
+    if problems:
+        after = "left out" + ("; reporting the cells recorded in cells/" if "cells" in problems else "")
+        warnings.append(f"{where}: " + "; ".join(f"{key}: {why}" for key, why in problems.items()) + f": {after}")
+    for key in problems:
+        manifest.pop(key, None)
+    return manifest
+
+
+def _recorded_cells(store: RunStore) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Without a manifest's list: (an entry for each record in cells/ that names its cell, the other records)."""
+    cells, unknown = [], []
+    for cell_id in store.recorded_ids():
+        try:
+            config = store.read_record(cell_id)["config"]
+        except ValueError:
+            config = None
+        if config is None:
+            unknown.append({"id": cell_id, "label": "?", "method": "?", "scenario": "?", "sigma": None, "seed": None})
+        else:
+            cells.append({"id": cell_id, "label": config["label"], "method": config["method"],
+                          "scenario": config["scenario"]["name"], "sigma": config["sigma"], "seed": config["seed"]})
+    return cells, unknown
+
+
+def _rows(store: RunStore, cell_id: str) -> pd.DataFrame:
+    """A done cell's rows; ValueError if they are not the rows of this cell."""
+    try:
+        frame = pd.read_parquet(store.cells / f"{cell_id}.parquet")
+    except Exception as exc:  # noqa: BLE001 — whatever the reader raises, the file cannot be used
+        raise ValueError(f"{cell_id}.parquet cannot be read ({type(exc).__name__})") from None
+    lacking = [c for c in ROW_COLUMNS if c not in frame]
+    if lacking:
+        raise ValueError(f"{cell_id}.parquet lacks the columns {', '.join(lacking)}")
+    if set(frame["cell"]) - {cell_id}:
+        raise ValueError(f"{cell_id}.parquet holds rows of another cell")
+    return frame
+
+
 def load_run(run_dir: str | Path, name: str | None = None) -> RunData:
-    """Read one run directory; bad input (absent, not a run, nothing finished) raises a UserError."""
+    """Read one run directory; bad input (absent, not a run, no cell finished or failed) raises a UserError. What
+    cannot be read (the manifest, a cell's files) is left out and said in ``warnings``, never trusted."""
     store = RunStore(run_dir)
     if not store.root.exists():
         raise UserError(f"{store.root}: no such run directory")
     if not store.root.is_dir():
         raise UserError(f"{store.root}: not a run directory (a file)")
-    try:
-        manifest = store.read_manifest()
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{store.root}/manifest.json: not valid JSON ({exc.msg}, line {exc.lineno})") from None
-    except ValueError:
-        raise UserError(f"{store.root}/manifest.json: not valid JSON (not UTF-8 text)") from None
-    planned = manifest.get("cells") if isinstance(manifest, dict) else None
-    if not isinstance(planned, list) or not all(isinstance(c, dict) and "id" in c for c in planned):
-        raise UserError(f"{store.root}/manifest.json: not a run manifest (no list of cells)")
+    warnings: list[str] = []
+    manifest = _manifest(store, warnings)
+    unknown: list[dict[str, Any]] = []
+    if "cells" not in manifest:
+        manifest["cells"], unknown = _recorded_cells(store)
+    planned = manifest["cells"]
+    if store.cells.exists() and not store.cells.is_dir():
+        warnings.append(f"{store.cells}: not a folder: no cell can be read")
+    warnings += [f"{store.cells}/{name}: not a cell record (a cell id is 12 hex digits): left out"
+                 for name in store.foreign_records()]
     meta: dict[str, dict[str, Any]] = {}
-    failed, missing, damaged = [], [], []
+    failed, missing = [], []
+    damaged = [{**cell, "error": damage(CellFiles.of(store.root, cell["id"]))} for cell in unknown]
     for cell in planned:
         status = store.cell_status(cell["id"])
-        if status == "done":
-            meta[cell["id"]] = store.read_record(cell["id"])
-        elif status == "failed":
-            info = store.read_record(cell["id"])
-            failed.append({**cell, "error": info.get("error", "unknown error")})
-        elif status == "damaged":
-            damaged.append({**cell, "error": damage(CellFiles.of(store.root, cell["id"]))})
-        else:
-            missing.append(cell)
-    frames = [pd.read_parquet(store.cells / f"{cell_id}.parquet") for cell_id in meta]
-    if not frames:
+        try:
+            if status == "done":
+                meta[cell["id"]] = store.read_record(cell["id"])
+            elif status == "failed":
+                info = store.read_record(cell["id"])
+                failed.append({**cell, "error": one_line(info.get("error", "unknown error"))})
+            elif status == "damaged":
+                damaged.append({**cell, "error": damage(CellFiles.of(store.root, cell["id"]))})
+            else:
+                missing.append(cell)
+        except ValueError as exc:  # changed between the check and the read
+            damaged.append({**cell, "error": f"{cell['id']}.json: {exc}"})
+    frames = []
+    for cell_id in list(meta):
+        try:
+            frames.append(_rows(store, cell_id))
+        except ValueError as exc:
+            del meta[cell_id]
+            damaged.append({**next(c for c in planned if c["id"] == cell_id), "error": str(exc)})
+    if not frames and not failed:
         raise UserError(f"{store.root}: no finished cell to report on ({len(planned)} planned, "
-                        f"{len(failed)} failed, {len(damaged)} damaged)")
-    rows = pd.concat(frames, ignore_index=True)
-    run = RunData(name or store.root.resolve().name, store, manifest, rows, meta, failed, missing, damaged)
+                        f"{len(failed)} failed, {len(damaged)} damaged)" + (f"; {warnings[0]}" if warnings else ""))
+    rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=ROW_COLUMNS)
+    run = RunData(name or store.root.resolve().name, store, manifest, rows, meta, failed, missing, damaged, warnings)
     rows["run"] = run.name
     rows["testset"] = rows["cell"].map({cell_id: run.test_key(cell_id) for cell_id in meta})
     if "recognised" not in rows:

@@ -8,17 +8,25 @@ import signal
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 import sepbench.store as store_module
 from sepbench.cell import CellResult
+from sepbench.grid import load_grid
+from sepbench.plan import plan_grid
 from sepbench.store import RunStore, interrupts_deferred
+from tests.conftest import TINY_GRID
 
 
-def _result(cell_id: str = "c1") -> CellResult:
-    rows = pd.DataFrame({"cell": cell_id, "method": "average", "label": "average", "scenario": "single",
+def _result(tmp_path) -> CellResult:
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump({**TINY_GRID, "methods": ["average"]}))
+    cell = plan_grid(load_grid(str(path))).cells[0]
+    rows = pd.DataFrame({"cell": cell.id, "method": "average", "label": "average", "scenario": "single",
                          "sigma": 0.01, "seed": 0, "mixture": [0, 0], "source": [0, 1], "mse": [0.1, 0.2],
                          "psnr": [10.0, 7.0], "ssim": [0.5, 0.4], "perm": [0, 1]})
-    return CellResult(cell_id, "done", {"id": cell_id, "status": "done"}, rows, {"y": np.zeros((1, 1, 14, 14))})
+    meta = {"id": cell.id, "config": cell.config(), "status": "done"}
+    return CellResult(cell.id, "done", meta, rows, {"y": np.zeros((1, 1, 14, 14))})
 
 
 def test_ctrl_c_while_a_cell_is_written_is_delivered_after_its_last_file(tmp_path, monkeypatch) -> None:
@@ -33,10 +41,11 @@ def test_ctrl_c_while_a_cell_is_written_is_delivered_after_its_last_file(tmp_pat
             os.kill(os.getpid(), signal.SIGINT)
 
     monkeypatch.setattr(store_module, "atomic_write", write_then_interrupt)
+    result = _result(tmp_path)
     with pytest.raises(KeyboardInterrupt):
-        store.write_result(_result(), "run")
-    assert written == ["c1.parquet", "c1.npz", "c1.json"]
-    assert store.cell_status("c1") == "done"
+        store.write_result(result, "run")
+    assert written == [f"{result.cell_id}.parquet", f"{result.cell_id}.npz", f"{result.cell_id}.json"]
+    assert store.cell_status(result.cell_id) == "done"
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is restored
 
 
