@@ -40,17 +40,20 @@ def atomic_output(path: str | Path) -> Iterator[BinaryIO]:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
     except OSError as exc:
         raise OSError(exc.errno, exc.strerror, str(path)) from exc  # named by the file meant, not the temp file
+    in_body = False
     try:
         with os.fdopen(fd, "wb") as handle:
+            in_body = True
             yield handle
+            in_body = False
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o644)  # mkstemp makes 0600
         os.replace(tmp, path)
     except OSError as exc:
-        if exc.filename not in (None, tmp):
-            raise
-        raise OSError(exc.errno, exc.strerror, str(path)) from exc
+        if exc.filename not in (None, tmp) or (in_body and not is_disk_full(exc)):
+            raise  # the caller's own error (a failed download, …) passes as it is; a full disk names the file
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc  # a write of ours: named by the file meant
     finally:
         Path(tmp).unlink(missing_ok=True)
 

@@ -128,9 +128,7 @@ def download_mnist(data_dir: Path, base_url: str, checksums: dict[str, str], tim
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     missing = [f"{f}.gz" for f in FILES if not (data_dir / f"{f}.gz").exists()]
-    if missing:
-        say(f"  downloading MNIST ({len(missing)} files, about 11 MB; about 10 s at 1 MB/s) from {base_url} into "
-            f"{data_dir} (once: later runs read it there)")
+    announced = False  # said once the server answers: a download that cannot start is one error line, not two
     for name in (f"{f}.gz" for f in FILES):
         if name not in checksums:
             raise ValueError(f"no checksum given for {name}")
@@ -140,7 +138,11 @@ def download_mnist(data_dir: Path, base_url: str, checksums: dict[str, str], tim
         url = base_url.rstrip("/") + "/" + name
         digest = hashlib.md5()
         request = urllib.request.Request(url, headers={"User-Agent": "sepbench"})
-        with atomic_output(dest) as out, urllib.request.urlopen(request, timeout=timeout) as resp:
+        with urllib.request.urlopen(request, timeout=timeout) as resp, atomic_output(dest) as out:
+            if not announced:
+                say(f"  downloading MNIST ({len(missing)} files, about 11 MB; about 10 s at 1 MB/s) from {base_url} "
+                    f"into {data_dir} (once: later runs read it there)")
+                announced = True
             for block in iter(lambda: resp.read(1 << 16), b""):
                 digest.update(block)
                 out.write(block)

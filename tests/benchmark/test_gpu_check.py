@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from sepbench.perf.gpu_report import GPU_ITEMS
+from sepbench.precision import cpu_has_bf16
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -43,7 +44,10 @@ def test_the_cpu_part_runs_and_the_summary_names_every_skipped_item(tmp_path):
     assert [(r["method"], r["batch"]) for r in results["throughput"]] == [("fcsae", 2), ("fcsae", 4)]
     assert all(r["train_mixtures_per_s"] > 0 and r["separate_mixtures_per_s"] > 0 for r in results["throughput"])
     assert [r["cells"] for r in results["packing"]["rows"]] == [1, 2]
-    assert 0 < results["roofline"]["rows"][0]["fraction_of_bf16_peak"] < 1
+    fraction = results["roofline"]["rows"][0]["fraction_of_bf16_peak"]
+    assert fraction > 0
+    if torch.cuda.is_available() or cpu_has_bf16():  # bf16 in hardware: no fp32 training step beats its matmul peak
+        assert fraction < 1
     assert set(results["projection"]["wall_seconds"]) == {"1", "2"}
     # the other ways to raise throughput: k seeds as one vmap-ed model (k = 1, 2) and a compiled loss, each measured
     alt = [(r["candidate"], r["seeds"]) for r in results["alternatives"]["rows"]]
