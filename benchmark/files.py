@@ -6,12 +6,13 @@ A leaf module (standard library only), so the engine and :mod:`sepbench.datasets
 from __future__ import annotations
 
 import errno
+import json
 import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})  # no space, quota, file-size limit (ulimit -f)
 
@@ -62,3 +63,18 @@ def atomic_write(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically (see :func:`atomic_output`)."""
     with atomic_output(path) as handle:
         handle.write(data)
+
+
+def read_json_file(path: Path, max_bytes: int) -> Any:
+    """The JSON value in ``path``, read back from a run directory without trusting it; ValueError says why it cannot
+    be read (not a regular file — a pipe's read would block —, too large, unreadable, not JSON)."""
+    if not path.is_file():
+        raise ValueError("not a regular file")
+    try:
+        if path.stat().st_size > max_bytes:
+            raise ValueError(f"larger than {max_bytes // 2**20} MiB")
+        return json.loads(path.read_bytes())
+    except OSError as exc:
+        raise ValueError(f"cannot be read ({exc.strerror or type(exc).__name__})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"not valid JSON ({type(exc).__name__})") from None

@@ -8,7 +8,6 @@ be read, or is missing where the record says it was written makes the cell damag
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import time
 import zipfile
@@ -17,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
+
+from sepbench.files import read_json_file
 
 DAMAGED_DIR = "damaged"
 CELL_ID = re.compile(r"[0-9a-f]{12}")  # sepbench.plan.Cell.id: the first 12 hex digits of a SHA-256
@@ -50,16 +51,7 @@ class CellFiles:
 
 def read_record(path: Path) -> dict[str, Any]:
     """A cell's JSON record; ValueError says why it is not one (unreadable, not JSON, not of a record's shape)."""
-    if not path.is_file():  # a folder, a pipe (a read would block), a device
-        raise ValueError("not a regular file")
-    try:
-        if path.stat().st_size > MAX_RECORD_BYTES:
-            raise ValueError(f"larger than {MAX_RECORD_BYTES // 2**20} MiB")
-        record = json.loads(path.read_bytes())
-    except OSError as exc:
-        raise ValueError(f"cannot be read ({exc.strerror or type(exc).__name__})") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"not valid JSON ({type(exc).__name__})") from None
+    record = read_json_file(path, MAX_RECORD_BYTES)
     if not isinstance(record, dict) or record.get("status") not in ("done", "failed"):
         raise ValueError("not a cell record (no status)")
     why = record_problem(record)

@@ -6,11 +6,11 @@ wrong shape and, without a usable list of cells, reports from the cell records i
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from sepbench.errors import short
+from sepbench.files import read_json_file
 from sepbench.integrity import is_cell_id
 
 MAX_BYTES = 64 * 2**20  # a manifest lists cells and grid versions: far below this
@@ -24,16 +24,10 @@ def read_manifest(path: Path) -> dict[str, Any] | None:
     """The manifest at ``path`` as a JSON object, None if there is none; ManifestDamaged says why it cannot be read."""
     if not path.exists() and not path.is_symlink():
         return None
-    if not path.is_file():
-        raise ManifestDamaged("not a regular file")
     try:
-        if path.stat().st_size > MAX_BYTES:
-            raise ManifestDamaged(f"larger than {MAX_BYTES // 2**20} MiB")
-        data = json.loads(path.read_bytes())
-    except OSError as exc:
-        raise ManifestDamaged(f"cannot be read ({exc.strerror or type(exc).__name__})") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ManifestDamaged(f"not valid JSON ({type(exc).__name__})") from None
+        data = read_json_file(path, MAX_BYTES)
+    except ValueError as exc:
+        raise ManifestDamaged(str(exc)) from None
     if not isinstance(data, dict):
         raise ManifestDamaged(f"not a JSON object ({type(data).__name__})")
     return data
