@@ -110,7 +110,8 @@ def run_grid(grid: Grid, *, out: str | Path | None = None, executor: str = "ray"
             if executor == "ray" else 1
         on_cpu = bool(pending) and not torch.cuda.is_available() and any(c.budget for c in pending)
         if on_cpu:  # the plan's estimates are at the reference speed: scaled to this machine's (measured once)
-            speed = machine_speed(data_dir, say=lambda text: print(text, file=stream, flush=True))
+            at_once = min(int(parallel), sum(1 for c in pending if c.budget))  # cells that train side by side
+            speed = machine_speed(data_dir, say=lambda text: print(text, file=stream, flush=True), parallel=at_once)
             pending = [replace(c, expected_seconds=c.expected_seconds / speed) for c in pending]
         progress = RunProgress(len(pending), stream, parallel=parallel,
                                expected={c.describe(): c.expected_seconds for c in pending} if on_cpu else None)

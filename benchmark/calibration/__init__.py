@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from sepbench.calibration.cache import CACHE_NAME, cached_measurement, hardware_key
-from sepbench.calibration.reference import REFERENCE_RATE, reference_rate
+from sepbench.calibration.reference import REFERENCE_RATE, concurrent_rate
 from sepbench.errors import UserError
 
 ENV = "SEPBENCH_CALIBRATION"
@@ -29,9 +29,10 @@ def calibration_path(data_dir: str | Path | None = None) -> Path:
 
 
 def machine_speed(data_dir: str | Path | None = None, say: Callable[[str], None] | None = None,
-                  redo: bool = False) -> float:
-    """This machine's training speed over the reference machine's (2.0: estimates take half as long); measured
-    on first use (``say`` announces it) and cached per hardware key."""
+                  redo: bool = False, parallel: int = 1) -> float:
+    """This machine's training speed over the reference machine's (2.0: estimates take half as long) for a cell
+    among ``parallel`` cells that run at once; measured on first use (``say`` announces it) and cached per
+    hardware key and ``parallel``."""
     fixed = os.environ.get(ENV, "").strip()
     if fixed and fixed != "redo":
         try:
@@ -41,13 +42,18 @@ def machine_speed(data_dir: str | Path | None = None, say: Callable[[str], None]
         if not speed > 0:
             raise UserError(f"${ENV}={fixed!r}: expected a speed > 0 (e.g. 1.0), or 'redo' to measure again")
         return speed
+    parallel = max(1, int(parallel))
     path, key = calibration_path(data_dir), hardware_key()
+    if parallel > 1:
+        key += f" | {parallel} cells at a time"
 
     def measure() -> dict[str, float]:
         if say is not None:
-            say(f"  measuring this machine's training speed once (about {ROUNDS * ROUND_SECONDS + 0.5:.0f} s; "
+            seconds = ROUNDS * ROUND_SECONDS + (0.5 if parallel == 1 else 4)  # processes start and import torch
+            at_once = "" if parallel == 1 else f", {parallel} cells at a time"
+            say(f"  measuring this machine's training speed once (about {seconds:.0f} s{at_once}; "
                 f"cached in {path} for {key})")
-        rate = max(reference_rate(ROUND_SECONDS) for _ in range(ROUNDS))
+        rate = concurrent_rate(ROUND_SECONDS, ROUNDS, parallel)
         return {"reference_rate": rate, "speed": rate / REFERENCE_RATE}
 
     entry, _ = cached_measurement(path, key, measure, redo=redo or fixed == "redo")

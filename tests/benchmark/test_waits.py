@@ -124,3 +124,20 @@ def test_a_run_counts_the_classifiers_training_and_says_when_it_waits_for_it(tmp
     waiting = next(i for i, line in enumerate(lines) if "waiting for the digit classifier" in line)
     assert str(lock_path) in lines[waiting]
     assert waiting < next(i for i, line in enumerate(lines) if line.startswith("[1/1]"))
+
+
+def test_cells_that_run_side_by_side_are_calibrated_side_by_side(tmp_path, monkeypatch):
+    """With two cells at a time the reference workload runs as two processes at once (a barrier starts their
+    timing together: one process alone would never pass it), cached under its own key beside the one-cell speed."""
+    monkeypatch.delenv(calibration.ENV, raising=False)
+    monkeypatch.setattr(calibration, "ROUND_SECONDS", 0.05)
+    monkeypatch.setattr(calibration_cache.os, "getloadavg", lambda: (0.1, 0.1, 0.1))
+    heard: list[str] = []
+    alone = calibration.machine_speed(tmp_path, say=heard.append)
+    two = calibration.machine_speed(tmp_path, say=heard.append, parallel=2)
+    assert alone > 0 and two > 0 and len(heard) == 2 and "2 cells at a time" in heard[1]
+    entries = json.loads((tmp_path / calibration.CACHE_NAME).read_text())
+    key = calibration.hardware_key()
+    assert set(entries) == {key, f"{key} | 2 cells at a time"}
+    assert entries[f"{key} | 2 cells at a time"]["speed"] == pytest.approx(two)
+    assert calibration.machine_speed(tmp_path, say=heard.append, parallel=2) == two and len(heard) == 2  # cached
