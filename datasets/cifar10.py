@@ -157,11 +157,12 @@ def to_images(x: np.ndarray, color: bool) -> torch.Tensor:
     if color:
         return torch.from_numpy(x).to(torch.float32).div_(255.0)
     out = torch.empty((len(x), 1, 32, 32), dtype=torch.float32)
-    weights = torch.tensor(LUMA, dtype=torch.float32).view(1, 3, 1, 1) / 255.0
-    for start in range(0, len(x), 8192):  # chunked: a float copy of all 3 channels would be 600 MB
-        block = torch.from_numpy(x[start:start + 8192]).to(torch.float32)
-        out[start:start + len(block)] = (block * weights).sum(dim=1, keepdim=True).clamp_(0.0, 1.0)
-    return out
+    for start in range(0, len(x), 8192):  # chunked, in place: a float copy of all 3 channels would be 600 MB
+        block, grey = torch.from_numpy(x[start:start + 8192]), out[start:start + 8192, 0]
+        grey.copy_(block[:, 0]).mul_(LUMA[0] / 255.0)
+        grey.add_(block[:, 1].to(torch.float32), alpha=LUMA[1] / 255.0)
+        grey.add_(block[:, 2].to(torch.float32), alpha=LUMA[2] / 255.0)
+    return out.clamp_(0.0, 1.0)
 
 
 def load_cifar10(data_dir: Path, *, color: bool = False, download: bool = True, base_url: str | None = None,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import socket
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -95,7 +96,7 @@ def test_dataset_class() -> None:
     dataset = cls(patch=24, color=True)
     assert dataset.image_size == (24, 24) and dataset.channels == 3
     assert cls().image_size == (32, 32) and cls().channels == 1
-    assert cls().present(base.Path("/nonexistent"))  # needs no data dir: scikit-image ships the photographs
+    assert cls().present(Path("/nonexistent"))  # needs no data dir: scikit-image ships the photographs
     for bad in ({"patch": 4}, {"patch": 200}, {"patch": 32.0}, {"patch": True}, {"color": "yes"}):
         with pytest.raises(UserError, match="natural-patches"):
             cls(**bad)
