@@ -10,7 +10,12 @@ determine (the null space of W when K < S, or of the pooling) take the even spli
 
 * Without a known blur it is solved in closed form per pooled pixel with W's SVD, ``u = u₀ + V·diag(s/(s²+λ))·Uᵀ
   (y − W u₀)`` (the minimum-norm solution about u₀ when λ = 0), then upsampled like ``average`` and ``ica``
-  (``upsample: bilinear``; ``nearest`` gives the exact minimum-norm full-resolution solution, block copies).
+  (``upsample: bilinear``; ``nearest`` gives the exact minimum-norm full-resolution solution, block copies;
+  ``consistent`` the exact full-resolution minimiser with x₀ the bilinearly upsampled even split, whose pooled
+  mixture reproduces the data. On the quick grid's 500 test mixtures, MSE single / dual at σ = 0.01: bilinear
+  0.0412 / 0.0149, nearest 0.0423 / 0.0167, consistent 0.0386 / 0.0128; at σ = 0.1: 0.0419 / 0.0263,
+  0.0439 / 0.0308, 0.0402 / 0.0316 — consistent wins without noise, loses on dual at σ = 0.1, where its
+  block-wise corrections carry the noise; ``average``: 0.0412 / 0.0412 and 0.0419 / 0.0427).
   Where K < S, W u₀ = y for K = 1, so the estimate IS the even split (``average``); for K > 1 with a rank-
   deficient W it is the even split corrected only where the observations disagree with it.
 * Under a known Gaussian blur (``blur: {psf: gaussian}``) it runs ``iterations`` conjugate-gradient steps on the
@@ -51,16 +56,31 @@ def noise_variance(y: torch.Tensor, sigma: float, photons: float, blurred: bool)
     return var
 
 
-def pooled_solution(y: torch.Tensor, weights: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
-    """Per pooled pixel, ``u = u₀ + V diag(s/(s²+λ)) Uᵀ (y − W u₀)``: observations ``(N, K, h, w)``, weights
-    ``(K, S)``, λ ``(N,)`` → pooled source estimates ``(N, S, h, w)`` (the pseudo-inverse where λ = 0)."""
+def regularised_inverse(residual: torch.Tensor, weights: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
+    """``V diag(s/(s²+λ)) Uᵀ r = (WᵀW + λI)⁺ Wᵀ r`` per pixel: residuals ``(N, K, h, w)``, weights ``(K, S)``,
+    λ ``(N,)`` → ``(N, S, h, w)`` in float64 (W's pseudo-inverse where λ = 0)."""
     u_mat, s, vh = torch.linalg.svd(weights.double(), full_matrices=False)
-    even = y.sum(1, keepdim=True) / weights.sum()                               # u₀, (N, 1, h, w)
-    residual = y.double() - weights.sum(1).double()[None, :, None, None] * even.double()  # y − W u₀
     keep = s > s.max() * 1e-10
     gain = torch.where(keep[None], s[None] / (s[None].square() + lam.double()[:, None]), torch.zeros_like(s))
-    coeff = torch.einsum("kr,nkhw->nrhw", u_mat, residual) * gain[:, :, None, None]  # (N, r, h, w)
-    return (even.double() + torch.einsum("rs,nrhw->nshw", vh, coeff)).to(y.dtype)
+    coeff = torch.einsum("kr,nkhw->nrhw", u_mat, residual.double()) * gain[:, :, None, None]  # (N, r, h, w)
+    return torch.einsum("rs,nrhw->nshw", vh, coeff)
+
+
+def pooled_solution(y: torch.Tensor, weights: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
+    """Per pooled pixel, ``u = u₀ + (WᵀW + λI)⁺ Wᵀ (y − W u₀)``: observations ``(N, K, h, w)`` → pooled source
+    estimates ``(N, S, h, w)``, u₀ the even split."""
+    even = y.sum(1, keepdim=True) / weights.sum()                               # u₀, (N, 1, h, w)
+    residual = y.double() - weights.sum(1).double()[None, :, None, None] * even.double()  # y − W u₀
+    return (even.double() + regularised_inverse(residual, weights, lam)).to(y.dtype)
+
+
+def consistent_solution(y: torch.Tensor, weights: torch.Tensor, lam: torch.Tensor, factor: int) -> torch.Tensor:
+    """The exact minimiser of ``‖D W x − y‖² + λ‖x − x₀‖²`` at full resolution, x₀ the bilinearly upsampled even
+    split: ``x₀ + nearest-up((WᵀW + λf²I)⁺ Wᵀ (y − D W x₀))`` (D's row space is the block-constant images)."""
+    even = upsample(y.sum(1, keepdim=True) / weights.sum(), factor)             # x₀, (N, 1, H, W)
+    residual = y.double() - downsample(weights.sum(1)[None, :, None, None] * even, factor).double()
+    correction = regularised_inverse(residual, weights, lam * factor**2).to(y.dtype)
+    return even + F.interpolate(correction, scale_factor=factor, mode="nearest")
 
 
 @register_method("lsq")
@@ -71,9 +91,10 @@ class LeastSquares(Method):
 
     requires: ClassVar[Requirements] = Requirements(n_sources=None)
     parameters: ClassVar[dict[str, Param]] = {
-        "upsample": Param("bilinear", str, choices=("bilinear", "nearest"),
-                          help="pooled estimate to full size: bilinear (as average), or nearest (the exact "
-                               "minimum-norm solution)"),
+        "upsample": Param("bilinear", str, choices=("bilinear", "nearest", "consistent"),
+                          help="to full size: the pooled solution upsampled bilinearly (as average) or by block "
+                               "copies (nearest), or consistent: the exact full-resolution minimiser about the "
+                               "bilinear even split (pools back to the data)"),
         "iterations": Param(50, int, positive=True, help="conjugate-gradient steps under a known Gaussian blur"),
     }
 
@@ -84,8 +105,10 @@ class LeastSquares(Method):
         known_blur = task.blur == "gaussian"
         photons = task.photons if task.noise_model == "poisson-gaussian" else 0.0
         lam = noise_variance(y, task.sigma, photons, known_blur) / PRIOR_VARIANCE
-        pooled = pooled_solution(y, weights, lam)
-        x = self._upsample(pooled, factor)
+        if self.params["upsample"] == "consistent" and factor > 1:
+            x = consistent_solution(y, weights, lam, factor)
+        else:
+            x = self._upsample(pooled_solution(y, weights, lam), factor)
         if known_blur:
             prior = self._upsample(y.sum(1, keepdim=True) / weights.sum(), factor).expand_as(x)
             x = self._deblur(y, x, prior, weights, lam, gaussian_kernel(task.blur_width, y.dtype, y.device))
