@@ -28,11 +28,13 @@ class Requirements:
 
     ``observation_shape`` (h, w): the one observation size a network is built for (e.g. the paper's 14×14); None,
     the default, serves any size. Scenarios of another size are skipped at planning, with the reason.
+    ``n_sources``: the number S of sources the method separates: one number (2, the default: exactly S = 2), a
+    tuple of the numbers it serves (the built-in networks: ``SERVED_SOURCES``, S = 2 to 4), or None for any S.
     """
 
     min_observations: int = 1
     max_observations: int | None = None
-    n_sources: int = 2
+    n_sources: int | tuple[int, ...] | None = 2
     needs_training: bool = False
     observation_shape: tuple[int, int] | None = None
 
@@ -41,6 +43,35 @@ class Requirements:
         if shape is not None and not (isinstance(shape, tuple) and len(shape) == 2
                                       and all(isinstance(n, int) and n > 0 for n in shape)):
             raise ValueError(f"Requirements.observation_shape must be None or (height, width), got {shape!r}")
+        counts = self.n_sources
+        if not (counts is None or _positive_int(counts) or isinstance(counts, tuple) and counts
+                and all(_positive_int(n) for n in counts)):
+            raise ValueError(f"Requirements.n_sources must be a positive int, a tuple of them or None, got {counts!r}")
+
+    def serves_sources(self, n: int) -> bool:
+        """Whether the method separates ``n`` sources."""
+        counts = self.n_sources
+        return counts is None or (n in counts if isinstance(counts, tuple) else n == counts)
+
+    def sources_text(self) -> str:
+        """The numbers of sources served, for people: ``2``, ``2–4``, ``2, 5`` or ``any``."""
+        counts = self.n_sources
+        if counts is None:
+            return "any"
+        if isinstance(counts, int):
+            return str(counts)
+        ordered = sorted(set(counts))
+        if len(ordered) > 2 and ordered == list(range(ordered[0], ordered[-1] + 1)):
+            return f"{ordered[0]}–{ordered[-1]}"
+        return ", ".join(map(str, ordered))
+
+
+#: the numbers of sources the built-in networks and baselines serve (PIT searches them exhaustively)
+SERVED_SOURCES: tuple[int, ...] = (2, 3, 4)
+
+
+def _positive_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 @dataclass(frozen=True)
@@ -173,8 +204,8 @@ class Method:
             return f"needs at least {req.min_observations} observations, scenario has {k}"
         if req.max_observations is not None and k > req.max_observations:
             return f"takes at most {req.max_observations} observations, scenario has {k}"
-        if task.n_sources != req.n_sources:
-            return f"separates {req.n_sources} sources, scenario has {task.n_sources}"
+        if not req.serves_sources(task.n_sources):
+            return f"separates {req.sources_text()} sources, scenario has {task.n_sources}"
         if req.observation_shape is not None and task.observation_shape != req.observation_shape:
             (h, w), (a, b) = req.observation_shape, task.observation_shape
             return f"takes {h}×{w} observations only (its layers are sized for them), scenario has {a}×{b}"

@@ -15,6 +15,7 @@ import yaml
 from sepbench import bounds
 from sepbench.api import TrainBudget
 from sepbench.errors import GridError, short
+from sepbench.grid_forward import parse_forward
 from sepbench.grid_model import DatasetSpec, Grid, MethodEntry, Scenario
 from sepbench.grid_yaml import DuplicateKey, load_text
 from sepbench.precision import PRECISIONS
@@ -140,7 +141,7 @@ def _scenarios(check: _Checker, raw: Any) -> tuple[Scenario, ...]:
     for name, spec in raw.items():
         name = check.name("scenarios", str(name) if isinstance(name, int | float) else name)
         key = f"scenarios.{name}"
-        spec = check.mapping(key, spec, {"weights", "downsample", "superpose"})
+        spec = check.mapping(key, spec, {"weights", "downsample", "superpose", "noise", "blur"})
         if "weights" not in spec:
             raise check.fail(key, "missing 'weights' (rows = observations, columns = sources)")
         rows = check.sequence(f"{key}.weights", spec["weights"])
@@ -151,8 +152,8 @@ def _scenarios(check: _Checker, raw: Any) -> tuple[Scenario, ...]:
             if any(v < 0 or not math.isfinite(v) for v in values):
                 raise check.fail(f"{key}.weights[{i}]", f"weights must be finite and non-negative, got {short(row)}")
             weights.append(values)
-        if len({len(r) for r in weights}) != 1 or len(weights[0]) < 2:
-            raise check.fail(f"{key}.weights", "every row needs the same number (≥ 2) of source weights")
+        if len({len(r) for r in weights}) != 1:
+            raise check.fail(f"{key}.weights", "every row needs the same number of source weights")
         downsample = check.positive_int(f"{key}.downsample", spec.get("downsample", 2))
         if 28 % downsample:
             raise check.fail(f"{key}.downsample", f"must divide the image size 28, got {downsample}")
@@ -160,7 +161,8 @@ def _scenarios(check: _Checker, raw: Any) -> tuple[Scenario, ...]:
         if superpose not in SUPERPOSE_MODES:
             raise check.fail(f"{key}.superpose",
                              f"expected one of {', '.join(SUPERPOSE_MODES)}, got {short(superpose)}")
-        scenarios.append(Scenario(str(name), tuple(weights), downsample, superpose))
+        scenarios.append(Scenario(str(name), tuple(weights), downsample, superpose,
+                                  **parse_forward(check, key, spec)))
     return tuple(scenarios)
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from sepbench.api import TrainBudget
 from sepbench.datasets import dataset_key
+from sepbench.grid_forward import forward_to_dict
 
 
 @dataclass(frozen=True)
@@ -30,12 +31,20 @@ class Scenario:
     weights: tuple[tuple[float, ...], ...]
     downsample: int = 2
     superpose: str = "sum"  # or "uint8-wrap", the paper's public code's uint8 sum (see datasets/forward.py)
+    # the noise model and blur (sepbench.grid_forward reads them; the defaults are the original forward model)
+    noise_model: str = "gaussian"  # or "poisson-gaussian"
+    photons: float = 0.0
+    blur: str = "none"  # or "gaussian" (blur_width) or "random" (blur_size)
+    blur_width: float = 0.0
+    blur_size: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        """The grid file's form; ``superpose`` only when not the default (older runs' cell ids stay valid)."""
+        """The grid file's form; ``superpose``, ``noise`` and ``blur`` only when not the default (older runs' cell
+        ids stay valid)."""
         out: dict[str, Any] = {"weights": [list(r) for r in self.weights], "downsample": self.downsample}
         if self.superpose != "sum":
             out["superpose"] = self.superpose
+        out.update(forward_to_dict(self))
         return out
 
 

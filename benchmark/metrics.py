@@ -2,7 +2,8 @@
 
 MSE (mean over pixels), PSNR (``-10·log10(MSE)``, data range 1) and SSIM exactly as scikit-image's
 ``structural_similarity(data_range=1)``. The permutation is chosen per mixture by the lowest summed MSE
-(:mod:`sepbench.pit`, the same search the PIT training loss uses).
+(:mod:`sepbench.pit`, the same search the PIT training loss uses: exhaustive over the S! assignments up to S = 4,
+SciPy's Hungarian algorithm beyond).
 
 SSIM is computed by the batched torch implementation :func:`sepbench.fast_ssim.ssim_batch` (tests hold it to
 scikit-image within 1e-5 on random and real digits; it is far faster); scikit-image stays the reference and

@@ -3,7 +3,15 @@
 The outputs of a separator come in no particular order, so both the PIT training loss and the scorer ask the
 same question per mixture: which assignment of outputs to sources costs least? Both build the ``(N, S, S)``
 matrix ``cost[n, i, j] = mean over pixels of loss(est[n, i], ref[n, j])`` with :func:`pairwise_cost` and
-search it with :func:`permutation_costs` (asteroid's ``PITLossWrapper(pit_from="pw_mtx")`` idea).
+search it (asteroid's ``PITLossWrapper(pit_from="pw_mtx")`` idea).
+
+The search is exhaustive over the S! assignments up to ``EXHAUSTIVE_MAX_SOURCES`` = 4 (24 assignments, ties to
+the identity) and SciPy's Hungarian algorithm (``scipy.optimize.linear_sum_assignment``, O(S³) per mixture)
+beyond; both give the optimum (tests hold the Hungarian choice to the exhaustive one at S = 5, 6). Measured
+(tests/bench/test_bench_assignment.py, one torch thread of this project's 2-core CPU, 1,000 random cost
+matrices): at S = 8 the exhaustive search over 8! = 40,320 assignments takes 5.5 s (and a 1,000 × 40,320 float64
+table: 320 MB; 3.2 GB for a 10,000-mixture test set) against 5.9 ms for the Hungarian one, ~900× less; at S = 4
+the exhaustive search takes 2.3 ms against 3.7 ms.
 """
 
 from __future__ import annotations
@@ -11,7 +19,11 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable
 
+import numpy as np
 import torch
+
+#: up to this many sources the assignment is searched exhaustively (S! ≤ 24), beyond by the Hungarian algorithm
+EXHAUSTIVE_MAX_SOURCES = 4
 
 ElementwiseLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -50,15 +62,36 @@ def permutation_costs(cost: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return perms, totals
 
 
-def best_permutation(cost: torch.Tensor) -> torch.Tensor:
-    """For each mixture, the output assigned to each source ``(N, S)`` at the lowest summed cost.
-
-    Ties (e.g. identical outputs) resolve to the first permutation, the identity.
-    """
+def exhaustive_permutation(cost: torch.Tensor) -> torch.Tensor:
+    """The best assignment ``(N, S)`` by trying all S! of them; ties resolve to the first, the identity."""
     perms, totals = permutation_costs(cost)
     return perms[totals.argmin(dim=1)]
 
 
+def hungarian_permutation(cost: torch.Tensor) -> torch.Tensor:
+    """The best assignment ``(N, S)`` by SciPy's Hungarian algorithm, one mixture at a time on the CPU."""
+    from scipy.optimize import linear_sum_assignment  # here: importing scipy.optimize takes a while
+
+    by_source = cost.detach().transpose(1, 2).double().cpu().numpy()  # rows: sources, columns: outputs
+    perms = [linear_sum_assignment(matrix)[1] for matrix in by_source]
+    return torch.as_tensor(np.stack(perms) if perms else np.zeros((0, cost.shape[-1]), dtype=np.int64),
+                           dtype=torch.long, device=cost.device)
+
+
+def best_permutation(cost: torch.Tensor) -> torch.Tensor:
+    """For each mixture, the output assigned to each source ``(N, S)`` at the lowest summed cost.
+
+    Exhaustive up to ``EXHAUSTIVE_MAX_SOURCES`` sources (ties, e.g. identical outputs, resolve to the identity),
+    Hungarian beyond.
+    """
+    if cost.shape[-1] <= EXHAUSTIVE_MAX_SOURCES:
+        return exhaustive_permutation(cost)
+    return hungarian_permutation(cost)
+
+
 def min_permutation_cost(cost: torch.Tensor) -> torch.Tensor:
     """The lowest summed cost over all assignments, per mixture ``(N,)`` (differentiable: the PIT loss)."""
-    return permutation_costs(cost)[1].min(dim=1).values
+    if cost.shape[-1] <= EXHAUSTIVE_MAX_SOURCES:
+        return permutation_costs(cost)[1].min(dim=1).values
+    perm = hungarian_permutation(cost)  # the assignment is chosen without gradients; its cost carries them
+    return torch.gather(cost, 1, perm[:, None, :]).squeeze(1).sum(-1)

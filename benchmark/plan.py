@@ -92,7 +92,9 @@ class Plan:
 
 def scenario_task(scenario: Scenario, sigma: float) -> Task:
     """The task a method solves in ``scenario`` at noise ``sigma``."""
-    return Task(scenario.weights, scenario.downsample, sigma, superpose=scenario.superpose)
+    return Task(scenario.weights, scenario.downsample, sigma, superpose=scenario.superpose,
+                noise_model=scenario.noise_model, photons=scenario.photons, blur=scenario.blur,
+                blur_width=scenario.blur_width, blur_size=scenario.blur_size)
 
 
 def estimate_seconds(cls: type[Method], budget: TrainBudget | None, test_mixtures: int,
@@ -117,6 +119,17 @@ def cell_resources(declared: Resources, entry: dict[str, float], gpu_share: floa
     return resources
 
 
+def check_source_counts(grid: Grid) -> None:
+    """A scenario whose number of sources no method of the grid separates is an error, before any work."""
+    classes = {entry.label: get_method(entry.method) for entry in grid.methods}
+    for scenario in grid.scenarios:
+        n = len(scenario.weights[0])
+        if not any(cls.requires.serves_sources(n) for cls in classes.values()):
+            served = "; ".join(f"{label}: {cls.requires.sources_text()}" for label, cls in classes.items())
+            raise UserError(f"{grid.source}: scenarios.{scenario.name}: {n} source(s), which no method of the grid "
+                            f"separates (sources served: {served})")
+
+
 def plan_grid(grid: Grid, gpu_share: float | None = None, cell_timeout: float | None = None,
               keep_models: bool = False) -> Plan:
     """Resolve methods and parameters and list the cells; any error is raised before work starts.
@@ -128,6 +141,7 @@ def plan_grid(grid: Grid, gpu_share: float | None = None, cell_timeout: float | 
     skipped: list[Skip] = []
     not_kept: list[tuple[str, str]] = []
     import_plugins(grid.plugins, where=f"{grid.source}: plugins")
+    check_source_counts(grid)
     for entry in grid.methods:
         cls = get_method(entry.method)
         try:

@@ -1,4 +1,4 @@
-"""Digit recognisability: can a plain MNIST classifier still read both digits in a method's outputs?
+"""Digit recognisability: can a plain MNIST classifier still read every digit in a method's outputs?
 
 A small CNN is trained once on the MNIST training digits (seeded), cached in the data dir as
 ``digit-classifier-v1.pt`` and loaded once per process. A test mixture counts as *recognised* when the

@@ -201,7 +201,7 @@ def methods_table(pattern: str | Sequence[str] = "*", verbose: bool = False) -> 
     rows: list[tuple[tuple[str, ...], list[str], str]] = []
     for name, cls in available_methods(pattern).items():
         req = cls.requires
-        cells = (name, method_origin(name), _observations(cls), str(req.n_sources),
+        cells = (name, method_origin(name), _observations(cls), req.sources_text(),
                  "yes" if req.needs_training else "no", "yes" if cls.can_be_kept() else "cannot be kept",
                  _resources(cls))
         params = [_parameter(k, v, verbose) for k, v in cls.parameters.items()] or ["—"]

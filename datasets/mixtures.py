@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 
 import torch
 
-from sepbench.datasets.forward import observe
+from sepbench.datasets.forward import forward_options, observe
 from sepbench.datasets.paper import paper_pairs
 from sepbench.datasets.task import Task
 
@@ -53,11 +53,12 @@ def draw_pairs(n_images: int, n_mixtures: int, n_sources: int, gen: torch.Genera
 
 
 def mix(images: torch.Tensor, pairs: torch.Tensor, weights: torch.Tensor, downsample: int, sigma: float,
-        gen: torch.Generator, superpose: str = "sum") -> Batch:
-    """Gather source images by ``pairs`` and apply the forward model, all on ``images``' device."""
+        gen: torch.Generator, superpose: str = "sum", **forward: Any) -> Batch:
+    """Gather source images by ``pairs`` and apply the forward model, all on ``images``' device (``forward``: the
+    noise model and blur, keyword arguments of :func:`sepbench.datasets.forward.observe`)."""
     # index_select: the same gather as images[pairs], without advanced indexing's overhead (~5× on CPU)
     x = images.index_select(0, pairs.reshape(-1)).view(*pairs.shape, *images.shape[1:])
-    y, z = observe(x, weights, downsample, sigma, gen, superpose)
+    y, z = observe(x, weights, downsample, sigma, gen, superpose, **forward)
     return Batch(y, x, z)
 
 
@@ -77,6 +78,7 @@ class TrainingData:
         self.n_mixtures = n_mixtures
         self.weights = task.weight_matrix(self.device)
         self.superpose = task.superpose
+        self.forward = {k: v for k, v in forward_options(task).items() if k != "superpose"}
         self.fixed_pairs = None
         if pairs == "paper":
             self.fixed_pairs = paper_pairs("train", n_mixtures, len(images)).to(self.device)
@@ -87,7 +89,8 @@ class TrainingData:
             n_validation = min(1000, max(64, n_mixtures // 10))
         val_gen = _generator(self.device, stable_seed("validation", seed))
         val_pairs = draw_pairs(len(images), n_validation, task.n_sources, val_gen)
-        self.validation = mix(images, val_pairs, self.weights, task.downsample, task.sigma, val_gen, self.superpose)
+        self.validation = mix(images, val_pairs, self.weights, task.downsample, task.sigma, val_gen, self.superpose,
+                              **self.forward)
 
     def __len__(self) -> int:
         return self.n_mixtures
@@ -99,7 +102,7 @@ class TrainingData:
             pairs = draw_pairs(len(self.images), self.n_mixtures, self.task.n_sources, self._gen)
         for start in range(0, self.n_mixtures, batch_size):
             yield mix(self.images, pairs[start:start + batch_size], self.weights, self.task.downsample,
-                      self.task.sigma, self._gen, self.superpose)
+                      self.task.sigma, self._gen, self.superpose, **self.forward)
 
 
 def fixed_test_pairs(n_images: int, n_mixtures: int, n_sources: int, dataset_key: str,
@@ -124,4 +127,4 @@ def make_test_set(images: torch.Tensor, task: Task, n_mixtures: int, dataset_key
     noise_gen = _generator(torch.device("cpu"),
                            stable_seed("test-noise", dataset_key, task.weights, task.downsample, task.sigma))
     return mix(images, indices, task.weight_matrix(), task.downsample, task.sigma, noise_gen,
-               task.superpose)
+               **forward_options(task))

@@ -19,6 +19,12 @@ class Task:
     sigma: float
     source_shape: tuple[int, int] = (28, 28)
     superpose: str = "sum"  # how sources add up at the detector: "sum", or "uint8-wrap" (the public code's)
+    # the forward model beyond weights, pooling and σ (sepbench.datasets.forward): the defaults are today's
+    noise_model: str = "gaussian"  # or "poisson-gaussian": Poisson counts at `photons` per unit intensity, then σ
+    photons: float = 0.0  # photons per unit intensity (poisson-gaussian only)
+    blur: str = "none"  # "gaussian": a known PSF of std `blur_width` px; "random": blind `blur_size`² kernels
+    blur_width: float = 0.0
+    blur_size: int = 0
 
     @property
     def n_sources(self) -> int:

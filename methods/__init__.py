@@ -8,6 +8,7 @@ from sepbench.methods import (  # noqa: F401
     ica,
     ligt,
     ligt_spatial,
+    lsq,
     patchformer,
     unet,
 )

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import ClassVar
 
 import torch
 
-from sepbench.api import Method, register_method
+from sepbench.api import SERVED_SOURCES, Method, Requirements, register_method
 from sepbench.datasets.forward import upsample
 
 
 @register_method("average")
 class Average(Method):
     """Every output is ``up(Σ_k y_k) / Σ W``: for one detector with weights [1, 1], the observation halved."""
+
+    requires: ClassVar[Requirements] = Requirements(n_sources=SERVED_SOURCES)
 
     def separate(self, y: torch.Tensor) -> torch.Tensor:
         total_weight = float(self.task.weight_matrix().sum())

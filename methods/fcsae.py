@@ -1,4 +1,4 @@
-"""Fully connected stacked autoencoder (DeGuchy, Ho & Marcia, 2019): flattened observation → two images."""
+"""Fully connected stacked autoencoder (DeGuchy, Ho & Marcia, 2019): flattened observations → S images."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from sepbench.api import Param, register_method
+from sepbench.api import SERVED_SOURCES, Param, Requirements, register_method
 from sepbench.methods.losses import LOSS_MODES
 from sepbench.methods.torch_method import TorchMethod
 
@@ -33,6 +33,8 @@ class StackedAutoencoder(nn.Module):
 @register_method("fcsae")
 class FCSAE(TorchMethod):
     """The fully connected baseline of the paper's reference [8]; large, but a strong learned baseline."""
+
+    requires: ClassVar[Requirements] = Requirements(needs_training=True, n_sources=SERVED_SOURCES)
 
     parameters: ClassVar[dict[str, Param]] = {
         "loss": Param("fixed", str, choices=LOSS_MODES, help="fixed-order targets or permutation-invariant"),

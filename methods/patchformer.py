@@ -33,7 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sepbench import Param, Resources, Task, register_method
+from sepbench import Param, Requirements, Resources, Task, register_method
+from sepbench.api import SERVED_SOURCES
 from sepbench.errors import ParameterError
 from sepbench.methods.estimates import even_split_logit
 from sepbench.methods.losses import LOSS_MODES
@@ -78,6 +79,8 @@ class PatchformerNet(nn.Module):
 @register_method("patchformer")
 class Patchformer(ScheduledTorchMethod):
     """A ViT over the p×p patches of one image, conv stem and head, PIT, AdamW + cosine: the attention reference."""
+
+    requires: ClassVar[Requirements] = Requirements(needs_training=True, n_sources=SERVED_SOURCES)
 
     parameters: ClassVar[dict[str, Param]] = {
         "loss": Param("pit", str, choices=LOSS_MODES, help="permutation-invariant (default) or fixed-order targets"),

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sepbench.datasets.forward import observe
+from sepbench.datasets.forward import forward_options, observe
 from sepbench.datasets.mixtures import stable_seed
 from sepbench.errors import UserError
 from sepbench.models.images import parse_scale, read_observations, read_source, write_figure, write_separation
@@ -73,7 +73,7 @@ def mix_images(run_dir: str, images: Sequence[str], out: str, *, scenario: str |
                         f"{len(images)}")
     sources = torch.from_numpy(np.stack([read_source(Path(p), task) for p in images]))[None]
     generator = torch.Generator().manual_seed(stable_seed("bench-mix", seed))
-    y, _ = observe(sources, task.weight_matrix(), task.downsample, sigma, generator, task.superpose)
+    y, _ = observe(sources, task.weight_matrix(), task.downsample, sigma, generator, **forward_options(task))
     observation = y[0].numpy().astype(np.float32)
     target.parent.mkdir(parents=True, exist_ok=True)
     np.save(target, observation)

@@ -103,8 +103,10 @@ def choose(run_dir: str | Path, label: str | None = None, scenario: str | None =
 def task_of(card: dict[str, Any]) -> Task:
     """The Task a kept model was trained for, from its card."""
     task = card["task"]
+    forward = {k: kind(task[k]) for k, kind in (("noise_model", str), ("photons", float), ("blur", str),
+                                                 ("blur_width", float), ("blur_size", int)) if k in task}
     return Task(tuple(tuple(float(v) for v in row) for row in task["weights"]), int(task["downsample"]),
-                float(task["sigma"]), tuple(int(n) for n in task["source_shape"]), str(task["superpose"]))
+                float(task["sigma"]), tuple(int(n) for n in task["source_shape"]), str(task["superpose"]), **forward)
 
 
 def rebuild(card: dict[str, Any], state: dict[str, torch.Tensor], device: str | torch.device,

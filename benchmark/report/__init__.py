@@ -134,7 +134,7 @@ def _build(runs: Sequence[RunData], out: Path, data_dir: str | Path | None) -> P
     blocks.append(Block("h2", "Paired comparison"))
     blocks.append(Block("note", "Per setting: does the row method have significantly lower per-mixture MSE than "
                                 "the column method? Wilcoxon signed-rank, two-sided, p < 0.01; pairs by "
-                                "test-mixture index; a mixture's MSE is the mean over its two sources, "
+                                "test-mixture index; a mixture's MSE is the mean over its sources, "
                                 "averaged over seeds. All tests are in wilcoxon.csv."))
     if len(tests):
         path = figures.wilcoxon_heatmap(tests, entries, fig_dir / "wilcoxon.png", ALPHA)

@@ -1,6 +1,6 @@
 """Paired comparisons (Wilcoxon signed-rank on per-mixture MSE) and the recognisability ceiling.
 
-A mixture's MSE is the mean over its two sources, averaged over seeds when a method has several; two
+A mixture's MSE is the mean over its sources, averaged over seeds when a method has several; two
 entries are paired by test-mixture index, and only when they were scored on the same test set.
 """
 
@@ -25,7 +25,7 @@ log = logging.getLogger("sepbench.report")
 
 
 def per_mixture_mse(rows: pd.DataFrame) -> pd.DataFrame:
-    """One row per scenario × σ × entry × mixture: MSE averaged over the two sources and over seeds."""
+    """One row per scenario × σ × entry × mixture: MSE averaged over the sources and over seeds."""
     return rows.groupby([*SETTING, "testset", "entry", "mixture"], sort=False)["mse"].mean().reset_index()
 
 
