@@ -12,13 +12,18 @@ import torch
 
 @dataclass(frozen=True)
 class Task:
-    """What a method is asked to solve: S sources seen through K weighted, pooled, noisy observations."""
+    """What a method is asked to solve: S sources seen through K weighted, pooled, noisy observations.
+
+    ``source_shape`` and ``channels`` come from the scenario's dataset. With one channel, observations are
+    ``(N, K, h, w)`` and sources ``(N, S, H, W)``; with C > 1 they are ``(N, K, C, h, w)`` and ``(N, S, C, H, W)``.
+    """
 
     weights: tuple[tuple[float, ...], ...]  # K rows (observations) × S columns (sources)
     downsample: int
     sigma: float
     source_shape: tuple[int, int] = (28, 28)
     superpose: str = "sum"  # how sources add up at the detector: "sum", or "uint8-wrap" (the public code's)
+    channels: int = 1  # C, channels per source image (the dataset's); C > 1 adds a channel axis to every tensor
 
     @property
     def n_sources(self) -> int:

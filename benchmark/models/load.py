@@ -104,7 +104,8 @@ def task_of(card: dict[str, Any]) -> Task:
     """The Task a kept model was trained for, from its card."""
     task = card["task"]
     return Task(tuple(tuple(float(v) for v in row) for row in task["weights"]), int(task["downsample"]),
-                float(task["sigma"]), tuple(int(n) for n in task["source_shape"]), str(task["superpose"]))
+                float(task["sigma"]), tuple(int(n) for n in task["source_shape"]), str(task["superpose"]),
+                channels=int(task.get("channels", 1)))
 
 
 def rebuild(card: dict[str, Any], state: dict[str, torch.Tensor], device: str | torch.device,

