@@ -55,7 +55,7 @@ def score_sources(estimates: torch.Tensor, sources: torch.Tensor) -> pd.DataFram
         return score(estimates, sources)
     n, s, c, h, w = sources.shape
     rows = score(estimates.reshape(n, s, c * h, w), sources.reshape(n, s, c * h, w))
-    perm = torch.from_numpy(rows["perm"].to_numpy().reshape(n, s))
+    perm = torch.tensor(rows["perm"].to_numpy().reshape(n, s))
     chosen = torch.gather(estimates, 1, perm[:, :, None, None, None].expand(-1, -1, c, h, w))
     est = chosen.double().reshape(n * s * c, h, w).numpy()
     ref = sources.double().reshape(n * s * c, h, w).numpy()

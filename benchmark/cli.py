@@ -126,6 +126,20 @@ def methods(patterns: tuple[str, ...], verbose: bool) -> None:
     click.echo(methods_table(patterns, verbose))
 
 
+@bench.command(short_help="List datasets (size, channels, counts, labels, files and whether they are here).")
+@click.option("--data-dir", envvar="BENCH_DATA", type=click.Path(file_okay=False),
+              help="Where dataset files are or go (default ~/.cache/sepbench).")
+def datasets(data_dir: str | None) -> None:
+    """List the registered datasets: image size, channels, train/test counts, labels, where the files come from,
+    whether they are here (no download needed); plugins' origins, and broken dataset plugins."""
+    from pathlib import Path
+
+    from sepbench.datasets.listing import datasets_table
+    from sepbench.datasets.registry import default_data_dir
+
+    click.echo(datasets_table(Path(data_dir).expanduser() if data_dir else default_data_dir()))
+
+
 @bench.command("check-method", short_help="Hold a method to the method contract (✓/✗ per check).")
 @click.argument("name")
 @click.option("--param", "-p", "params", multiple=True, metavar="KEY=VALUE",
