@@ -185,6 +185,23 @@ def new_method_command(name: str, directory: str | None) -> None:
                f"  bench run --grid grid.yaml --executor local")
 
 
+@bench.command("new-dataset", short_help="Write a ready plugin package for a new dataset.")
+@click.argument("name")
+@click.option("--dir", "directory", type=click.Path(), help="Where to write the package (default ./bench-NAME-data).")
+def new_dataset_command(name: str, directory: str | None) -> None:
+    """Write a plugin package for a new dataset NAME: installable, registered, with example files and a grid."""
+    from sepbench.scaffold_dataset import names, new_dataset
+
+    written = new_dataset(name, directory)
+    root = written[0].parent
+    click.echo(f"wrote {len(written)} files for dataset {name!r} in {root}/:")
+    for path in written:
+        click.echo(f"  {path.relative_to(root)}")
+    click.echo(f"next: edit {root}/{names(name)['package']}/data.py, then\n"
+               f"  cd {root} && pip install -e .[test] && python -m {names(name)['package']}.data DATA_DIR && pytest\n"
+               f"  bench datasets && bench run --grid grid.yaml --executor local")
+
+
 @bench.command(short_help="Separate observations with a run's kept model.")
 @click.argument("run_dir", type=click.Path())
 @click.argument("inputs", nargs=-1, required=True, type=click.Path())

@@ -213,3 +213,25 @@ def test_colour_sources_go_only_to_a_method_that_declares_them(shapes):
     assert scores.loc[scores["scenario"] == "colour", "ssim"].between(-1, 1).all()
     report = bench("report", str(out), cwd=root, env=env)
     assert report.returncode == 0, report.stderr
+
+
+def test_new_dataset_writes_a_package_that_installs_lists_tests_and_runs(tmp_path):
+    made = bench("new-dataset", "blobs", "--dir", str(tmp_path / "pkg"), cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    taken = bench("new-dataset", "mnist", "--dir", str(tmp_path / "other"), cwd=tmp_path)
+    one_line_error(taken, "dataset name 'mnist' is already taken (built-in)")
+    site, data = tmp_path / "site", tmp_path / "data"
+    pip_install(site, tmp_path / "pkg")
+    env = {"PYTHONPATH": str(site)}
+    assert bench_py(tmp_path, env, "-m", "bench_blobs_data.data", str(data)).returncode == 0
+    listed = bench("datasets", "--data-dir", str(data), cwd=tmp_path, env=env)
+    row = [line.split() for line in listed.stdout.splitlines() if line.startswith("blobs ")]
+    assert row == [["blobs", "bench-blobs-data", "0.1.0", "16×16", "1", "500", "100", "no", "yes"]]
+    own = bench_py(tmp_path / "pkg", env, "-m", "pytest", "-q", "-p", "no:cacheprovider")
+    assert own.returncode == 0 and "2 passed" in own.stdout, own.stdout + own.stderr
+    out = tmp_path / "run"
+    run = bench("run", "--grid", str(tmp_path / "pkg" / "grid.yaml"), "--out", str(out), "--executor", "local",
+                "--data-dir", str(data), cwd=tmp_path, env=env)
+    assert run.returncode == 0, run.stderr
+    scores = rows(out).groupby("method")["mse"].mean()
+    assert set(scores.index) == {"average", "fcsae"} and (scores > 0).all()
