@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import torch
 
+from sepbench.datasets.mnist import IMAGE_SIZE as MNIST_SIZE
+
 
 @dataclass(frozen=True)
 class Task:
@@ -21,7 +23,7 @@ class Task:
     weights: tuple[tuple[float, ...], ...]  # K rows (observations) × S columns (sources)
     downsample: int
     sigma: float
-    source_shape: tuple[int, int] = (28, 28)
+    source_shape: tuple[int, int] = MNIST_SIZE  # (H, W): the scenario's dataset's; MNIST's when not given
     superpose: str = "sum"  # how sources add up at the detector: "sum", or "uint8-wrap" (the public code's)
     channels: int = 1  # C, channels per source image (the dataset's); C > 1 adds a channel axis to every tensor
 

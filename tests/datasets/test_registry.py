@@ -220,3 +220,21 @@ def test_colour_scores_take_mse_over_all_channels_and_ssim_per_channel():
         assert row.mse == pytest.approx(((est - ref) ** 2).mean(), rel=1e-12)
         ssim = np.mean([structural_similarity(est[c], ref[c], data_range=1.0) for c in range(3)])
         assert row.ssim == pytest.approx(ssim, abs=1e-5)
+
+
+def test_a_grid_plugin_module_may_register_a_dataset(tmp_path, monkeypatch):
+    module = "grid_dataset_module_xyz"
+    (tmp_path / f"{module}.py").write_text(
+        "from sepbench.datasets.base import register_dataset\n"
+        f"from {__name__} import Tiny16\n\n"
+        "register_dataset('gridset')(type('GridSet', (Tiny16,), {}))\n")
+    monkeypatch.chdir(tmp_path)
+    try:
+        grid = parse_grid(grid_with(dataset="gridset", plugins=[module], methods=["average"],
+                                    scenarios={"single": {"weights": [[1, 1]], "downsample": 4}}))
+        assert (grid.dataset.name, grid.dataset.image_size, grid.dataset.train_size) == ("gridset", (16, 16), 300)
+        assert dataset_origin("gridset") == f"module {module}"
+        assert {c.task.observation_shape for c in plan_grid(grid).cells} == {(4, 4)}
+    finally:
+        base._DATASETS.pop("gridset", None)
+        base._DATASET_ORIGINS.pop("gridset", None)
