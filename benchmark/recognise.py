@@ -58,12 +58,13 @@ class DigitClassifier:
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor, batch_size: int = 128) -> np.ndarray:
-        """Predicted digit of every image ``(..., H, W)`` (MNIST's size) in [0, 1], as an int array of shape ``(...)``.
+        """Predicted digit of every image ``(..., H, W)`` (MNIST's size) in [0, 1], as an int array of shape ``(...)``;
+        source images as a dataset gives them, ``(N, 1, H, W)``, give ``(N,)``.
 
         Small batches keep the activations in cache (faster on a CPU, the same logits bit for bit; timings in
         docs/performance.md, "Scoring").
         """
-        lead = images.shape[:-2]
+        lead = images.shape[:1] if images.dim() == 4 and images.shape[1] == 1 else images.shape[:-2]
         flat = images.detach().float().cpu().reshape(-1, 1, *images.shape[-2:])
         out = [self.net(flat[i:i + batch_size]).argmax(1) for i in range(0, len(flat), batch_size)]
         labels = torch.cat(out) if out else torch.zeros(0, dtype=torch.long)
