@@ -30,6 +30,10 @@ class Requirements:
     the default, serves any size. Scenarios of another size are skipped at planning, with the reason.
     ``n_sources``: the number S of sources the method separates: one number (2, the default: exactly S = 2), a
     tuple of the numbers it serves (the built-in networks: ``SERVED_SOURCES``, S = 2 to 4), or None for any S.
+
+    ``color``: the method takes sources of C > 1 channels, seeing observations ``(N, K, C, h, w)`` and returning
+    ``(N, S, C, H, W)``; without it (the default) scenarios on a colour dataset are skipped at planning. Every
+    method serves single-channel sources, whose tensors have no channel axis: ``(N, K, h, w)`` → ``(N, S, H, W)``.
     """
 
     min_observations: int = 1
@@ -37,6 +41,7 @@ class Requirements:
     n_sources: int | tuple[int, ...] | None = 2
     needs_training: bool = False
     observation_shape: tuple[int, int] | None = None
+    color: bool = False
 
     def __post_init__(self) -> None:
         shape = self.observation_shape
@@ -209,6 +214,9 @@ class Method:
         if req.observation_shape is not None and task.observation_shape != req.observation_shape:
             (h, w), (a, b) = req.observation_shape, task.observation_shape
             return f"takes {h}×{w} observations only (its layers are sized for them), scenario has {a}×{b}"
+        if task.channels > 1 and not req.color:
+            return (f"takes single-channel sources only (it does not declare Requirements(color=True)), scenario "
+                    f"has {task.channels} channels")
         return None
 
     def fit(self, data: TrainingData, ctx: FitContext) -> Method:
@@ -217,7 +225,8 @@ class Method:
         return self
 
     def separate(self, y: torch.Tensor) -> torch.Tensor:
-        """Observations ``(N, K, h, w)`` → estimates ``(N, S, H, W)``; each output depends on its own input only."""
+        """Observations ``(N, K, h, w)`` → estimates ``(N, S, H, W)``; each output depends on its own input only.
+        (With ``Requirements(color=True)`` and a C-channel task: ``(N, K, C, h, w)`` → ``(N, S, C, H, W)``.)"""
         raise NotImplementedError
 
     def n_parameters(self) -> int:

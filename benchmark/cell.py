@@ -23,17 +23,17 @@ import torch
 from sepbench.api import FitContext, TrainBudget
 from sepbench.cell_guards import nonfinite_reason, training_images
 from sepbench.datasets.mixtures import TrainingData, make_test_set
-from sepbench.datasets.mnist import SourceImages, load_mnist
 from sepbench.devices import Placement, place
-from sepbench.metrics import score
+from sepbench.metrics import score, ssim_fast
 from sepbench.paper_protocol import paper_protocol
 from sepbench.plan import Cell
 from sepbench.provenance import provenance
 from sepbench.recognise import recognise_outputs
 from sepbench.registry import get_method, import_plugins, method_origin
+from sepbench.sources import load_sources
 
 N_EXAMPLES = 5  # the first test mixtures, kept per cell for example figures
-_SOURCES: dict[str, SourceImages] = {}
+__all__ = ["CellResult", "load_sources", "run_cell", "score_sources"]
 
 
 @dataclass
@@ -48,12 +48,19 @@ class CellResult:
     model: Any = None  # a sepbench.models.KeptModel when the cell keeps its fitted method, else None
 
 
-def load_sources(data_dir: str | Path | None = None) -> SourceImages:
-    """MNIST, loaded once per process."""
-    key = str(data_dir)
-    if key not in _SOURCES:
-        _SOURCES[key] = load_mnist(data_dir)
-    return _SOURCES[key]
+def score_sources(estimates: torch.Tensor, sources: torch.Tensor) -> pd.DataFrame:
+    """:func:`sepbench.metrics.score` for one channel ``(N, S, H, W)``; for C channels ``(N, S, C, H, W)`` the MSE
+    (and the assignment) over all C·H·W values, and SSIM as the mean of the channels' SSIM."""
+    if estimates.dim() == 4:
+        return score(estimates, sources)
+    n, s, c, h, w = sources.shape
+    rows = score(estimates.reshape(n, s, c * h, w), sources.reshape(n, s, c * h, w))
+    perm = torch.tensor(rows["perm"].to_numpy().reshape(n, s))
+    chosen = torch.gather(estimates, 1, perm[:, :, None, None, None].expand(-1, -1, c, h, w))
+    est = chosen.double().reshape(n * s * c, h, w).numpy()
+    ref = sources.double().reshape(n * s * c, h, w).numpy()
+    rows["ssim"] = ssim_fast(est, ref).reshape(n * s, c).mean(axis=1)
+    return rows
 
 
 def run_cell(cell: Cell, data_dir: str | Path | None = None, device: torch.device | None = None,
@@ -72,8 +79,8 @@ def run_cell(cell: Cell, data_dir: str | Path | None = None, device: torch.devic
                             "pid": os.getpid()}
     logger = logging.getLogger(f"sepbench.cell.{cell.id}")
     try:
-        sources = load_sources(data_dir)
-        if sources.fingerprint != cell.data:
+        sources = load_sources(data_dir, cell.dataset)
+        if cell.data and sources.fingerprint != cell.data:
             raise ValueError(f"the source images here ({sources.origin}, fingerprint {sources.fingerprint}) are not "
                              f"the ones the cell names ({cell.data})")
         task = cell.task
@@ -106,7 +113,7 @@ def run_cell(cell: Cell, data_dir: str | Path | None = None, device: torch.devic
             raise ValueError(reason)
         estimates = estimates.clamp(0.0, 1.0)
         t0 = time.perf_counter()
-        rows = score(estimates, test.x)
+        rows = score_sources(estimates, test.x)
         meta["score_seconds"] = time.perf_counter() - t0
         flags = recognise_outputs(estimates, sources, cell.dataset.test_size, cell.dataset.key, data_dir,
                                   cell.test_pairs, say=(lambda text: progress({"notice": text})) if progress else None)

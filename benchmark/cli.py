@@ -126,6 +126,20 @@ def methods(patterns: tuple[str, ...], verbose: bool) -> None:
     click.echo(methods_table(patterns, verbose))
 
 
+@bench.command(short_help="List datasets (size, channels, counts, labels, files and whether they are here).")
+@click.option("--data-dir", envvar="BENCH_DATA", type=click.Path(file_okay=False),
+              help="Where dataset files are or go (default ~/.cache/sepbench).")
+def datasets(data_dir: str | None) -> None:
+    """List the registered datasets: image size, channels, train/test counts, labels, where the files come from,
+    whether they are here (no download needed); plugins' origins, and broken dataset plugins."""
+    from pathlib import Path
+
+    from sepbench.datasets.listing import datasets_table
+    from sepbench.datasets.registry import default_data_dir
+
+    click.echo(datasets_table(Path(data_dir).expanduser() if data_dir else default_data_dir()))
+
+
 @bench.command("check-method", short_help="Hold a method to the method contract (✓/✗ per check).")
 @click.argument("name")
 @click.option("--param", "-p", "params", multiple=True, metavar="KEY=VALUE",
@@ -169,6 +183,23 @@ def new_method_command(name: str, directory: str | None) -> None:
     click.echo(f"next: edit {root}/{names(name)['package']}/method.py, then\n"
                f"  cd {root} && pip install -e .[test] && bench check-method {name} && pytest\n"
                f"  bench run --grid grid.yaml --executor local")
+
+
+@bench.command("new-dataset", short_help="Write a ready plugin package for a new dataset.")
+@click.argument("name")
+@click.option("--dir", "directory", type=click.Path(), help="Where to write the package (default ./bench-NAME-data).")
+def new_dataset_command(name: str, directory: str | None) -> None:
+    """Write a plugin package for a new dataset NAME: installable, registered, with example files and a grid."""
+    from sepbench.scaffold_dataset import names, new_dataset
+
+    written = new_dataset(name, directory)
+    root = written[0].parent
+    click.echo(f"wrote {len(written)} files for dataset {name!r} in {root}/:")
+    for path in written:
+        click.echo(f"  {path.relative_to(root)}")
+    click.echo(f"next: edit {root}/{names(name)['package']}/data.py, then\n"
+               f"  cd {root} && pip install -e .[test] && python -m {names(name)['package']}.data DATA_DIR && pytest\n"
+               f"  bench datasets && bench run --grid grid.yaml --executor local")
 
 
 @bench.command(short_help="Separate observations with a run's kept model.")

@@ -15,6 +15,7 @@ import yaml
 from sepbench import bounds
 from sepbench.api import TrainBudget
 from sepbench.errors import GridError, short
+from sepbench.grid_datasets import check_downsample, parse_dataset
 from sepbench.grid_forward import parse_forward
 from sepbench.grid_model import DatasetSpec, Grid, MethodEntry, Scenario
 from sepbench.grid_yaml import DuplicateKey, load_text
@@ -131,7 +132,7 @@ def _resources(check: _Checker, key: str, raw: Any) -> dict[str, float]:
     return out
 
 
-def _scenarios(check: _Checker, raw: Any) -> tuple[Scenario, ...]:
+def _scenarios(check: _Checker, raw: Any, default: DatasetSpec, plugins: list[str]) -> tuple[Scenario, ...]:
     if not isinstance(raw, dict) or not raw:
         raise check.fail("scenarios", "expected a non-empty mapping of name → {weights, downsample}, "
                                       f"got {short(raw)}")
@@ -141,7 +142,9 @@ def _scenarios(check: _Checker, raw: Any) -> tuple[Scenario, ...]:
     for name, spec in raw.items():
         name = check.name("scenarios", str(name) if isinstance(name, int | float) else name)
         key = f"scenarios.{name}"
-        spec = check.mapping(key, spec, {"weights", "downsample", "superpose", "noise", "blur"})
+        spec = check.mapping(key, spec, {"weights", "downsample", "superpose", "noise", "blur", "dataset"})
+        dataset = parse_dataset(check.fail, f"{key}.dataset", spec["dataset"], plugins, check.source) \
+            if "dataset" in spec else None
         if "weights" not in spec:
             raise check.fail(key, "missing 'weights' (rows = observations, columns = sources)")
         rows = check.sequence(f"{key}.weights", spec["weights"])
@@ -155,14 +158,13 @@ def _scenarios(check: _Checker, raw: Any) -> tuple[Scenario, ...]:
         if len({len(r) for r in weights}) != 1:
             raise check.fail(f"{key}.weights", "every row needs the same number of source weights")
         downsample = check.positive_int(f"{key}.downsample", spec.get("downsample", 2))
-        if 28 % downsample:
-            raise check.fail(f"{key}.downsample", f"must divide the image size 28, got {downsample}")
+        check_downsample(check.fail, f"{key}.downsample", downsample, dataset or default)
         superpose = check.typed(f"{key}.superpose", spec.get("superpose", "sum"), str)
         if superpose not in SUPERPOSE_MODES:
             raise check.fail(f"{key}.superpose",
                              f"expected one of {', '.join(SUPERPOSE_MODES)}, got {short(superpose)}")
         scenarios.append(Scenario(str(name), tuple(weights), downsample, superpose,
-                                  **parse_forward(check, key, spec)))
+                                  **parse_forward(check, key, spec), dataset=dataset))
     return tuple(scenarios)
 
 
@@ -212,19 +214,14 @@ def parse_grid(raw: Any, source: str = "<memory>") -> Grid:
     name = check.name("name", raw["name"])
     if not name or "/" in name or "\\" in name or name.startswith("."):
         raise check.fail("name", f"expected a plain directory name, got {short(name)}")
-    dataset_raw = raw.get("dataset", "mnist")
-    if isinstance(dataset_raw, str):
-        dataset_raw = {"name": dataset_raw}
-    dataset_raw = check.mapping("dataset", dataset_raw, {"name", "train_size", "test_size"})
-    dataset = DatasetSpec(
-        name=check.typed("dataset.name", dataset_raw.get("name", "mnist"), str),
-        train_size=check.positive_int("dataset.train_size", dataset_raw.get("train_size", 60000)),
-        test_size=check.positive_int("dataset.test_size", dataset_raw.get("test_size", 10000)),
-    )
-    if dataset.name != "mnist":
-        raise check.fail("dataset.name", f"unknown dataset {short(dataset.name)} (known: mnist)")
-    if dataset.train_size > 60000 or dataset.test_size > 10000:
-        raise check.fail("dataset", "MNIST has 60000 training and 10000 test images")
+    plugins = raw.get("plugins", []) or []
+    if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
+        raise check.fail("plugins", f"expected a list of importable module names, got {short(plugins)}")
+    for i, plugin in enumerate(plugins[:bounds.MAX_LIST["plugins"] + 1]):
+        problem = bounds.plugin_problem(plugin) if i < bounds.MAX_LIST["plugins"] else "too many plugins"
+        if problem:
+            raise check.fail(f"plugins[{i}]", f"{problem}: {short(plugin)}")
+    dataset = parse_dataset(check.fail, "dataset", raw.get("dataset", "mnist"), plugins, source)
     noise = []
     for i, sigma in enumerate(check.sequence("noise", raw["noise"])):
         sigma = check.typed(f"noise[{i}]", sigma, float)
@@ -242,14 +239,7 @@ def parse_grid(raw: Any, source: str = "<memory>") -> Grid:
     test_pairs = check.typed("test.pairs", test.get("pairs", "random"), str)
     if test_pairs not in TEST_PAIRS:
         raise check.fail("test.pairs", f"expected one of {', '.join(TEST_PAIRS)}, got {short(test_pairs)}")
-    plugins = raw.get("plugins", []) or []
-    if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
-        raise check.fail("plugins", f"expected a list of importable module names, got {short(plugins)}")
-    for i, plugin in enumerate(plugins[:bounds.MAX_LIST["plugins"] + 1]):
-        problem = bounds.plugin_problem(plugin) if i < bounds.MAX_LIST["plugins"] else "too many plugins"
-        if problem:
-            raise check.fail(f"plugins[{i}]", f"{problem}: {short(plugin)}")
-    grid = Grid(name, dataset, _scenarios(check, raw["scenarios"]), tuple(dict.fromkeys(noise)),
+    grid = Grid(name, dataset, _scenarios(check, raw["scenarios"], dataset, plugins), tuple(dict.fromkeys(noise)),
                 tuple(dict.fromkeys(seeds)), train, test_mixtures, _methods(check, raw["methods"]),
                 tuple(plugins), source, test_pairs, keep_models)
     _check_paper_pairs(check, grid)
@@ -265,6 +255,9 @@ def _check_paper_pairs(check: _Checker, grid: Grid) -> None:
     for scenario in grid.scenarios:
         if len(scenario.weights[0]) != 2:
             raise check.fail(f"scenarios.{scenario.name}", "the paper's pairs need two sources per mixture")
+        if grid.dataset_for(scenario).name != "mnist" or scenario.dataset not in (None, grid.dataset):
+            raise check.fail(f"scenarios.{scenario.name}", "the paper's pairs index the grid's MNIST images: a "
+                             "scenario on another dataset cannot use them")
     if grid.test_pairs == "paper":
         if grid.dataset.test_size != 10000:
             raise check.fail("test.pairs", "the paper's test pairs index all 10000 MNIST test images: "

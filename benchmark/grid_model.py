@@ -15,14 +15,27 @@ from sepbench.grid_forward import forward_to_dict
 
 @dataclass(frozen=True)
 class DatasetSpec:
+    """A dataset as a grid names it (name, sizes, options), and what the grid read of it from the registry."""
+
     name: str = "mnist"
     train_size: int = 60000
     test_size: int = 10000
+    options: dict[str, Any] = field(default_factory=dict)  # passed to the Dataset (e.g. color: true)
+    # resolved from the registered Dataset when the grid is read (not part of a cell's id: they follow from the above)
+    image_size: tuple[int, int] = (0, 0)
+    channels: int = 1
+    fingerprint: str = ""
+    labelled: bool = False
 
     @property
     def key(self) -> str:
         """Names the source images that test sets are drawn from: equal keys, equal test mixtures."""
-        return dataset_key(self.name, self.train_size, self.test_size)
+        return dataset_key(self.name, self.train_size, self.test_size, self.options)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The grid file's form (and a cell's config): options only when given (older cell ids stay valid)."""
+        out: dict[str, Any] = {"name": self.name, "train_size": self.train_size, "test_size": self.test_size}
+        return {**out, **dict(self.options)} if self.options else out
 
 
 @dataclass(frozen=True)
@@ -37,6 +50,7 @@ class Scenario:
     blur: str = "none"  # or "gaussian" (blur_width) or "random" (blur_size)
     blur_width: float = 0.0
     blur_size: int = 0
+    dataset: DatasetSpec | None = None  # the scenario's own dataset (`dataset:` inside it); None: the grid's
 
     def to_dict(self) -> dict[str, Any]:
         """The grid file's form; ``superpose``, ``noise`` and ``blur`` only when not the default (older runs' cell
@@ -74,6 +88,10 @@ class Grid:
     test_pairs: str = "random"  # sepbench's seeded test pairs, or "paper": the public code's test pairs
     keep_models: bool = False  # the top-level `train: {keep_model: true}`: every entry keeps its fitted method
 
+    def dataset_for(self, scenario: Scenario) -> DatasetSpec:
+        """The dataset a scenario's sources come from: its own, else the grid's default."""
+        return scenario.dataset or self.dataset
+
     def budget_for(self, entry: MethodEntry) -> TrainBudget:
         """The grid's training defaults with the entry's overrides applied."""
         return replace(self.train, **entry.train)
@@ -82,8 +100,9 @@ class Grid:
         """The resolved grid, in the grid file's own format (written to the run directory)."""
         return {
             "name": self.name,
-            "dataset": asdict(self.dataset),
-            "scenarios": {s.name: s.to_dict() for s in self.scenarios},
+            "dataset": self.dataset.to_dict(),
+            "scenarios": {s.name: {**s.to_dict(), **({"dataset": s.dataset.to_dict()} if s.dataset else {})}
+                          for s in self.scenarios},
             "noise": list(self.noise),
             "seeds": list(self.seeds),
             "train": {**asdict(self.train), **({"keep_model": True} if self.keep_models else {})},

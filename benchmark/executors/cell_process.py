@@ -47,7 +47,10 @@ def _serve(conn: Connection, parent: int) -> None:
     from sepbench.provenance import read_installed
 
     torch.set_num_threads(threads)
-    load_sources(data_dir)
+    try:  # MNIST, the usual dataset, loaded before the first cell's time limit starts (cells load their own)
+        load_sources(data_dir)
+    except Exception:  # noqa: BLE001 — not here, or not needed: the cells that need it record why
+        pass
     read_installed()
     while True:
         try:

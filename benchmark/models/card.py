@@ -45,7 +45,7 @@ def kept_model(cell: Cell, method: Method, meta: dict[str, Any], rows: pd.DataFr
         "scenario": cell.scenario.name,
         "sigma": cell.sigma,
         "seed": cell.seed,
-        "dataset": asdict(cell.dataset),
+        "dataset": cell.dataset.to_dict(),
         "data": cell.data,
         "test": {"mixtures": cell.test_mixtures, "pairs": cell.test_pairs},
         "code": meta.get("provenance"),  # the method's code fingerprint, sepbench, torch, device kind

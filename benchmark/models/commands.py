@@ -55,7 +55,8 @@ def mix_images(run_dir: str, images: Sequence[str], out: str, *, scenario: str |
     grid_file = Path(run_dir) / "grid.yaml"
     if not grid_file.is_file():
         raise UserError(f"{run_dir}: not a run directory (no grid.yaml)")
-    scenarios = {s.name: s for s in load_grid(str(grid_file)).scenarios}
+    grid = load_grid(str(grid_file))
+    scenarios = {s.name: s for s in grid.scenarios}
     if scenario is None:
         if len(scenarios) > 1:
             raise UserError(f"{run_dir}: several scenarios ({', '.join(scenarios)}): say which with --scenario")
@@ -67,7 +68,7 @@ def mix_images(run_dir: str, images: Sequence[str], out: str, *, scenario: str |
     target = Path(out)
     if target.suffix.lower() != ".npy":
         raise UserError(f"--out: expected a .npy file name, got {out!r}")
-    task = scenario_task(scenarios[scenario], sigma)
+    task = scenario_task(scenarios[scenario], sigma, grid.dataset_for(scenarios[scenario]))
     if len(images) != task.n_sources:
         raise UserError(f"scenario {scenario} mixes {task.n_sources} sources: give {task.n_sources} images, got "
                         f"{len(images)}")

@@ -106,7 +106,8 @@ def task_of(card: dict[str, Any]) -> Task:
     forward = {k: kind(task[k]) for k, kind in (("noise_model", str), ("photons", float), ("blur", str),
                                                  ("blur_width", float), ("blur_size", int)) if k in task}
     return Task(tuple(tuple(float(v) for v in row) for row in task["weights"]), int(task["downsample"]),
-                float(task["sigma"]), tuple(int(n) for n in task["source_shape"]), str(task["superpose"]), **forward)
+                float(task["sigma"]), tuple(int(n) for n in task["source_shape"]), str(task["superpose"]),
+                channels=int(task.get("channels", 1)), **forward)
 
 
 def rebuild(card: dict[str, Any], state: dict[str, torch.Tensor], device: str | torch.device,

@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> None:
     for name in args.methods.split(","):
         # untimed warm-up of both sides: first calls create oneDNN kernels and load the digit classifier
         sepbench(name, 128, 1, 64, args.precision)
-        handwritten(name, sources.train, sources.test, 128, 1, 64)
+        handwritten(name, sources.train[:, 0], sources.test[:, 0], 128, 1, 64)  # (N, 28, 28): one channel
         runs: dict[str, list[dict]] = {"sepbench": [], "by hand": []}
         for repeat in range(args.repeats):
             order = ("sepbench", "by hand") if repeat % 2 == 0 else ("by hand", "sepbench")
@@ -168,7 +168,8 @@ def main(argv: list[str] | None = None) -> None:
                 if side == "sepbench":
                     r = sepbench(name, args.mixtures, args.epochs, args.test, args.precision)
                 else:
-                    r = handwritten(name, sources.train, sources.test, args.mixtures, args.epochs, args.test)
+                    r = handwritten(name, sources.train[:, 0], sources.test[:, 0], args.mixtures, args.epochs,
+                                    args.test)
                 runs[side].append(r)
                 print(f"  {name:8} {side:9} {r['seconds']:7.1f}s (train {r['train_s']:6.1f}s, evaluate "
                       f"{r['eval_s']:5.1f}s) MSE {r['mse']:.5f} SSIM {r['ssim']:.4f}"

@@ -49,6 +49,8 @@ def example_cells(rows: pd.DataFrame, scenario: str, sigma: float, entries: Sequ
 
 
 def _show(ax: plt.Axes, image: np.ndarray, caption: str | None = None) -> None:
+    if image.ndim == 3:  # (C, H, W) of a colour dataset: shown in colour (matplotlib takes channels last)
+        image = np.clip(np.moveaxis(image, 0, -1), 0.0, 1.0)
     ax.imshow(image, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
     ax.set_xticks([])
     ax.set_yticks([])

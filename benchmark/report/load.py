@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sepbench.datasets import dataset_key
+from sepbench.datasets import dataset_key_of
 from sepbench.errors import UserError
 from sepbench.integrity import CellFiles, damage
 from sepbench.manifest import ManifestDamaged, shape_problems
@@ -39,7 +39,7 @@ class RunData:
         """Names the cell's test set: cells with equal keys were scored on the same test mixtures."""
         config = self.meta[cell_id]["config"]
         spec = config["dataset"]
-        return f"{dataset_key(spec['name'], spec['train_size'], spec['test_size'])}|{config['test_mixtures']}"
+        return f"{dataset_key_of(spec)}|{config['test_mixtures']}"
 
 
 def one_line(value: Any, limit: int = 300) -> str:

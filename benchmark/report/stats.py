@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import wilcoxon
 
-from sepbench.datasets import dataset_key
+from sepbench.datasets import dataset_key_of
 from sepbench.report.load import RunData
 
 ALPHA = 0.01
@@ -100,7 +100,7 @@ def recognition_ceiling(runs: Sequence[RunData], rows: pd.DataFrame,
                     spec = config["dataset"]
                     n_sources = len(config["scenario"]["weights"][0])
                     flags = truth_recognised(sources, spec["test_size"], config["test_mixtures"], n_sources,
-                                             dataset_key(spec["name"], spec["train_size"], spec["test_size"]), data_dir)
+                                             dataset_key_of(spec), data_dir)
                     ceiling[key] = float(flags.mean())
         return ceiling, info
     except Exception as exc:  # the rest of the report stands without the ceiling

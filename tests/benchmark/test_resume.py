@@ -218,6 +218,7 @@ def wrong_bytes_dir(tmp_path_factory) -> Path:
                                 ("train-labels-idx1-ubyte", images.train_labels, 1),
                                 ("t10k-images-idx3-ubyte", images.test, 255),
                                 ("t10k-labels-idx1-ubyte", images.test_labels, 1)):
+        tensor = tensor[:, 0] if tensor.dim() == 4 else tensor  # images (N, 1, 28, 28) → IDX (N, 28, 28)
         array = (tensor * scale).round().numpy().astype("uint8")
         header = bytes([0, 0, 8, array.ndim]) + b"".join(d.to_bytes(4, "big") for d in array.shape)
         data = bytearray(header + array.tobytes())

