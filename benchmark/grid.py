@@ -291,7 +291,7 @@ def packaged_grids() -> list[str]:
 def resolve_grid_path(name_or_path: str) -> Path:
     """A path as given, or the packaged grid of that bare name (``quick`` or ``quick.yaml``)."""
     path = Path(name_or_path)
-    if path.exists():
+    if path.exists() and not path.is_dir():  # a folder of that name (the repository's datasets/) is no grid file
         return path
     stem = path.name[:-5] if path.name.endswith(".yaml") else path.name
     if path.parent == Path(".") and stem in packaged_grids():

@@ -122,3 +122,14 @@ def test_a_scenario_may_have_its_own_noise_levels_and_its_cells_keep_their_ids()
                          (20.0, "scenarios.clean.sigma[0]: σ above 10")):
         with pytest.raises(GridError, match=message.replace("[", r"\[").replace("]", r"\]")):
             parse_grid({**TINY_GRID, "scenarios": {**scenarios, "clean": {**scenarios["clean"], "sigma": bad}}})
+
+
+def test_a_folder_named_like_a_packaged_grid_does_not_hide_it(tmp_path, monkeypatch):
+    """`bench run --grid datasets` from the repository root, where datasets/ is a folder: the packaged grid."""
+    from sepbench.grid import resolve_grid_path
+
+    (tmp_path / "datasets").mkdir()
+    monkeypatch.chdir(tmp_path)
+    path = resolve_grid_path("datasets")
+    assert path.is_file() and path.name == "datasets.yaml" and path.parent.name == "grids"
+    assert load_grid("datasets").name == "datasets"
