@@ -1,4 +1,7 @@
-"""`bench run` and `bench report` through the real command line: files, rows, resume, bad input."""
+"""`bench run` and `bench report` through the real command line: files, rows, resume, bad input.
+
+The shared run is made by a real `bench` process; the other commands run `sepbench.cli.main` in this process
+(``bench_here``: the same code, exit status and output without seconds of imports per call)."""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ import pytest
 import yaml
 
 from sepbench.store import ROW_COLUMNS
-from tests.conftest import TINY_GRID, bench
+from tests.conftest import TINY_GRID, bench, bench_here
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +48,7 @@ def test_run_writes_every_cell_and_report_aggregates(tiny_run):
     examples = [dict(pd.read_json(p.with_suffix(".json"), typ="series")) for p in parquets]
     assert all(e["status"] == "done" for e in examples)
 
-    report = bench("report", str(out), cwd=root)
+    report = bench_here("report", str(out), cwd=root)
     assert report.returncode == 0, report.stderr
     summary = pd.read_csv(out / "summary.csv")
     assert set(summary["label"]) == {"average", "ica", "fcsae"}
@@ -61,14 +64,14 @@ def test_run_writes_every_cell_and_report_aggregates(tiny_run):
 def test_second_run_runs_nothing_and_deleted_cell_reruns_alone(tiny_run):
     root, grid, out, _ = tiny_run
     before = {p.name: p.stat().st_mtime_ns for p in (out / "cells").glob("*.parquet")}
-    again = bench("run", "--grid", str(grid), "--out", str(out), "--executor", "local", cwd=root)
+    again = bench_here("run", "--grid", str(grid), "--out", str(out), "--executor", "local", cwd=root)
     assert again.returncode == 0, again.stderr
     assert "0 to run" in again.stderr
     assert {p.name: p.stat().st_mtime_ns for p in (out / "cells").glob("*.parquet")} == before
 
     victim = sorted(before)[3]
     (out / "cells" / victim).unlink()
-    third = bench("run", "--grid", str(grid), "--out", str(out), "--executor", "local", cwd=root)
+    third = bench_here("run", "--grid", str(grid), "--out", str(out), "--executor", "local", cwd=root)
     assert third.returncode == 0, third.stderr
     assert "1 to run" in third.stderr
     after = {p.name: p.stat().st_mtime_ns for p in (out / "cells").glob("*.parquet")}
@@ -99,17 +102,17 @@ def _assert_bad_input(result, fragment: str) -> None:
 ])
 def test_bad_grids_exit_2_with_one_line_and_write_nothing(tmp_path, write_grid, changes, fragment):
     out = tmp_path / "out"
-    result = bench("run", "--grid", str(write_grid(changes)), "--out", str(out), "--executor", "local",
+    result = bench_here("run", "--grid", str(write_grid(changes)), "--out", str(out), "--executor", "local",
                    cwd=tmp_path)
     _assert_bad_input(result, fragment)
     assert not out.exists()
 
 
 def test_missing_and_non_yaml_grid_files(tmp_path):
-    _assert_bad_input(bench("run", "--grid", str(tmp_path / "nope.yaml"), cwd=tmp_path), "no such grid file")
+    _assert_bad_input(bench_here("run", "--grid", str(tmp_path / "nope.yaml"), cwd=tmp_path), "no such grid file")
     junk = tmp_path / "junk.yaml"
     junk.write_text("methods: [average\n  - : :\n")
-    _assert_bad_input(bench("run", "--grid", str(junk), cwd=tmp_path), "not valid YAML")
+    _assert_bad_input(bench_here("run", "--grid", str(junk), cwd=tmp_path), "not valid YAML")
 
 
 def test_locked_run_directory_is_refused(tmp_path, write_grid):
@@ -121,7 +124,7 @@ def test_locked_run_directory_is_refused(tmp_path, write_grid):
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         handle.write("4242")
         handle.flush()
-        result = bench("run", "--grid", str(write_grid()), "--out", str(out), "--executor", "local",
+        result = bench_here("run", "--grid", str(write_grid()), "--out", str(out), "--executor", "local",
                        cwd=tmp_path)
     _assert_bad_input(result, "is locked by a running run (pid 4242)")
     assert not (out / "manifest.json").exists()
@@ -146,36 +149,36 @@ def test_report_without_runs_skips_runs_whose_cells_did_not_change(tiny_run, tmp
     for stale in ("report.md", "report.inputs"):
         (run / stale).unlink(missing_ok=True)
 
-    first = bench("report", cwd=tmp_path)
+    first = bench_here("report", cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     assert "wrote" in first.stdout and (run / "report.md").is_file() and (run / "report.inputs").is_file()
     written = (run / "summary.csv").stat().st_mtime_ns
 
-    again = bench("report", cwd=tmp_path)
+    again = bench_here("report", cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert "up to date: reports/tiny" in again.stdout and "wrote" not in again.stdout
     assert (run / "summary.csv").stat().st_mtime_ns == written
 
     os.utime(run / "report.md", (0, 0))  # file times do not matter (a git checkout resets them) ...
-    assert "up to date" in bench("report", cwd=tmp_path).stdout
+    assert "up to date" in bench_here("report", cwd=tmp_path).stdout
     (run / "cells" / sorted(p.name for p in (run / "cells").glob("*.parquet"))[0]).unlink()  # ... contents do
-    changed = bench("report", cwd=tmp_path)
+    changed = bench_here("report", cwd=tmp_path)
     assert changed.returncode == 0, changed.stderr
     assert "wrote" in changed.stdout
     assert (run / "summary.csv").stat().st_mtime_ns != written
 
-    named = bench("report", str(run), cwd=tmp_path)  # a named run is always reported
+    named = bench_here("report", str(run), cwd=tmp_path)  # a named run is always reported
     assert named.returncode == 0 and "wrote" in named.stdout
 
 
 def test_report_bad_input(tmp_path):
-    _assert_bad_input(bench("report", str(tmp_path / "absent"), cwd=tmp_path), "no such run directory")
+    _assert_bad_input(bench_here("report", str(tmp_path / "absent"), cwd=tmp_path), "no such run directory")
     (tmp_path / "notarun").mkdir()
-    _assert_bad_input(bench("report", str(tmp_path / "notarun"), cwd=tmp_path), "not a run directory")
+    _assert_bad_input(bench_here("report", str(tmp_path / "notarun"), cwd=tmp_path), "not a run directory")
 
 
 def test_methods_lists_builtins(tmp_path):
-    result = bench("methods", cwd=tmp_path)
+    result = bench_here("methods", cwd=tmp_path)
     assert result.returncode == 0
     for name in ("average", "ica", "fcsae"):
         assert name in result.stdout
@@ -183,7 +186,7 @@ def test_methods_lists_builtins(tmp_path):
 
 def test_paper_protocol_report_needs_the_papers_test_pairs(tiny_run):
     root, _, out, _ = tiny_run
-    _assert_bad_input(bench("report", "--protocol", "paper", str(out), cwd=root), "not scored on the paper's test")
+    _assert_bad_input(bench_here("report", "--protocol", "paper", str(out), cwd=root), "not scored on the paper's test")
 
 
 def test_paper_protocol_report_on_the_papers_data(tmp_path, write_grid):
@@ -193,8 +196,9 @@ def test_paper_protocol_report_on_the_papers_data(tmp_path, write_grid):
                        "test": {"mixtures": 200, "pairs": "paper"},
                        "methods": ["average", {"method": "fcsae", "params": {"hidden": 32}}]})
     out = tmp_path / "paper"
-    assert bench("run", "--grid", str(grid), "--out", str(out), "--executor", "local", cwd=tmp_path).returncode == 0
-    result = bench("report", "--protocol", "paper", str(out), cwd=tmp_path)
+    run = bench_here("run", "--grid", str(grid), "--out", str(out), "--executor", "local", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    result = bench_here("report", "--protocol", "paper", str(out), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     table = pd.read_csv(out / "paper-protocol.csv").set_index("label")
     assert set(table.index) == {"average", "fcsae"} and set(table["superpose"]) == {"uint8-wrap"}

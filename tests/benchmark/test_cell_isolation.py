@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 import yaml
 
@@ -91,6 +92,16 @@ def run(root: Path, out: str, grid: dict, env: dict[str, str], *extra: str):
     return bench("run", "--grid", str(path), "--out", str(root / out), *extra, cwd=root, env=env)
 
 
+@pytest.fixture(scope="module")
+def alone(tmp_path_factory) -> Path:
+    """fcsae in a run of its own, the reference of both isolation tests (local and Ray): made once."""
+    root = tmp_path_factory.mktemp("alone")
+    env = {**write_plugin(root, "scribble_demo", SCRIBBLE), **ONE_THREAD}
+    result = run(root, "alone", {**GRID, "methods": [FCSAE]}, env, "--executor", "local")
+    assert result.returncode == 0, result.stderr
+    return root / "alone"
+
+
 def records(out: Path) -> dict[str, dict]:
     """Cell records by method."""
     found = [json.loads(p.read_text()) for p in (out / "cells").glob("*.json")]
@@ -119,19 +130,16 @@ def assert_isolated(alone: Path, after: Path) -> None:
     np.testing.assert_array_equal(examples(after, second["scribble"])["y"], examples(alone, first["fcsae"])["y"])
 
 
-def test_a_method_writing_into_its_inputs_changes_no_later_cell_locally(tmp_path: Path) -> None:
+def test_a_method_writing_into_its_inputs_changes_no_later_cell_locally(tmp_path: Path, alone: Path) -> None:
     env = {**write_plugin(tmp_path, "scribble_demo", SCRIBBLE), **ONE_THREAD}
-    alone = run(tmp_path, "alone", {**GRID, "methods": [FCSAE]}, env, "--executor", "local")
-    assert alone.returncode == 0, alone.stderr
     after = run(tmp_path, "after", {**GRID, "methods": ["scribble", FCSAE]}, env, "--executor", "local")
     assert after.returncode == 0, after.stderr
-    assert_isolated(tmp_path / "alone", tmp_path / "after")
+    assert_isolated(alone, tmp_path / "after")
 
 
-def test_a_method_writing_into_its_inputs_changes_no_later_cell_on_a_reused_ray_worker(tmp_path: Path) -> None:
+def test_a_method_writing_into_its_inputs_changes_no_later_cell_on_a_reused_ray_worker(tmp_path: Path,
+                                                                                      alone: Path) -> None:
     env = {**write_plugin(tmp_path, "scribble_demo", SCRIBBLE), **ONE_THREAD}
-    alone = run(tmp_path, "alone", {**GRID, "methods": [FCSAE]}, env, "--executor", "local")
-    assert alone.returncode == 0, alone.stderr
     cluster_env = auth_env()
     head = RayNode(cluster_env, num_cpus=1, tag="iso")  # one CPU: one cell at a time, on the worker Ray reuses
     try:
@@ -143,7 +151,7 @@ def test_a_method_writing_into_its_inputs_changes_no_later_cell_on_a_reused_ray_
     finally:
         head.stop()
     assert "1 node(s), 1 CPUs" in after.stderr
-    assert_isolated(tmp_path / "alone", tmp_path / "after")
+    assert_isolated(alone, tmp_path / "after")
 
 
 def test_nan_or_inf_in_an_output_fails_its_cell_saying_how_many_and_where(tmp_path: Path) -> None:

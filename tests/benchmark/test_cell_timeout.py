@@ -34,7 +34,7 @@ from tests.benchmark.test_ray_executor import (
     rows,
     wait_for,
 )
-from tests.conftest import TINY_GRID, bench
+from tests.conftest import TINY_GRID, bench, bench_here
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")
 
@@ -149,11 +149,12 @@ def test_limited_cells_return_the_same_rows_and_examples_as_in_process_cells(tmp
     grid = write_grid({"noise": [0.1], "scenarios": DUAL,
                        "methods": ["average", {"method": "fcsae", "params": {"hidden": 64}}]})
     env = {**marker(), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    plain = bench("run", "--grid", str(grid), "--out", str(tmp_path / "plain"), "--executor", "local",
-                  cwd=tmp_path, env=env)
+    # the driver in this process (one torch thread, as the child is told); the limited cells in a real child
+    plain = bench_here("run", "--grid", str(grid), "--out", str(tmp_path / "plain"), "--executor", "local",
+                       cwd=tmp_path, env=env)
     assert plain.returncode == 0, plain.stderr
-    limited = bench("run", "--grid", str(grid), "--out", str(tmp_path / "limited"), "--executor", "local",
-                    "--cell-timeout", "300", cwd=tmp_path, env=env)
+    limited = bench_here("run", "--grid", str(grid), "--out", str(tmp_path / "limited"), "--executor", "local",
+                         "--cell-timeout", "300", cwd=tmp_path, env=env)
     assert limited.returncode == 0, limited.stderr
     assert "epoch 1/1" in limited.stderr  # the child's epochs reach the driver's progress
     a, b = rows(tmp_path / "plain"), rows(tmp_path / "limited")
@@ -232,7 +233,8 @@ def test_a_bad_timeout_in_the_grid_is_an_error_naming_the_key(value):
                                                  ("soon", "'soon' is not a valid float")])
 def test_a_bad_cell_timeout_is_one_line_and_exit_2(tmp_path, write_grid, value, fragment):
     out = tmp_path / "out"
-    result = bench("run", "--grid", str(write_grid()), "--out", str(out), "--cell-timeout", value, cwd=tmp_path)
+    result = bench_here("run", "--grid", str(write_grid()), "--out", str(out), "--cell-timeout", value,
+                        cwd=tmp_path)
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and fragment in lines[0], result.stderr

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from sepbench.devices import local_cuda_index, place
-from tests.conftest import bench
+from tests.conftest import bench_here
 
 
 @pytest.mark.parametrize("gpu_id, visible, index", [
@@ -48,7 +48,7 @@ def test_cpu_cells_name_the_cpu():
 def test_a_local_run_records_the_device_of_every_cell(tmp_path, write_grid):
     grid = write_grid({"noise": [0.1], "scenarios": {"single": {"weights": [[1, 1]]}},
                        "methods": ["average", {"method": "fcsae", "params": {"hidden": 64}}]})
-    result = bench("run", "--grid", str(grid), "--out", str(tmp_path / "run"), "--executor", "local",
+    result = bench_here("run", "--grid", str(grid), "--out", str(tmp_path / "run"), "--executor", "local",
                    cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     metas = {m["config"]["method"]: m for m in (json.loads(p.read_text())

@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.conftest import TINY_GRID, bench
+from tests.conftest import TINY_GRID, bench, bench_here
 
 GRID = {**TINY_GRID, "scenarios": {"single": TINY_GRID["scenarios"]["single"]}, "noise": [0.01, 0.05, 0.1],
         "test": {"mixtures": 20}, "methods": ["average"]}
@@ -106,10 +106,12 @@ def clean(tmp_path_factory) -> Path:
     return root / "run"
 
 
-def run_grid(root: Path, grid: dict, out: Path, **kwargs) -> subprocess.CompletedProcess:
+def run_grid(root: Path, grid: dict, out: Path, command: Callable = bench_here, **kwargs
+             ) -> subprocess.CompletedProcess:
+    """``bench run`` of ``grid`` under the local executor (in this process unless ``command`` is ``bench``)."""
     path = root / "grid.yaml"
     path.write_text(yaml.safe_dump(grid, sort_keys=False))
-    return bench("run", "--grid", str(path), "--out", str(out), "--executor", "local", cwd=root, **kwargs)
+    return command("run", "--grid", str(path), "--out", str(out), "--executor", "local", cwd=root, **kwargs)
 
 
 def damaged_copy(clean: Path, tmp_path: Path, case: str) -> Path:
@@ -134,7 +136,7 @@ def lines_with(result: subprocess.CompletedProcess, fragment: str, code: int) ->
 @pytest.mark.parametrize("case", ["manifest {'history': 5}", "manifest {'cells': 'x'}", "manifest []"])
 def test_a_manifest_of_the_wrong_shape_is_set_aside_by_a_run_and_read_around_by_a_report(clean, tmp_path, case):
     run = damaged_copy(clean, tmp_path, case)
-    report = bench("report", str(run), cwd=tmp_path)
+    report = bench_here("report", str(run), cwd=tmp_path)
     assert len(lines_with(report, "manifest.json", 0)) == 1
     assert sorted(pd.read_csv(run / "summary.csv")["sigma"]) == [0.01, 0.05, 0.1]  # from the cell records
 
@@ -155,7 +157,7 @@ def test_unreadable_cell_files_are_damaged_cells_for_a_run_and_a_report(clean, t
     assert all("not a regular file" in line for line in named)
     assert pd.read_csv(run / "summary.csv")["sigma"].tolist() == [0.1]
 
-    again = run_grid(tmp_path, GRID, run, timeout=300)
+    again = run_grid(tmp_path, GRID, run, bench, timeout=300)
     assert len(lines_with(again, "moved to cells/damaged/", 0)) == 2
     assert "1 already done, 2 to run" in again.stderr
     pd.testing.assert_frame_equal(rows_of(run), rows_of(clean))  # recomputed: the same numbers
@@ -189,7 +191,7 @@ def test_an_unwritable_out_is_one_line_and_exit_2(clean, tmp_path):
     for out in (tmp_path / "a-file" / "run", Path("/proc/sepbench-run")):  # through a file; a kernel file system
         [line] = lines_with(run_grid(tmp_path, GRID, out), "error:", 2)
         assert line.startswith(f"error: {out}: cannot write a run directory here")
-    [line] = lines_with(bench("report", str(clean), "--out", str(tmp_path / "a-file" / "x"), cwd=tmp_path),
+    [line] = lines_with(bench_here("report", str(clean), "--out", str(tmp_path / "a-file" / "x"), cwd=tmp_path),
                         "error:", 2)
     assert line == f"error: cannot use {tmp_path / 'a-file' / 'x'}: Not a directory"
 
@@ -201,7 +203,7 @@ def test_an_unwritable_out_is_one_line_and_exit_2(clean, tmp_path):
 ])
 def test_foreign_things_in_the_run_directory_are_one_line_each(clean, tmp_path, case, damage, report_code):
     run = damaged_copy(clean, tmp_path, case)
-    report = bench("report", str(run), cwd=tmp_path)
+    report = bench_here("report", str(run), cwd=tmp_path)
     [line] = lines_with(report, "manifest.json" if "manifest" in case else str(run), report_code)
     if report_code == 2:
         assert line.startswith("error: ") and "no finished cell to report on" in line and "not a folder" in line
@@ -213,7 +215,7 @@ def test_foreign_things_in_the_run_directory_are_one_line_each(clean, tmp_path, 
 
 def test_cell_ids_read_from_disk_are_never_used_as_paths(clean, tmp_path):
     run = damaged_copy(clean, tmp_path, "cell id ../../../elsewhere/x")
-    report = bench("report", str(run), cwd=tmp_path)
+    report = bench_here("report", str(run), cwd=tmp_path)
     [line] = lines_with(report, "../../../elsewhere/x", 0)
     assert "an entry without a valid cell id" in line
     assert len(lines_with(report, "cells/notes.json: not a cell record", 0)) == 1
@@ -225,7 +227,7 @@ def test_cell_ids_read_from_disk_are_never_used_as_paths(clean, tmp_path):
     record = json.loads((run / "cells" / f"{first}.json").read_text())
     record["files"]["rows"] = hashlib.sha256((run / "cells" / f"{first}.parquet").read_bytes()).hexdigest()
     write_record(run, first, record)
-    report = bench("report", str(run), cwd=tmp_path)
+    report = bench_here("report", str(run), cwd=tmp_path)
     [line] = lines_with(report, f"damaged cell {first}", 0)
     assert "holds rows of another cell" in line
 
@@ -243,8 +245,8 @@ def test_failed_cells_are_listed_with_their_errors_in_every_report(tmp_path):
     error = "RuntimeError: separate() is not written yet"
     grid = {**GRID, "noise": [0.01, 0.1], "plugins": ["failing_demo"]}
     for methods, run, done in ((["average", "failing"], tmp_path / "some", 2), (["failing"], tmp_path / "all", 0)):
-        assert run_grid(tmp_path, {**grid, "methods": methods}, run, env=env).returncode == 1
-        report = bench("report", str(run), cwd=tmp_path)
+        assert run_grid(tmp_path, {**grid, "methods": methods}, run, bench, env=env).returncode == 1
+        report = bench_here("report", str(run), cwd=tmp_path)
         failed = lines_with(report, "failed cell", 0)
         assert len(failed) == 2 and all(line.endswith(error) for line in failed)
         for page in ("report.md", "report.html"):

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from sepbench.store import foreign_dir_problem
-from tests.conftest import TINY_GRID, bench
+from tests.conftest import TINY_GRID, bench_here
 
 SCIENTIST = "\U0001f469\u200d\U0001f52c"  # 👩‍🔬: an emoji sequence joined by U+200D, a legal label
 ONE_CELL = {**TINY_GRID, "scenarios": {"single": {"weights": [[1, 1]]}}, "noise": [0.01], "test": {"mixtures": 8},
@@ -33,7 +33,7 @@ def foreign_folder(root: Path) -> Path:
 
 
 def run(grid: Path, cwd: Path, *out: str):
-    return bench("run", "--grid", str(grid), *out, "--executor", "local", cwd=cwd, timeout=300)
+    return bench_here("run", "--grid", str(grid), *out, "--executor", "local", cwd=cwd, timeout=300)
 
 
 def assert_refused(result, folder: Path) -> None:

@@ -29,7 +29,7 @@ from sepbench.contract import CHECKS
 from sepbench.grid import parse_grid
 from sepbench.plan import plan_grid
 from sepbench.registry import PluginError, available_methods, get_method, method_origin
-from tests.conftest import TINY_GRID, bench
+from tests.conftest import TINY_GRID, bench, bench_here
 
 PLUGIN = "plugdemo"
 SMALL_GRID = {**TINY_GRID, "scenarios": {"single": TINY_GRID["scenarios"]["single"]}, "noise": [0.01],
@@ -275,8 +275,8 @@ def test_broken_grid_plugin_names_itself_and_spares_other_grids(plugin_folder, b
 
 
 def test_missing_grid_plugin_via_the_command_line(tmp_path, write_grid):
-    result = bench("run", "--grid", str(write_grid({"plugins": ["no_such_plugin_module"]})), "--out",
-                   str(tmp_path / "o"), "--executor", "local", cwd=tmp_path)
+    result = bench_here("run", "--grid", str(write_grid({"plugins": ["no_such_plugin_module"]})), "--out",
+                        str(tmp_path / "o"), "--executor", "local", cwd=tmp_path)
     _one_line_error(result, "plugins: plugin 'no_such_plugin_module' cannot be imported: ModuleNotFoundError")
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import io
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -27,7 +28,7 @@ from sepbench.executors.ray_scheduler import Capacity
 from sepbench.grid import load_grid, parse_grid
 from sepbench.plan import plan_grid
 from sepbench.runner import run_grid
-from tests.conftest import TINY_GRID, bench
+from tests.conftest import TINY_GRID, bench, bench_here
 from tests.raycluster import RayNode, auth_env, free_port, processes_with_env
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")
@@ -138,8 +139,8 @@ def popen_bench(*args: str, cwd: Path, env: dict[str, str], log: Path) -> subpro
 def test_private_ray_writes_the_same_rows_as_local(tmp_path, write_grid):
     grid = write_grid({"noise": [0.1], "methods": ["average", {"method": "fcsae", "params": {"hidden": 64}}]})
     # one torch thread in both, as a one-CPU Ray task has: same seed, same threads → the same numbers
-    local = bench("run", "--grid", str(grid), "--out", str(tmp_path / "local"), "--executor", "local",
-                  cwd=tmp_path, env={"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
+    local = bench_here("run", "--grid", str(grid), "--out", str(tmp_path / "local"), "--executor", "local",
+                       cwd=tmp_path, env={"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
     assert local.returncode == 0, local.stderr
     env = marker()
     ray_run = bench("run", "--grid", str(grid), "--out", str(tmp_path / "ray"), cwd=tmp_path, env=env)  # default
@@ -255,17 +256,29 @@ def explode_method(tmp_path, monkeypatch):
 
 def test_a_method_that_raises_fails_its_cell_only_and_the_rerun_runs_just_that_cell(tmp_path, write_grid,
                                                                                    explode_method):
-    grid = load_grid(str(write_grid({"scenarios": DUAL, "noise": [0.1], "methods": ["average", "explode"]})))
+    """Under Ray a cell that raises fails alone and the rerun runs just that cell; the epochs of a running cell are
+    posted to the driver (a Ray queue) and printed on the run's own progress stream — not only in the worker's
+    log — before the cell's own line (both on one private Ray: its start is the expensive part)."""
+    fcsae = {"method": "fcsae", "params": {"hidden": 32}, "train": {"epochs": 2}}
+    grid = load_grid(str(write_grid({"scenarios": DUAL, "noise": [0.1], "methods": ["average", "explode", fcsae]})))
     out = tmp_path / "run"
     first = io.StringIO()
     assert run_grid(grid, out=out, executor="ray", progress_stream=first) == 1
     metas = {m["config"]["method"]: m for m in (pd.read_json(p, typ="series")
                                                  for p in (out / "cells").glob("*.json"))}
-    assert metas["average"]["status"] == "done"
+    assert metas["average"]["status"] == "done" and metas["fcsae"]["status"] == "done"
     assert metas["explode"]["status"] == "failed"
     assert "RuntimeError: boom: exploded in fit" in metas["explode"]["error"]
     assert "1 cell(s) failed" in first.getvalue() and metas["explode"]["id"] in first.getvalue()
-    assert process_tree(os.getpid()) == []  # the private Ray is gone
+    assert process_tree(os.getpid()) == []  # the private Ray (and the queue's actor with it) is gone
+
+    lines = first.getvalue().splitlines()
+    cell = "fcsae · dual · σ=0.1 · seed 0"
+    epochs = [i for i, line in enumerate(lines) if line.startswith(f"    {cell}: epoch ")]
+    assert [lines[i].split(": epoch ")[1].split()[0] for i in epochs] == ["1/2", "2/2"], lines
+    assert all(" train " in lines[i] and " val " in lines[i] and " | ETA " in lines[i] for i in epochs)
+    finished = next(i for i, line in enumerate(lines) if re.match(rf"\[[123]/3\] {re.escape(cell)}: MSE", line))
+    assert epochs[-1] < finished
 
     before = mtimes(out)
     explode_method.unlink()  # the method is fixed
@@ -273,7 +286,7 @@ def test_a_method_that_raises_fails_its_cell_only_and_the_rerun_runs_just_that_c
     assert run_grid(grid, out=out, executor="ray", progress_stream=second) == 0
     assert "1 to run" in second.getvalue()
     after = mtimes(out)
-    assert before.items() <= after.items() and len(after) == 2  # average untouched; explode now done
+    assert before.items() <= after.items() and len(after) == 3  # average and fcsae untouched; explode now done
     assert process_tree(os.getpid()) == []
 
 
@@ -326,21 +339,3 @@ def test_what_a_cell_asks_ray_for():
     # never more than the largest node has (Ray would wait forever), and as many torch threads as CPUs
     assert (cpu_only.request(big_cell).cpu, cpu_only.request(big_cell).threads) == (2.0, 2)
     assert (with_gpu.request(big_cell).cpu, with_gpu.request(big_cell).threads) == (8.0, 8)
-
-
-def test_epoch_reports_of_a_running_cell_reach_the_driver(tmp_path, write_grid):
-    """Under Ray a cell's epochs are posted to the driver (a Ray queue) and printed on the run's own progress
-    stream — not only in the worker's log — before the cell's own line."""
-    train = {**TINY_GRID["train"], "epochs": 2}
-    grid = load_grid(str(write_grid({"scenarios": DUAL, "noise": [0.1], "train": train,
-                                     "methods": [{"method": "fcsae", "params": {"hidden": 32}}]})))
-    stream = io.StringIO()
-    assert run_grid(grid, out=tmp_path / "run", executor="ray", progress_stream=stream) == 0
-    lines = stream.getvalue().splitlines()
-    cell = "fcsae · dual · σ=0.1 · seed 0"
-    epochs = [i for i, line in enumerate(lines) if line.startswith(f"    {cell}: epoch ")]
-    assert [lines[i].split(": epoch ")[1].split()[0] for i in epochs] == ["1/2", "2/2"], lines
-    assert all(" train " in lines[i] and " val " in lines[i] and " | ETA " in lines[i] for i in epochs)
-    finished = next(i for i, line in enumerate(lines) if line.startswith(f"[1/1] {cell}: MSE"))
-    assert epochs[-1] < finished
-    assert process_tree(os.getpid()) == []  # the private Ray (and the queue's actor with it) is gone

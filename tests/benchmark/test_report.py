@@ -19,7 +19,7 @@ from sepbench.report.load import combine, load_run
 from sepbench.report.stats import recognition_ceiling
 from sepbench.report.summary import bootstrap_ci
 from sepbench.runner import run_grid
-from tests.conftest import TINY_GRID, bench
+from tests.conftest import TINY_GRID, bench_here
 
 GRID = {**TINY_GRID, "name": "report-tiny", "noise": [0.01, 0.1], "test": {"mixtures": 40},
         "methods": ["average", {"method": "fcsae", "params": {"hidden": 64}, "train": {"epochs": 3}}, "ica"]}
@@ -221,7 +221,7 @@ def test_failed_and_missing_cells_are_listed_at_the_top(run_dir, tmp_path):
 def test_two_runs_side_by_side_through_the_cli(run_dir, tmp_path):
     _break(run_dir, tmp_path / "other")
     out = tmp_path / "cmp"
-    result = bench("report", str(run_dir), str(tmp_path / "other"), "--out", str(out), cwd=tmp_path)
+    result = bench_here("report", str(run_dir), str(tmp_path / "other"), "--out", str(out), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"wrote {out / 'report.html'}"
     summary = pd.read_csv(out / "summary.csv")
@@ -241,12 +241,12 @@ def _one_line_exit_2(result, fragment: str) -> None:
 
 
 def test_bad_input_is_one_line_and_exit_2(run_dir, tmp_path):
-    _one_line_exit_2(bench("report", str(tmp_path / "absent"), cwd=tmp_path), "no such run directory")
+    _one_line_exit_2(bench_here("report", str(tmp_path / "absent"), cwd=tmp_path), "no such run directory")
     (tmp_path / "plain").mkdir()
-    _one_line_exit_2(bench("report", str(tmp_path / "plain"), cwd=tmp_path), "not a run directory")
+    _one_line_exit_2(bench_here("report", str(tmp_path / "plain"), cwd=tmp_path), "not a run directory")
     empty = tmp_path / "empty"
     empty.mkdir()
     shutil.copy(run_dir / "manifest.json", empty / "manifest.json")
-    _one_line_exit_2(bench("report", str(empty), cwd=tmp_path), "no finished cell to report on")
+    _one_line_exit_2(bench_here("report", str(empty), cwd=tmp_path), "no finished cell to report on")
     with pytest.raises(Exception, match="no finished cell"):
         write_comparison([run_dir, empty])

@@ -11,7 +11,7 @@ from sepbench.api import Resources
 from sepbench.errors import GridError
 from sepbench.grid import parse_grid
 from sepbench.plan import plan_grid
-from tests.conftest import TINY_GRID, bench
+from tests.conftest import TINY_GRID, bench_here
 
 FCSAE = {"method": "fcsae", "params": {"hidden": 64}}
 
@@ -89,7 +89,7 @@ def test_the_resolved_grid_keeps_the_resources():
 ])
 def test_a_bad_gpu_share_is_one_line_and_exit_2(tmp_path, write_grid, share, fragment):
     out = tmp_path / "out"
-    result = bench("run", "--grid", str(write_grid()), "--out", str(out), "--executor", "local",
+    result = bench_here("run", "--grid", str(write_grid()), "--out", str(out), "--executor", "local",
                    "--gpu-share", share, cwd=tmp_path)
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
@@ -100,7 +100,7 @@ def test_a_bad_gpu_share_is_one_line_and_exit_2(tmp_path, write_grid, share, fra
 def test_a_run_resumed_with_another_share_reruns_nothing(tmp_path, write_grid):
     grid = write_grid({"noise": [0.1], "methods": ["average", {**FCSAE, "resources": {"gpu": 0.5}}]})
     out = tmp_path / "run"
-    first = bench("run", "--grid", str(grid), "--out", str(out), "--executor", "local", "--gpu-share", "0.25",
+    first = bench_here("run", "--grid", str(grid), "--out", str(out), "--executor", "local", "--gpu-share", "0.25",
                   cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     manifest = json.loads((out / "manifest.json").read_text())
@@ -108,7 +108,7 @@ def test_a_run_resumed_with_another_share_reruns_nothing(tmp_path, write_grid):
     metas = [json.loads(p.read_text()) for p in (out / "cells").glob("*.json")]
     asked = {m["config"]["method"]: m["resources"] for m in metas}
     assert asked == {"average": {"cpu": 1.0, "gpu": 0.0}, "fcsae": {"cpu": 1.0, "gpu": 0.25}}
-    again = bench("run", "--grid", str(grid), "--out", str(out), "--executor", "local", "--gpu-share", "1",
+    again = bench_here("run", "--grid", str(grid), "--out", str(out), "--executor", "local", "--gpu-share", "1",
                   cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert "4 cells planned, 4 already done, 0 to run" in again.stderr

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.conftest import TINY_GRID, bench
+from tests.conftest import TINY_GRID, bench, bench_here
 
 PLUGIN_INIT = "from halves_demo.method import Halves  # noqa: F401\n"
 PLUGIN_METHOD = """\
@@ -87,7 +87,7 @@ def test_a_plugin_code_change_reruns_its_cells_only(tmp_path: Path) -> None:
     assert "4 already done, 2 to run" in kept.stderr and "kept and marked stale (--keep-stale)" in kept.stderr
     manifest = json.loads((out / "manifest.json").read_text())
     assert len(manifest["stale_kept"]) == 2
-    report = bench("report", str(out), cwd=tmp_path)
+    report = bench_here("report", str(out), cwd=tmp_path)
     assert report.returncode == 0, report.stderr
     page = (out / "report.md").read_text()
     assert page.count("stale (kept with --keep-stale): halves") == 2
@@ -160,7 +160,7 @@ def test_damaged_files_are_set_aside_reported_and_recomputed(tmp_path: Path) -> 
     path = out / "examples" / f"{npz}.npz"
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # truncated examples
 
-    report = bench("report", str(out), cwd=tmp_path)  # the intact cell is reported, the damaged ones listed
+    report = bench_here("report", str(out), cwd=tmp_path)  # the intact cell is reported, the damaged ones listed
     assert report.returncode == 0, report.stderr
     assert "Traceback" not in report.stderr
     named = [line.split("damaged cell ")[1].split()[0] for line in report.stderr.splitlines() if "damaged cell" in line]
@@ -202,7 +202,7 @@ def test_an_edited_grid_reuses_shared_cells_and_keeps_the_rest_out_of_the_report
     assert [h["grid"]["noise"] for h in manifest["history"]] == [[0.01, 0.1], [0.01, 0.2]]
     dropped = next(i for i, r in first.items() if r["config"]["sigma"] == 0.1)
     assert [c["id"] for c in manifest["not_in_grid"]] == [dropped]
-    assert bench("report", str(out), cwd=tmp_path).returncode == 0
+    assert bench_here("report", str(out), cwd=tmp_path).returncode == 0
     assert sorted(pd.read_csv(out / "summary.csv")["sigma"]) == [0.01, 0.2]
     assert f"(cell {dropped})" in (out / "report.md").read_text()
 
@@ -231,8 +231,8 @@ def wrong_bytes_dir(tmp_path_factory) -> Path:
 def test_a_data_file_with_the_right_size_and_wrong_bytes_is_refused(tmp_path: Path, wrong_bytes_dir: Path) -> None:
     path = tmp_path / "grid.yaml"
     path.write_text(yaml.safe_dump({**GRID, "methods": ["average"], "plugins": []}))
-    result = bench("run", "--grid", str(path), "--out", str(tmp_path / "run"), "--executor", "local",
-                   "--data-dir", str(wrong_bytes_dir), cwd=tmp_path)
+    result = bench_here("run", "--grid", str(path), "--out", str(tmp_path / "run"), "--executor", "local",
+                        "--data-dir", str(wrong_bytes_dir), cwd=tmp_path)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "t10k-images-idx3-ubyte: not the standard MNIST file" in lines[0]

@@ -24,7 +24,7 @@ from sepbench.metrics import score
 from sepbench.plan import plan_grid
 from sepbench.provenance import code_fingerprint
 from sepbench.registry import get_method, methods_table
-from tests.conftest import bench
+from tests.conftest import bench_here
 from tests.models.conftest import KEPT_GRID, ONE_THREAD
 
 
@@ -143,7 +143,7 @@ def test_a_tampered_weight_file_or_card_is_refused_in_one_line(kept_run, tmp_pat
         load_model(copy, "unet")
     observation = tmp_path / "y.npy"
     np.save(observation, np.zeros((1, 14, 14), np.float32))
-    result = bench("separate", str(copy), str(observation), "--entry", "unet", "--out", str(tmp_path / "sep"),
+    result = bench_here("separate", str(copy), str(observation), "--entry", "unet", "--out", str(tmp_path / "sep"),
                    cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and expected in result.stderr and "refused" in result.stderr
@@ -155,8 +155,8 @@ def test_a_damaged_model_is_made_again_when_models_are_asked_for(kept_run, tmp_p
     copy = tmp_path / "run"
     shutil.copytree(out, copy)
     (copy / "models" / f"{after['average']['id']}.safetensors").write_bytes(b"not weights")
-    result = bench("run", "--grid", str(root / "kept.yaml"), "--out", str(copy), "--executor", "local",
-                   "--keep-models", cwd=tmp_path, env=ONE_THREAD)
+    result = bench_here("run", "--grid", str(root / "kept.yaml"), "--out", str(copy), "--executor", "local",
+                        "--keep-models", cwd=tmp_path, env=ONE_THREAD)
     assert result.returncode == 0, result.stderr
     assert "1 already done, 1 to run" in result.stderr
     assert "of average: its kept model's" in result.stderr and "does not match its checksum" in result.stderr

@@ -11,18 +11,18 @@ import pandas as pd
 import pytest
 from skimage import io
 
-from tests.conftest import bench
+from tests.conftest import bench_here
 
 
 def run_ok(*args: str, cwd: Path):
-    result = bench(*args, cwd=cwd)
+    result = bench_here(*args, cwd=cwd)
     assert result.returncode == 0, result.stderr
     return result
 
 
 def refused(*args: str, cwd: Path) -> str:
     """Bad input: exit status 2 and one line on stderr, no traceback; returns the line."""
-    result = bench(*args, cwd=cwd)
+    result = bench_here(*args, cwd=cwd)
     assert result.returncode == 2, (result.stdout, result.stderr)
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: "), result.stderr
     return result.stderr.strip()
