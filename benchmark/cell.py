@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 
 from sepbench.api import FitContext, TrainBudget
-from sepbench.cell_guards import nonfinite_reason, training_images
+from sepbench.cell_guards import nonfinite_reason
 from sepbench.datasets.mixtures import TrainingData, make_test_set
 from sepbench.devices import Placement, place
 from sepbench.metrics import score, ssim_fast
@@ -30,6 +30,7 @@ from sepbench.plan import Cell
 from sepbench.provenance import provenance
 from sepbench.recognise import recognise_outputs
 from sepbench.registry import get_method, import_plugins, method_origin
+from sepbench.source_sets import cell_images
 from sepbench.sources import load_sources
 
 N_EXAMPLES = 5  # the first test mixtures, kept per cell for example figures
@@ -48,19 +49,18 @@ class CellResult:
     model: Any = None  # a sepbench.models.KeptModel when the cell keeps its fitted method, else None
 
 
-def score_sources(estimates: torch.Tensor, sources: torch.Tensor) -> pd.DataFrame:
+def score_sources(estimates: torch.Tensor, sources: torch.Tensor, fixed: bool = False) -> pd.DataFrame:
     """:func:`sepbench.metrics.score` for one channel ``(N, S, H, W)``; for C channels ``(N, S, C, H, W)`` the MSE
-    (and the assignment) over all C·H·W values, and SSIM as the mean of the channels' SSIM."""
+    (and the assignment) over all C·H·W values, and SSIM as the mean of the channels' SSIM. ``fixed``: add the
+    fixed-order columns (output s against source s), for scenarios whose sources each come from their own set."""
     if estimates.dim() == 4:
-        return score(estimates, sources)
+        return score(estimates, sources, fixed=fixed)
     n, s, c, h, w = sources.shape
-    rows = score(estimates.reshape(n, s, c * h, w), sources.reshape(n, s, c * h, w))
-    perm = torch.tensor(rows["perm"].to_numpy().reshape(n, s))
-    chosen = torch.gather(estimates, 1, perm[:, :, None, None, None].expand(-1, -1, c, h, w))
-    est = chosen.double().reshape(n * s * c, h, w).numpy()
-    ref = sources.double().reshape(n * s * c, h, w).numpy()
-    rows["ssim"] = ssim_fast(est, ref).reshape(n * s, c).mean(axis=1)
-    return rows
+
+    def per_channel(est: np.ndarray, ref: np.ndarray) -> np.ndarray:  # (M, C·H, W) → mean of the C channels' SSIM
+        return ssim_fast(est.reshape(-1, h, w), ref.reshape(-1, h, w)).reshape(-1, c).mean(axis=1)
+
+    return score(estimates.reshape(n, s, c * h, w), sources.reshape(n, s, c * h, w), ssim=per_channel, fixed=fixed)
 
 
 def run_cell(cell: Cell, data_dir: str | Path | None = None, device: torch.device | None = None,
@@ -79,21 +79,21 @@ def run_cell(cell: Cell, data_dir: str | Path | None = None, device: torch.devic
                             "pid": os.getpid()}
     logger = logging.getLogger(f"sepbench.cell.{cell.id}")
     try:
-        sources = load_sources(data_dir, cell.dataset)
-        if cell.data and sources.fingerprint != cell.data:
-            raise ValueError(f"the source images here ({sources.origin}, fingerprint {sources.fingerprint}) are not "
+        images = cell_images(data_dir, cell.dataset, cell.scenario.sources)  # one set, or one per source
+        sources = images.first
+        if cell.data and images.fingerprint != cell.data:
+            raise ValueError(f"the source images here ({sources.origin}, fingerprint {images.fingerprint}) are not "
                              f"the ones the cell names ({cell.data})")
         task = cell.task
-        test = make_test_set(sources.test[:cell.dataset.test_size], task, cell.test_mixtures, cell.dataset.key,
-                             cell.test_pairs)
+        test = make_test_set(images.test, task, cell.test_mixtures, images.key, cell.test_pairs, images.test_sets)
         import_plugins(cell.plugins)
         meta["origin"] = method_origin(cell.method)
-        meta["provenance"] = provenance(get_method(cell.method), sources.fingerprint, device.type)
+        meta["provenance"] = provenance(get_method(cell.method), images.fingerprint, device.type)
         method = get_method(cell.method)(task, **copy.deepcopy(cell.params))
         data = None
         if cell.budget is not None:
-            images = training_images(sources.train, cell.dataset.train_size, device)  # the cell's own copy
-            data = TrainingData(images, task, cell.budget.mixtures, cell.seed, pairs=cell.budget.pairs)
+            data = TrainingData(images.training(device), task, cell.budget.mixtures, cell.seed,  # the cell's own copy
+                                pairs=cell.budget.pairs, sets=images.train_sets)
         ctx = FitContext(device=device, seed=cell.seed, budget=cell.budget or TrainBudget(),
                          progress=progress or (lambda info: None), logger=logger)
         torch.manual_seed(cell.seed)
@@ -113,10 +113,11 @@ def run_cell(cell: Cell, data_dir: str | Path | None = None, device: torch.devic
             raise ValueError(reason)
         estimates = estimates.clamp(0.0, 1.0)
         t0 = time.perf_counter()
-        rows = score_sources(estimates, test.x)
+        rows = score_sources(estimates, test.x, fixed=images.distinct)  # + the fixed-order score: one set per source
         meta["score_seconds"] = time.perf_counter() - t0
-        flags = recognise_outputs(estimates, sources, cell.dataset.test_size, cell.dataset.key, data_dir,
-                                  cell.test_pairs, say=(lambda text: progress({"notice": text})) if progress else None)
+        say = (lambda text: progress({"notice": text})) if progress else None
+        flags = None if images.distinct else recognise_outputs(  # the digit classifier: one set's test pairs only
+            estimates, sources, cell.dataset.test_size, cell.dataset.key, data_dir, cell.test_pairs, say=say)
         if flags is not None:  # per row: is every digit still readable by an MNIST classifier (for the report)
             rows["recognised"] = flags
         if cell.test_pairs == "paper" and task.n_sources == 2:  # the paper's test set: its protocol too

@@ -18,6 +18,7 @@ from sepbench.errors import GridError, short
 from sepbench.grid_datasets import check_downsample, parse_dataset
 from sepbench.grid_forward import parse_forward
 from sepbench.grid_model import DatasetSpec, Grid, MethodEntry, Scenario
+from sepbench.grid_sources import parse_sources
 from sepbench.grid_yaml import DuplicateKey, load_text
 from sepbench.precision import PRECISIONS
 from sepbench.values import coerce
@@ -153,7 +154,8 @@ def _scenarios(check: _Checker, raw: Any, default: DatasetSpec, plugins: list[st
     for name, spec in raw.items():
         name = check.name("scenarios", str(name) if isinstance(name, int | float) else name)
         key = f"scenarios.{name}"
-        spec = check.mapping(key, spec, {"weights", "downsample", "superpose", "noise", "blur", "dataset", "sigma"})
+        spec = check.mapping(key, spec, {"weights", "downsample", "superpose", "noise", "blur", "dataset",
+                                          "sources", "sigma"})
         dataset = parse_dataset(check.fail, f"{key}.dataset", spec["dataset"], plugins, check.source) \
             if "dataset" in spec else None
         if "weights" not in spec:
@@ -168,15 +170,17 @@ def _scenarios(check: _Checker, raw: Any, default: DatasetSpec, plugins: list[st
             weights.append(values)
         if len({len(r) for r in weights}) != 1:
             raise check.fail(f"{key}.weights", "every row needs the same number of source weights")
+        sources = parse_sources(check, key, spec, len(weights[0]), plugins)
         downsample = check.positive_int(f"{key}.downsample", spec.get("downsample", 2))
-        check_downsample(check.fail, f"{key}.downsample", downsample, dataset or default)
+        check_downsample(check.fail, f"{key}.downsample", downsample, dataset or (sources or (default,))[0])
         superpose = check.typed(f"{key}.superpose", spec.get("superpose", "sum"), str)
         if superpose not in SUPERPOSE_MODES:
             raise check.fail(f"{key}.superpose",
                              f"expected one of {', '.join(SUPERPOSE_MODES)}, got {short(superpose)}")
         sigmas = _sigmas(check, f"{key}.sigma", spec["sigma"]) if "sigma" in spec else None
         scenarios.append(Scenario(str(name), tuple(weights), downsample, superpose,
-                                  **parse_forward(check, key, spec), dataset=dataset, sigmas=sigmas))
+                                  **parse_forward(check, key, spec), dataset=dataset,
+                                  sources=sources, sigmas=sigmas))
     return tuple(scenarios)
 
 
@@ -262,6 +266,9 @@ def _check_paper_pairs(check: _Checker, grid: Grid) -> None:
     for scenario in grid.scenarios:
         if len(scenario.weights[0]) != 2:
             raise check.fail(f"scenarios.{scenario.name}", "the paper's pairs need two sources per mixture")
+        if scenario.sources:
+            raise check.fail(f"scenarios.{scenario.name}", "the paper's pairs index one MNIST split: a scenario with "
+                                                           "'sources' (one set per source) cannot use them")
         if grid.dataset_for(scenario).name != "mnist" or scenario.dataset not in (None, grid.dataset):
             raise check.fail(f"scenarios.{scenario.name}", "the paper's pairs index the grid's MNIST images: a "
                              "scenario on another dataset cannot use them")

@@ -52,6 +52,9 @@ class Scenario:
     blur_size: int = 0
     dataset: DatasetSpec | None = None  # the scenario's own dataset (`dataset:` inside it); None: the grid's
     sigmas: tuple[float, ...] | None = None  # the scenario's own σ list (`sigma:` inside it); None: the grid's
+    # `sources:` — one dataset per source (S of them, same image size): source s of each mixture is drawn from
+    # sources[s], so the roles are distinct (sepbench.grid_sources); None: every source from one dataset
+    sources: tuple[DatasetSpec, ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The grid file's form; ``superpose``, ``noise`` and ``blur`` only when not the default (older runs' cell
@@ -60,7 +63,14 @@ class Scenario:
         if self.superpose != "sum":
             out["superpose"] = self.superpose
         out.update(forward_to_dict(self))
+        if self.sources:  # only for such scenarios: every other scenario keeps its cell ids
+            out["sources"] = [spec.to_dict() for spec in self.sources]
         return out
+
+    @property
+    def distinct_sources(self) -> bool:
+        """Whether each source comes from its own dataset (``sources:``): output s is meant for source s."""
+        return bool(self.sources)
 
 
 @dataclass(frozen=True)
@@ -90,12 +100,23 @@ class Grid:
     keep_models: bool = False  # the top-level `train: {keep_model: true}`: every entry keeps its fitted method
 
     def dataset_for(self, scenario: Scenario) -> DatasetSpec:
-        """The dataset a scenario's sources come from: its own, else the grid's default."""
+        """The dataset a scenario's sources come from: its own, else the grid's default; under ``sources:`` the first
+        source's (all of them share its image size and channels)."""
+        if scenario.sources:
+            return scenario.sources[0]
         return scenario.dataset or self.dataset
 
     def sigmas_for(self, scenario: Scenario) -> tuple[float, ...]:
         """The noise levels σ of ``scenario``: its own ``sigma:`` list, else the grid's ``noise``."""
         return scenario.sigmas if scenario.sigmas is not None else self.noise
+
+    def data_for(self, scenario: Scenario) -> str:
+        """The fingerprint of the images a scenario's cells use: its dataset's; under ``sources:`` each set's joined
+        by ``+`` ("" when one of them is known only once loaded)."""
+        if not scenario.sources:
+            return self.dataset_for(scenario).fingerprint
+        prints = [spec.fingerprint for spec in scenario.sources]
+        return "+".join(prints) if all(prints) else ""
 
     def budget_for(self, entry: MethodEntry) -> TrainBudget:
         """The grid's training defaults with the entry's overrides applied."""

@@ -22,6 +22,7 @@ from skimage.metrics import structural_similarity
 from sepbench import pit
 from sepbench.fast_ssim import ssim_batch
 
+FIXED_COLUMNS = ("mse_fixed", "psnr_fixed", "ssim_fixed")  # output s against source s (scenarios with `sources:`)
 MSE_FLOOR = 1e-10  # PSNR of a perfect estimate is capped at 100 dB instead of infinity
 
 
@@ -45,11 +46,13 @@ def ssim_fast(est: np.ndarray, ref: np.ndarray) -> np.ndarray:
 
 
 def score(est: torch.Tensor, ref: torch.Tensor,
-          ssim: Callable[[np.ndarray, np.ndarray], np.ndarray] = ssim_fast) -> pd.DataFrame:
+          ssim: Callable[[np.ndarray, np.ndarray], np.ndarray] = ssim_fast, fixed: bool = False) -> pd.DataFrame:
     """Long-format scores: one row per (mixture, source) with mse, psnr, ssim and perm (the output used).
 
     ``ssim`` maps two float64 arrays ``(M, H, W)`` to ``(M,)``: :func:`ssim_fast` or the reference
-    :func:`ssim_skimage`.
+    :func:`ssim_skimage`. ``fixed``: also ``mse_fixed``, ``psnr_fixed``, ``ssim_fixed``, output s scored against
+    source s (``FIXED_COLUMNS``: where each source has its own role, which output was meant for which source);
+    equal to the best-assignment values where that assignment is the identity, else never better in summed MSE.
     """
     est, ref = est.detach().cpu(), ref.detach().cpu()
     if est.shape != ref.shape:
@@ -62,11 +65,28 @@ def score(est: torch.Tensor, ref: torch.Tensor,
     est_np = chosen.numpy().reshape(n * n_sources, *est.shape[2:])
     ref_np = ref.double().numpy().reshape(n * n_sources, *ref.shape[2:])
     mse_np = mse.numpy().ravel()
-    return pd.DataFrame({
+    ssim_np = ssim(est_np, ref_np)
+    rows = pd.DataFrame({
         "mixture": np.repeat(np.arange(n), n_sources),
         "source": np.tile(np.arange(n_sources), n),
         "mse": mse_np,
         "psnr": -10.0 * np.log10(np.maximum(mse_np, MSE_FLOOR)),
-        "ssim": ssim(est_np, ref_np),
+        "ssim": ssim_np,
         "perm": perm.numpy().ravel(),
     })
+    if fixed:
+        rows[list(FIXED_COLUMNS)] = _fixed_order(est, ref_np, pair, perm, ssim_np, ssim)
+    return rows
+
+
+def _fixed_order(est: torch.Tensor, ref_np: np.ndarray, pair: torch.Tensor, perm: torch.Tensor,
+                 ssim_best: np.ndarray, ssim: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> np.ndarray:
+    """``(N·S, 3)``: MSE, PSNR and SSIM of output s against source s; SSIM computed only where the best assignment
+    is not the identity (elsewhere it is the same pair of images)."""
+    mse = pair.diagonal(dim1=1, dim2=2).numpy().ravel()
+    moved = (perm != torch.arange(perm.shape[1])).numpy().ravel()
+    values = ssim_best.astype(np.float64, copy=True)
+    if moved.any():
+        own = est.double().numpy().reshape(len(moved), *est.shape[2:])
+        values[moved] = ssim(own[moved], ref_np[moved])
+    return np.stack([mse, -10.0 * np.log10(np.maximum(mse, MSE_FLOOR)), values], axis=1)

@@ -39,6 +39,11 @@ class Cell:
     keep_model: bool = False  # store the fitted method beside the results (sepbench.models; not part of the id)
 
     @property
+    def datasets(self) -> tuple[DatasetSpec, ...]:
+        """Every dataset the cell draws sources from: the scenario's ``sources:`` (one per source), else its one."""
+        return self.scenario.sources or (self.dataset,)
+
+    @property
     def task(self) -> Task:
         return scenario_task(self.scenario, self.sigma, self.dataset)
 
@@ -179,7 +184,7 @@ def plan_grid(grid: Grid, gpu_share: float | None = None, cell_timeout: float | 
                     cells.append(Cell(entry.method, entry.label, params, budget, scenario, sigma, seed,
                                       dataset, grid.test_mixtures, resources,
                                       estimate_seconds(cls, budget, grid.test_mixtures, params), grid.plugins,
-                                      grid.test_pairs, dataset.fingerprint,
+                                      grid.test_pairs, grid.data_for(scenario),
                                       timeout=timeout, keep_model=keep))
         if not served:
             reasons = "; ".join(f"{s.scenario}: {s.reason}" for s in skipped if s.label == entry.label)

@@ -113,7 +113,7 @@ def run_grid(grid: Grid, *, out: str | Path | None = None, executor: str = "ray"
         progress = RunProgress(len(pending), stream, parallel=parallel,
                                expected={c.describe(): c.expected_seconds for c in pending} if on_cpu else None)
         # cells on MNIST score digit recognisability with the classifier
-        scored = any(c.dataset.name == "mnist" for c in pending)
+        scored = any(c.dataset.name == "mnist" and not c.scenario.sources for c in pending)
         classifier = recognise.training_estimate(data_dir, say=progress.line) \
             if scored and not recognise.is_cached(data_dir) else 0.0
         progress.line(f"{grid.name}: {len(plan.cells)} cells planned, {len(plan.cells) - len(pending)} already "

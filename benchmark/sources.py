@@ -66,7 +66,7 @@ def set_aside_missing(plan: Any, data_dir: str | Path | None) -> tuple[Any, list
     plan none of whose cells can run."""
     from sepbench.datasets.registry import get_dataset
 
-    specs = {cell.dataset.key: cell.dataset for cell in plan.cells}
+    specs = {spec.key: spec for cell in plan.cells for spec in cell.datasets}  # with each source's own set
     missing: dict[str, MissingDataset] = {}
     for key, spec in specs.items():
         try:
@@ -74,13 +74,13 @@ def set_aside_missing(plan: Any, data_dir: str | Path | None) -> tuple[Any, list
         except DatasetNotFound as exc:
             message = get_dataset(spec.name, **spec.options).missing_message(_data_dir(data_dir))
             first = str(exc).splitlines()[0] if str(exc) else ""
-            count = sum(cell.dataset.key == key for cell in plan.cells)
+            count = sum(any(spec.key == key for spec in cell.datasets) for cell in plan.cells)
             missing[key] = MissingDataset(spec.name, count, message or first)
         except (ChecksumError, ValueError) as exc:  # corrupt, unverified or mis-shaped data
             raise UserError(str(exc).splitlines()[0]) from None
     if not missing:
         return plan, []
-    kept = tuple(cell for cell in plan.cells if cell.dataset.key not in missing)
+    kept = tuple(cell for cell in plan.cells if not any(spec.key in missing for spec in cell.datasets))
     if not kept:
         raise UserError("no cell of the grid can run: " + "; ".join(m.message for m in missing.values()))
     return replace(plan, cells=kept), list(missing.values())

@@ -31,7 +31,8 @@ from sepbench.signals import signals_deferred as interrupts_deferred
 
 ROW_COLUMNS = ["run", "cell", "method", "label", "scenario", "sigma", "seed", "mixture", "source",
                "mse", "psnr", "ssim", "perm"]
-OPTIONAL_COLUMNS = ["recognised"]  # written when the cell computes them (see sepbench.recognise)
+# written when the cell computes them: sepbench.recognise; the fixed-order score (sepbench.metrics.FIXED_COLUMNS)
+OPTIONAL_COLUMNS = ["recognised", "mse_fixed", "psnr_fixed", "ssim_fixed"]
 LOCK_NAME = ".lock"  # the first thing a run creates in its directory
 BEFORE_MANIFEST = ("grid.yaml", "run.log", "cells", "examples", "models", ".*.part", ".*.tmp")  # a run killed early
 MAX_MANIFEST_BYTES = 256 * 2**20

@@ -53,6 +53,29 @@ def draw_pairs(n_images: int, n_mixtures: int, n_sources: int, gen: torch.Genera
     return torch.stack(columns, dim=1)
 
 
+SetRanges = tuple[tuple[int, int], ...]  # per source: (offset, count) of its own set's images in one tensor
+
+
+def draw_from_sets(sets: SetRanges, n_mixtures: int, gen: torch.Generator) -> torch.Tensor:
+    """Indices ``(N, S)`` into images laid end to end, column s drawn from set s's range ``(offset, count)``.
+
+    Each column is drawn as :func:`draw_pairs` draws the first (a permutation when ``n_mixtures <= count``); a
+    set named again by a later source gives it distinct random partners within the set, as :func:`draw_pairs` does.
+    """
+    device = gen.device
+    columns: list[torch.Tensor] = []
+    for s, (offset, count) in enumerate(sets):
+        earlier = next((j for j in range(s) if sets[j] == (offset, count)), None)
+        if earlier is not None:
+            step = torch.randint(1, count, (n_mixtures,), generator=gen, device=device)
+            columns.append((columns[earlier] - offset + step) % count + offset)
+        elif n_mixtures <= count:
+            columns.append(torch.randperm(count, generator=gen, device=device)[:n_mixtures] + offset)
+        else:
+            columns.append(torch.randint(0, count, (n_mixtures,), generator=gen, device=device) + offset)
+    return torch.stack(columns, dim=1)
+
+
 def mix(images: torch.Tensor, pairs: torch.Tensor, weights: torch.Tensor, downsample: int, sigma: float,
         gen: torch.Generator, superpose: str = "sum", **forward: Any) -> Batch:
     """Gather source images ``(N_images, C, H, W)`` by ``pairs`` and apply the forward model, all on ``images``'
@@ -85,8 +108,9 @@ class TrainingData:
     """
 
     def __init__(self, images: torch.Tensor, task: Task, n_mixtures: int, seed: int,
-                 n_validation: int | None = None, pairs: str = "fresh") -> None:
+                 n_validation: int | None = None, pairs: str = "fresh", sets: SetRanges | None = None) -> None:
         self.images = images
+        self.sets = sets  # one set per source (images laid end to end, sepbench.source_sets); None: one set
         self.task = task
         self.device = images.device
         self.n_mixtures = n_mixtures
@@ -98,46 +122,57 @@ class TrainingData:
             self.fixed_pairs = paper_pairs("train", n_mixtures, len(images)).to(self.device)
         elif pairs != "fresh":
             raise ValueError(f"unknown training pairs {pairs!r} (expected fresh or paper)")
+        if sets is not None and pairs != "fresh":
+            raise ValueError("the paper's training pairs index one set: not with one set per source")
         self._gen = _generator(self.device, stable_seed("train", seed))
         if n_validation is None:
             n_validation = min(1000, max(64, n_mixtures // 10))
         val_gen = _generator(self.device, stable_seed("validation", seed))
-        val_pairs = draw_pairs(len(images), n_validation, task.n_sources, val_gen)
+        val_pairs = self._draw(n_validation, val_gen)
         self.validation = mix(images, val_pairs, self.weights, task.downsample, task.sigma, val_gen, self.superpose,
                               **self.forward)
 
     def __len__(self) -> int:
         return self.n_mixtures
 
+    def _draw(self, n: int, gen: torch.Generator) -> torch.Tensor:
+        if self.sets is not None:
+            return draw_from_sets(self.sets, n, gen)
+        return draw_pairs(len(self.images), n, self.task.n_sources, gen)
+
     def epoch(self, batch_size: int) -> Iterator[Batch]:
         """One pass over ``n_mixtures`` mixtures (fresh pairs, or the fixed ones), in batches of ``batch_size``."""
         pairs = self.fixed_pairs
         if pairs is None:
-            pairs = draw_pairs(len(self.images), self.n_mixtures, self.task.n_sources, self._gen)
+            pairs = self._draw(self.n_mixtures, self._gen)
         for start in range(0, self.n_mixtures, batch_size):
             yield mix(self.images, pairs[start:start + batch_size], self.weights, self.task.downsample,
                       self.task.sigma, self._gen, self.superpose, **self.forward)
 
 
 def fixed_test_pairs(n_images: int, n_mixtures: int, n_sources: int, dataset_key: str,
-                     pairs: str = "random") -> torch.Tensor:
+                     pairs: str = "random", sets: SetRanges | None = None) -> torch.Tensor:
     """Indices ``(N, S)`` into the test images of the fixed test mixtures (e.g. to look up their labels):
-    sepbench's seeded draw (``random``), or the first ``n_mixtures`` of the paper's test pairs (``paper``)."""
+    sepbench's seeded draw (``random``; with ``sets``, source s from set s), or the first ``n_mixtures`` of the
+    paper's test pairs (``paper``)."""
     if pairs == "paper":
         return paper_pairs("test", n_mixtures, n_images)
     gen = _generator(torch.device("cpu"), stable_seed("test-pairs", dataset_key, n_mixtures))
+    if sets is not None:
+        return draw_from_sets(sets, n_mixtures, gen)
     return draw_pairs(n_images, n_mixtures, n_sources, gen)
 
 
-def make_test_set(images: torch.Tensor, task: Task, n_mixtures: int, dataset_key: str, pairs: str = "random"
-                  ) -> Batch:
+def make_test_set(images: torch.Tensor, task: Task, n_mixtures: int, dataset_key: str, pairs: str = "random",
+                  sets: SetRanges | None = None) -> Batch:
     """The fixed test mixtures of (dataset, scenario, σ): built on the CPU, the same for every method and seed.
 
     The source pairs depend on the dataset and the count only, so every scenario and σ reuses the same
-    digits; the noise depends on the scenario's weights, its downsampling and σ.
+    digits; the noise depends on the scenario's weights, its downsampling and σ. ``sets``: one set per source
+    (``images`` the sets' test images end to end, ``dataset_key`` the sets' joint key).
     """
     images = images.cpu()
-    indices = fixed_test_pairs(len(images), n_mixtures, task.n_sources, dataset_key, pairs)
+    indices = fixed_test_pairs(len(images), n_mixtures, task.n_sources, dataset_key, pairs, sets)
     noise_gen = _generator(torch.device("cpu"),
                            stable_seed("test-noise", dataset_key, task.weights, task.downsample, task.sigma))
     return mix(images, indices, task.weight_matrix(), task.downsample, task.sigma, noise_gen,

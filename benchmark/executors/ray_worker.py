@@ -71,7 +71,8 @@ def run_cell_task(cell: Cell, data_dir: str | None, module: str | None, driver_p
         gpu_ids = ray.get_gpu_ids()
     if board is not None:  # the limit counts from here: the worker's start-up is done
         with contextlib.suppress(Exception):  # a failure to load is run_cell's to record
-            load_sources(data_dir, cell.dataset)
+            for dataset in cell.datasets:  # each source's own set, under `sources:`
+                load_sources(data_dir, dataset)
         read_installed()
         board.mark.remote(cell.id)
     result = run_cell(cell, data_dir, device=torch.device(device) if device else None, progress=report,

@@ -15,6 +15,7 @@ import pandas as pd
 
 from sepbench.errors import UserError
 from sepbench.report import content, curves, examples, figures, fonts
+from sepbench.report.fixed_order import fixed_order_blocks, fixed_order_table
 from sepbench.report.load import RunData, combine, entry_names, entry_order, load_run, load_runs
 from sepbench.report.page import Block, Figure, render_html, render_markdown
 from sepbench.report.stats import ALPHA, pairwise_wilcoxon, recognition_ceiling
@@ -22,7 +23,8 @@ from sepbench.report.summary import MAIN_METRIC, METRICS, cost_table, ranked, su
 
 __all__ = ["is_current", "load_run", "summarise", "write_comparison", "write_report"]
 INPUTS_STAMP = "report.inputs"  # in a run directory: the fingerprint of the cells its report was made from
-TABLES = ("summary.csv", "wilcoxon.csv", "cost.csv", "learning_curves.csv", "recognition_ceiling.csv")
+TABLES = ("summary.csv", "wilcoxon.csv", "cost.csv", "learning_curves.csv", "recognition_ceiling.csv",
+          "fixed_order.csv")
 FIGURE_PATTERNS = ("box_*.png", "vs_sigma.png", "recognised.png", "examples_*.png", "wilcoxon.png", "cost.png",
                    "learning_curves.png")
 
@@ -77,6 +79,12 @@ def _build(runs: Sequence[RunData], out: Path, data_dir: str | Path | None) -> P
     blocks = content.header(runs, time.strftime("%Y-%m-%d %H:%M"))
     blocks += content.at_a_glance(summary, tests)
     blocks += content.summary_tables(summary)
+    fixed = fixed_order_table(rows)  # scenarios with one set per source: the fixed-order score too
+    (out / "fixed_order.csv").unlink(missing_ok=True)  # an earlier report's, when this run has no such scenario
+    if not fixed.empty:
+        fixed.to_csv(out / "fixed_order.csv", index=False)
+        blocks += fixed_order_blocks(fixed, dict(zip(zip(summary["run"], summary["label"], strict=True),
+                                                     summary["entry"], strict=True)))
 
     blocks.append(Block("h2", "Learning curves"))
     if len(history):

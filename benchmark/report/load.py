@@ -38,8 +38,8 @@ class RunData:
     def test_key(self, cell_id: str) -> str:
         """Names the cell's test set: cells with equal keys were scored on the same test mixtures."""
         config = self.meta[cell_id]["config"]
-        spec = config["dataset"]
-        return f"{dataset_key_of(spec)}|{config['test_mixtures']}"
+        specs = config["scenario"].get("sources") or [config["dataset"]]  # one set per source: all of them
+        return f"{'+'.join(dataset_key_of(spec) for spec in specs)}|{config['test_mixtures']}"
 
 
 def one_line(value: Any, limit: int = 300) -> str:
