@@ -166,7 +166,8 @@ def test_bad_dataset_keys_are_one_grid_error(test_datasets, changes, key, fragme
 
 
 @pytest.mark.parametrize("changes, fragment", [
-    ({"dataset": "nope"}, "dataset: unknown dataset 'nope' (known: cifar10, fashion-mnist, kmnist, mnist, natural-patches"),
+    ({"dataset": "nope"},
+     "dataset: unknown dataset 'nope' (known: cifar10, fashion-mnist, kmnist, mnist, natural-patches"),
     ({"dataset": {"name": "mnist", "train_size": 60001}}, "60001 training images asked for"),
     ({"scenarios": {"bad": {"weights": [[1, 1]], "downsample": 3}}}, "must divide the image size 28×28 of mnist"),
 ])
