@@ -20,9 +20,9 @@ The even-split prior and a zero-initialised last convolution make the untrained 
 Sizes other than 28×28 work: stride-2 convolutions round up, and each upsampling goes to its skip's exact
 size. Colour (C channels): the K·C observation maps go in, S·C maps come out as ``(N, S, C, H, W)``, and the
 even split is taken per channel. GroupNorm (up to 8 groups, :func:`groups`) keeps an output independent of its
-batch-mates, unlike BatchNorm. Training: PIT by default, AdamW (weight decay 0.01 on weights) with a linear warm-up over 5 % of
-the steps and a cosine decay to zero (``schedule: constant`` gives the paper's Adam at a constant lr); bf16
-autocast where the CPU or GPU runs it natively.
+batch-mates, unlike BatchNorm. Training: PIT by default, AdamW (weight decay 0.01 on weights) with a linear
+warm-up over 5 % of the steps and a cosine decay to zero (``schedule: constant`` gives the paper's Adam at a
+constant lr); bf16 autocast where the CPU or GPU runs it natively.
 
 Count for K = 1, S = 2: 2,162,450 parameters at ``width`` 48, ``blocks`` 2 (about 940 × width²).
 """
