@@ -15,7 +15,7 @@ import torch
 from sepbench import Task
 from sepbench.datasets.mixtures import TrainingData, make_test_set
 from sepbench.methods.losses import separation_loss
-from sepbench.registry import get_method
+from sepbench.registry import get_method, methods_table
 from tests.methods.conftest import context, stroke_images
 
 #: small variants of the five methods (the networks at tiny widths, so a fit takes a second)
@@ -117,6 +117,25 @@ def test_the_untrained_network_is_the_even_split_per_channel(name: str) -> None:
     est = net.separate(test.y)
     torch.testing.assert_close(est, even.clamp(1e-3, 1 - 1e-3), rtol=0, atol=1e-5)
     assert not torch.allclose(est[:, :, 0], est[:, :, 1])  # the channels do differ
+
+
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_colour_serves_three_and_four_sources_at_other_sizes(name: str) -> None:
+    for weights, size in ((((1.0, 1.0, 1.0), (0.2, 0.5, 0.9)), (12, 20)), (((1.0, 0.8, 0.6, 0.4),), (24, 16))):
+        task = Task(weights, 2, 0.01, source_shape=size, channels=3)
+        method = get_method(name)(task, **VARIANTS[name])
+        method.device = torch.device("cpu")
+        y = torch.rand(3, len(weights), 3, size[0] // 2, size[1] // 2)
+        assert method.separate(y).shape == (3, len(weights[0]), 3, *size)
+
+
+def test_bench_methods_shows_a_colour_column() -> None:
+    lines = methods_table(["average", "lsq", "fcsae", "unet", "patchformer", "ica", "ligt"]).splitlines()
+    header = lines[0].split()
+    column = header.index("COLOUR")
+    rows = {line.split()[0]: line.split()[column] for line in lines[1:] if line and not line.startswith(" ")}
+    assert rows == {"average": "yes", "lsq": "yes", "fcsae": "yes", "unet": "yes", "patchformer": "yes",
+                    "ica": "no", "ligt": "no"}
 
 
 def test_pit_groups_a_sources_channels() -> None:
