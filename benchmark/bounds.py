@@ -108,15 +108,20 @@ def memory_total() -> int | None:
 
 def check_grid(grid: Any, fail: Callable[[str, str], Exception]) -> None:
     """Bounds on a validated :class:`sepbench.grid.Grid`; ``fail(key, message)`` makes the error to raise."""
-    cells = len(grid.methods) * len(grid.scenarios) * len(grid.noise) * len(grid.seeds)
+    settings = sum(len(grid.sigmas_for(s)) for s in grid.scenarios)  # scenario × σ pairs
+    cells = len(grid.methods) * settings * len(grid.seeds)
     if cells > MAX_CELLS:
         raise fail("(grid)", f"{cells} cells (methods × scenarios × σ × seeds); at most {MAX_CELLS}")
     for i, seed in enumerate(grid.seeds):
         if not 0 <= seed <= MAX_SEED:
             raise fail(f"seeds[{i}]", f"expected 0 ≤ seed ≤ 2**32 - 1, got {str(seed)[:24]}")
-    for i, sigma in enumerate(grid.noise):
-        if sigma > MAX_SIGMA:
-            raise fail(f"noise[{i}]", f"σ above {MAX_SIGMA:g} on the [0, 1] pixel scale, got {sigma:.3g}")
+    lists = [("noise", grid.noise)] + [(f"scenarios.{s.name}.sigma", s.sigmas) for s in grid.scenarios if s.sigmas]
+    for key, sigmas in lists:
+        if len(sigmas) > MAX_LIST["noise"]:
+            raise fail(key, f"at most {MAX_LIST['noise']} entries, got {len(sigmas)}")
+        for i, sigma in enumerate(sigmas):
+            if sigma > MAX_SIGMA:
+                raise fail(f"{key}[{i}]", f"σ above {MAX_SIGMA:g} on the [0, 1] pixel scale, got {sigma:.3g}")
     budgets = [("train", grid.train)] + [(f"methods[{i}].train", grid.budget_for(e)) for i, e in
                                          enumerate(grid.methods)]
     for key, budget in budgets:

@@ -132,6 +132,17 @@ def _resources(check: _Checker, key: str, raw: Any) -> dict[str, float]:
     return out
 
 
+def _sigmas(check: _Checker, key: str, raw: Any) -> tuple[float, ...]:
+    """A list of noise levels σ (a single number is a list of one): finite, ≥ 0, duplicates dropped."""
+    values = []
+    for i, sigma in enumerate(check.sequence(key, [raw] if isinstance(raw, int | float) else raw)):
+        sigma = check.typed(f"{key}[{i}]", sigma, float)
+        if sigma < 0 or not math.isfinite(sigma):
+            raise check.fail(f"{key}[{i}]", f"σ must be a finite number ≥ 0, got {sigma}")
+        values.append(sigma)
+    return tuple(dict.fromkeys(values))
+
+
 def _scenarios(check: _Checker, raw: Any, default: DatasetSpec, plugins: list[str]) -> tuple[Scenario, ...]:
     if not isinstance(raw, dict) or not raw:
         raise check.fail("scenarios", "expected a non-empty mapping of name → {weights, downsample}, "
@@ -142,7 +153,7 @@ def _scenarios(check: _Checker, raw: Any, default: DatasetSpec, plugins: list[st
     for name, spec in raw.items():
         name = check.name("scenarios", str(name) if isinstance(name, int | float) else name)
         key = f"scenarios.{name}"
-        spec = check.mapping(key, spec, {"weights", "downsample", "superpose", "noise", "blur", "dataset"})
+        spec = check.mapping(key, spec, {"weights", "downsample", "superpose", "noise", "blur", "dataset", "sigma"})
         dataset = parse_dataset(check.fail, f"{key}.dataset", spec["dataset"], plugins, check.source) \
             if "dataset" in spec else None
         if "weights" not in spec:
@@ -163,8 +174,9 @@ def _scenarios(check: _Checker, raw: Any, default: DatasetSpec, plugins: list[st
         if superpose not in SUPERPOSE_MODES:
             raise check.fail(f"{key}.superpose",
                              f"expected one of {', '.join(SUPERPOSE_MODES)}, got {short(superpose)}")
+        sigmas = _sigmas(check, f"{key}.sigma", spec["sigma"]) if "sigma" in spec else None
         scenarios.append(Scenario(str(name), tuple(weights), downsample, superpose,
-                                  **parse_forward(check, key, spec), dataset=dataset))
+                                  **parse_forward(check, key, spec), dataset=dataset, sigmas=sigmas))
     return tuple(scenarios)
 
 
@@ -222,12 +234,7 @@ def parse_grid(raw: Any, source: str = "<memory>") -> Grid:
         if problem:
             raise check.fail(f"plugins[{i}]", f"{problem}: {short(plugin)}")
     dataset = parse_dataset(check.fail, "dataset", raw.get("dataset", "mnist"), plugins, source)
-    noise = []
-    for i, sigma in enumerate(check.sequence("noise", raw["noise"])):
-        sigma = check.typed(f"noise[{i}]", sigma, float)
-        if sigma < 0 or not math.isfinite(sigma):
-            raise check.fail(f"noise[{i}]", f"σ must be a finite number ≥ 0, got {sigma}")
-        noise.append(sigma)
+    noise = _sigmas(check, "noise", raw["noise"])
     seeds = []
     for i, seed in enumerate(check.sequence("seeds", raw["seeds"])):
         seeds.append(check.typed(f"seeds[{i}]", seed, int))
@@ -284,7 +291,7 @@ def packaged_grids() -> list[str]:
 def resolve_grid_path(name_or_path: str) -> Path:
     """A path as given, or the packaged grid of that bare name (``quick`` or ``quick.yaml``)."""
     path = Path(name_or_path)
-    if path.exists():
+    if path.exists() and not path.is_dir():  # a folder of that name (the repository's datasets/) is no grid file
         return path
     stem = path.name[:-5] if path.name.endswith(".yaml") else path.name
     if path.parent == Path(".") and stem in packaged_grids():

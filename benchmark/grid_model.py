@@ -51,6 +51,7 @@ class Scenario:
     blur_width: float = 0.0
     blur_size: int = 0
     dataset: DatasetSpec | None = None  # the scenario's own dataset (`dataset:` inside it); None: the grid's
+    sigmas: tuple[float, ...] | None = None  # the scenario's own σ list (`sigma:` inside it); None: the grid's
 
     def to_dict(self) -> dict[str, Any]:
         """The grid file's form; ``superpose``, ``noise`` and ``blur`` only when not the default (older runs' cell
@@ -92,6 +93,10 @@ class Grid:
         """The dataset a scenario's sources come from: its own, else the grid's default."""
         return scenario.dataset or self.dataset
 
+    def sigmas_for(self, scenario: Scenario) -> tuple[float, ...]:
+        """The noise levels σ of ``scenario``: its own ``sigma:`` list, else the grid's ``noise``."""
+        return scenario.sigmas if scenario.sigmas is not None else self.noise
+
     def budget_for(self, entry: MethodEntry) -> TrainBudget:
         """The grid's training defaults with the entry's overrides applied."""
         return replace(self.train, **entry.train)
@@ -101,7 +106,8 @@ class Grid:
         return {
             "name": self.name,
             "dataset": self.dataset.to_dict(),
-            "scenarios": {s.name: {**s.to_dict(), **({"dataset": s.dataset.to_dict()} if s.dataset else {})}
+            "scenarios": {s.name: {**s.to_dict(), **({"dataset": s.dataset.to_dict()} if s.dataset else {}),
+                                   **({"sigma": list(s.sigmas)} if s.sigmas is not None else {})}
                           for s in self.scenarios},
             "noise": list(self.noise),
             "seeds": list(self.seeds),

@@ -169,7 +169,7 @@ def plan_grid(grid: Grid, gpu_share: float | None = None, cell_timeout: float | 
                 skipped.append(Skip(entry.label, scenario.name, reason))
                 continue
             served += 1
-            for sigma in grid.noise:
+            for sigma in grid.sigmas_for(scenario):
                 try:  # the method's own checks (ranges, relations between parameters), before any cell runs
                     cls.check_params(params, scenario_task(scenario, sigma, dataset))
                 except UserError as exc:

@@ -85,7 +85,8 @@ def mix_images(run_dir: str, images: Sequence[str], out: str, *, scenario: str |
                  estimate_label="source")
     lines = [f"wrote {target} ({'×'.join(map(str, observation.shape))} float32, scenario {scenario}, σ={sigma:g}) "
              f"and its preview {preview}"]
-    noise = load_grid(str(grid_file)).noise
+    grid = load_grid(str(grid_file))
+    noise = next((grid.sigmas_for(s) for s in grid.scenarios if s.name == scenario), grid.noise)
     if not any(np.isclose(sigma, s) for s in noise):
         lines.append(f"note: the run has no model at σ={sigma:g} (its σ: {', '.join(f'{s:g}' for s in noise)})")
     return lines

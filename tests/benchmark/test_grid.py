@@ -96,3 +96,40 @@ def test_missing_and_broken_files(tmp_path):
     ok = tmp_path / "ok.yaml"
     ok.write_text(yaml.safe_dump(TINY_GRID))
     assert load_grid(str(ok)).name == "tiny"
+
+
+def test_a_scenario_may_have_its_own_noise_levels_and_its_cells_keep_their_ids():
+    """``sigma:`` in a scenario replaces the grid's ``noise`` list for it; a cell at a σ both lists share has the
+    same id either way (the list is not part of the cell)."""
+    base = plan_grid(parse_grid(TINY_GRID))
+    scenarios = {**TINY_GRID["scenarios"], "dual": {**TINY_GRID["scenarios"]["dual"], "sigma": [0.1, 0.0]},
+                 "clean": {"weights": [[1, 1, 1]], "downsample": 1, "sigma": 0}}
+    grid = parse_grid({**TINY_GRID, "scenarios": scenarios})
+    assert grid.sigmas_for(grid.scenarios[1]) == (0.1, 0.0) and grid.sigmas_for(grid.scenarios[2]) == (0.0,)
+    assert grid.sigmas_for(grid.scenarios[0]) == (0.01, 0.1)
+    assert parse_grid(grid.to_dict()).to_dict() == grid.to_dict()  # written back and read again: the same grid
+    plan = plan_grid(grid)
+    settings = {(c.scenario.name, c.sigma) for c in plan.cells}
+    assert {s for s in settings if s[0] == "dual"} == {("dual", 0.1), ("dual", 0.0)}
+    assert {s for s in settings if s[0] == "clean"} == {("clean", 0.0)}
+    old = {(c.label, c.scenario.name, c.sigma, c.seed): c.id for c in base.cells}
+    new = {(c.label, c.scenario.name, c.sigma, c.seed): c.id for c in plan.cells}
+    shared = set(old) & set(new)
+    assert shared and all(old[k] == new[k] for k in shared)
+    assert ("average", "dual", 0.01, 0) in old and ("average", "dual", 0.01, 0) not in new
+    for bad, message in ((-0.1, "scenarios.clean.sigma[0]: σ must be a finite number ≥ 0"),
+                         ([], "scenarios.clean.sigma: expected a non-empty list"),
+                         (20.0, "scenarios.clean.sigma[0]: σ above 10")):
+        with pytest.raises(GridError, match=message.replace("[", r"\[").replace("]", r"\]")):
+            parse_grid({**TINY_GRID, "scenarios": {**scenarios, "clean": {**scenarios["clean"], "sigma": bad}}})
+
+
+def test_a_folder_named_like_a_packaged_grid_does_not_hide_it(tmp_path, monkeypatch):
+    """`bench run --grid datasets` from the repository root, where datasets/ is a folder: the packaged grid."""
+    from sepbench.grid import resolve_grid_path
+
+    (tmp_path / "datasets").mkdir()
+    monkeypatch.chdir(tmp_path)
+    path = resolve_grid_path("datasets")
+    assert path.is_file() and path.name == "datasets.yaml" and path.parent.name == "grids"
+    assert load_grid("datasets").name == "datasets"
