@@ -195,13 +195,13 @@ def _parameter(key: str, spec: Param, verbose: bool) -> str:
 
 
 def methods_table(pattern: str | Sequence[str] = "*", verbose: bool = False) -> str:
-    """``bench methods``: one row per method (name, origin, needs, whether ``--keep-models`` can keep it, resources,
-    parameters), then broken plugins."""
-    header = ("NAME", "ORIGIN", "OBSERVATIONS", "SOURCES", "TRAINS", "KEPT", "RESOURCES", "PARAMETERS")
+    """``bench methods``: one row per method (name, origin, needs, whether it takes colour sources, whether
+    ``--keep-models`` can keep it, resources, parameters), then broken plugins."""
+    header = ("NAME", "ORIGIN", "OBSERVATIONS", "SOURCES", "COLOUR", "TRAINS", "KEPT", "RESOURCES", "PARAMETERS")
     rows: list[tuple[tuple[str, ...], list[str], str]] = []
     for name, cls in available_methods(pattern).items():
         req = cls.requires
-        cells = (name, method_origin(name), _observations(cls), req.sources_text(),
+        cells = (name, method_origin(name), _observations(cls), req.sources_text(), "yes" if req.color else "no",
                  "yes" if req.needs_training else "no", "yes" if cls.can_be_kept() else "cannot be kept",
                  _resources(cls))
         params = [_parameter(k, v, verbose) for k, v in cls.parameters.items()] or ["—"]

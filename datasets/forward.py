@@ -91,15 +91,18 @@ def convolve(x: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
 
 def blur_sources(x: torch.Tensor, blur: str, width: float, size: int, generator: torch.Generator
                  ) -> torch.Tensor:
-    """Each source of ``x (N, S, H, W)`` blurred: ``none``, ``gaussian`` (known PSF) or ``random`` (a kernel per
-    source and mixture drawn from ``generator``)."""
+    """Each source of ``x (N, S, H, W)`` or ``(N, S, C, H, W)`` blurred: ``none``, ``gaussian`` (known PSF) or
+    ``random`` (a kernel per source and mixture drawn from ``generator``, shared by a source's C channels: one
+    optical path blurs every colour alike)."""
     if blur == "none":
         return x
     if blur == "gaussian":
         return convolve(x, gaussian_kernel(width, x.dtype, x.device))
     if blur == "random":
-        n_images = math.prod(x.shape[:-2])
-        return convolve(x, random_kernels(n_images, size, generator, x.dtype))
+        kernels = random_kernels(math.prod(x.shape[:2]), size, generator, x.dtype)
+        if x.dim() == 5:
+            kernels = kernels.repeat_interleave(x.shape[2], dim=0)  # (N·S·C, k, k) in x's order
+        return convolve(x, kernels)
     raise ValueError(f"unknown blur {blur!r} (expected one of {', '.join(BLUR_PSFS)})")
 
 

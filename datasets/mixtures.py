@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 
 import torch
 
-from sepbench.datasets.forward import forward_options, observe
+from sepbench.datasets.forward import blur_sources, forward_options, observe
 from sepbench.datasets.paper import paper_pairs
 from sepbench.datasets.task import Task
 
@@ -82,7 +82,8 @@ def mix(images: torch.Tensor, pairs: torch.Tensor, weights: torch.Tensor, downsa
     device (``forward``: the noise model and blur, keyword arguments of
     :func:`sepbench.datasets.forward.observe`). One channel loses its axis (``x (N, S, H, W)``, as methods see
     it); C > 1 channels keep it, and each channel goes through the forward model as an image of its own (weights,
-    pooling and noise act per channel)."""
+    pooling and noise act per channel), except that a blind random blur kernel is one per source and mixture,
+    shared by its channels (drawn first, as :func:`observe` draws it)."""
     # index_select: the same gather as images[pairs], without advanced indexing's overhead (~5× on CPU)
     x = images.index_select(0, pairs.reshape(-1)).view(*pairs.shape, *images.shape[1:])
     if x.dim() == 4:  # (N, S, H, W): images given without a channel axis
@@ -92,7 +93,11 @@ def mix(images: torch.Tensor, pairs: torch.Tensor, weights: torch.Tensor, downsa
         y, z = observe(x, weights, downsample, sigma, gen, superpose, **forward)
     else:
         n, s, c, h, w = x.shape
-        folded = x.transpose(1, 2).reshape(n * c, s, h, w)  # every channel a mixture of its own
+        blurred = x
+        if forward.get("blur") == "random":  # one kernel per source for all its channels, then no further blur
+            blurred = blur_sources(x, "random", 0.0, forward.get("blur_size", 0), gen)
+            forward = {**forward, "blur": "none"}
+        folded = blurred.transpose(1, 2).reshape(n * c, s, h, w)  # every channel a mixture of its own
         y, z = observe(folded, weights, downsample, sigma, gen, superpose, **forward)
         y = y.view(n, c, *y.shape[1:]).transpose(1, 2).contiguous()
         z = z.view(n, c, *z.shape[1:]).transpose(1, 2).contiguous()

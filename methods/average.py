@@ -13,13 +13,19 @@ from sepbench.datasets.forward import upsample
 
 @register_method("average")
 class Average(Method):
-    """Every output is ``up(Σ_k y_k) / Σ W``: for one detector with weights [1, 1], the observation halved."""
+    """Every output is ``up(Σ_k y_k) / Σ W``: for one detector with weights [1, 1], the observation halved; for
+    colour ``(N, K, C, h, w)`` each channel on its own."""
 
-    requires: ClassVar[Requirements] = Requirements(n_sources=SERVED_SOURCES)
+    requires: ClassVar[Requirements] = Requirements(n_sources=SERVED_SOURCES, color=True)
 
     def separate(self, y: torch.Tensor) -> torch.Tensor:
         total_weight = float(self.task.weight_matrix().sum())
-        estimate = upsample(y.sum(dim=1, keepdim=True), self.task.downsample) / total_weight
+        total = y.sum(dim=1, keepdim=True)  # (N, 1, h, w), or (N, 1, C, h, w) for colour
+        if total.dim() == 5:
+            n, _, c, h, w = total.shape
+            estimate = upsample(total.reshape(n, c, h, w), self.task.downsample).unsqueeze(1) / total_weight
+            return estimate.expand(-1, self.task.n_sources, -1, -1, -1).contiguous()
+        estimate = upsample(total, self.task.downsample) / total_weight
         return estimate.expand(-1, self.task.n_sources, -1, -1).contiguous()
 
     def save_state(self) -> dict[str, torch.Tensor]:

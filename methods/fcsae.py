@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar
 
 import torch
@@ -13,16 +14,17 @@ from sepbench.methods.torch_method import TorchMethod
 
 
 class StackedAutoencoder(nn.Module):
-    """Fully connected layers with ReLU from K·h·w inputs to S·H·W sigmoid outputs."""
+    """Fully connected layers with ReLU from K·(C·)h·w inputs to S·(C·)H·W sigmoid outputs of ``out_shape``
+    (``(S, H, W)``, or ``(S, C, H, W)`` for colour)."""
 
-    def __init__(self, n_inputs: int, out_shape: tuple[int, int, int], hidden: int, depth: int) -> None:
+    def __init__(self, n_inputs: int, out_shape: tuple[int, ...], hidden: int, depth: int) -> None:
         super().__init__()
         layers: list[nn.Module] = [nn.Flatten()]
         width = n_inputs
         for _ in range(depth):
             layers += [nn.Linear(width, hidden), nn.ReLU()]
             width = hidden
-        n_out = out_shape[0] * out_shape[1] * out_shape[2]
+        n_out = math.prod(out_shape)
         layers += [nn.Linear(width, n_out), nn.Sigmoid(), nn.Unflatten(1, out_shape)]
         self.layers = nn.Sequential(*layers)
 
@@ -34,7 +36,7 @@ class StackedAutoencoder(nn.Module):
 class FCSAE(TorchMethod):
     """The fully connected baseline of the paper's reference [8]; large, but a strong learned baseline."""
 
-    requires: ClassVar[Requirements] = Requirements(needs_training=True, n_sources=SERVED_SOURCES)
+    requires: ClassVar[Requirements] = Requirements(needs_training=True, n_sources=SERVED_SOURCES, color=True)
 
     parameters: ClassVar[dict[str, Param]] = {
         "loss": Param("fixed", str, choices=LOSS_MODES, help="fixed-order targets or permutation-invariant"),
@@ -48,6 +50,7 @@ class FCSAE(TorchMethod):
     def build_network(self) -> nn.Module:
         task = self.task
         h, w = task.observation_shape
-        out_shape = (task.n_sources, *task.source_shape)
-        return StackedAutoencoder(task.n_observations * h * w, out_shape, self.params["hidden"],
+        colour = (task.channels,) if task.channels > 1 else ()
+        out_shape = (task.n_sources, *colour, *task.source_shape)
+        return StackedAutoencoder(task.n_observations * task.channels * h * w, out_shape, self.params["hidden"],
                                   self.params["depth"])

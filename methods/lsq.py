@@ -28,7 +28,8 @@ value uniform on [0, 1] (a prior that knows only the range) and σ_eff² the obs
 σ² + ȳ/P under Poisson–Gaussian noise (ȳ: the mean of the mixture's own observations, P: photons per unit
 intensity), plus (10⁻³)² under a known blur, which is ill-posed even without noise. With σ = 0, no Poisson noise
 and no blur, λ = 0: for K = S, an invertible W and no pooling it recovers the sources exactly. The cell clamps the
-estimates to [0, 1]. No training; everything runs on the observations' device.
+estimates to [0, 1]. No training; everything runs on the observations' device. Colour: each channel is solved on
+its own (the forward model mixes, pools and blurs channel by channel), with its own shot-noise level ȳ.
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ class LeastSquares(Method):
     regularised toward the even split with λ = σ_eff²·12, upsampled; where K < S it is about the even split
     (exactly ``average`` for one detector): the data do not determine more."""
 
-    requires: ClassVar[Requirements] = Requirements(n_sources=None)
+    requires: ClassVar[Requirements] = Requirements(n_sources=None, color=True)
     parameters: ClassVar[dict[str, Param]] = {
         "upsample": Param("bilinear", str, choices=("bilinear", "nearest", "consistent"),
                           help="to full size: the pooled solution upsampled bilinearly (as average) or by block "
@@ -99,6 +100,10 @@ class LeastSquares(Method):
     }
 
     def separate(self, y: torch.Tensor) -> torch.Tensor:
+        if y.dim() == 5:  # colour (N, K, C, h, w): each channel an inverse problem of its own (the forward model's)
+            n, k, c, h, w = y.shape
+            x = self.separate(y.transpose(1, 2).reshape(n * c, k, h, w))
+            return x.reshape(n, c, *x.shape[1:]).transpose(1, 2).contiguous()
         task = self.task
         weights = task.weight_matrix(y.device)
         factor = task.downsample

@@ -17,7 +17,8 @@ What we chose (defaults; K observations, S sources, p = ``patch`` = 4, d = ``wid
     head       GroupNorm · SiLU · conv3×3 c→S, added to the even-split logit (methods/estimates.py) · sigmoid
 
 The conv head lets neighbouring patches agree at their borders; the even-split prior and a zero-initialised
-last convolution make the untrained network exactly the ``average`` baseline. Training: PIT by default,
+last convolution make the untrained network exactly the ``average`` baseline. Colour (C channels): K·C maps in,
+S·C maps out as ``(N, S, C, H, W)``, the even split per channel. Training: PIT by default,
 AdamW (weight decay 0.01 on weights) with a linear warm-up over 5 % of the steps and a cosine decay to zero
 (``schedule: constant`` gives the paper's Adam at a constant lr); bf16 autocast where it runs natively.
 
@@ -36,7 +37,7 @@ from torch import nn
 from sepbench import Param, Requirements, Resources, Task, register_method
 from sepbench.api import SERVED_SOURCES
 from sepbench.errors import ParameterError
-from sepbench.methods.estimates import even_split_logit
+from sepbench.methods.estimates import as_maps, as_sources, even_split_prior
 from sepbench.methods.losses import LOSS_MODES
 from sepbench.methods.scheduled import SCHEDULE_PARAMS, ScheduledTorchMethod
 from sepbench.methods.unet import groups
@@ -48,11 +49,13 @@ class PatchformerNet(nn.Module):
     """Conv stem → patch tokens → transformer encoder over one image's patches → unpatch → conv head."""
 
     def __init__(self, n_obs: int, n_sources: int, source_shape: tuple[int, int], patch: int, width: int,
-                 depth: int, heads: int, dropout: float, total_weight: float) -> None:
+                 depth: int, heads: int, dropout: float, total_weight: float, channels: int = 1) -> None:
         super().__init__()
         self.source_shape, self.patch, self.total_weight = source_shape, patch, total_weight
+        self.channels = channels  # colour: K·C input maps, S·C output maps
         self.grid = tuple(-(-side // patch) for side in source_shape)  # patches per column and row, rounded up
-        self.stem = nn.Sequential(nn.Conv2d(n_obs, STEM, 3, padding=1), nn.GroupNorm(groups(STEM), STEM), nn.SiLU())
+        self.stem = nn.Sequential(nn.Conv2d(n_obs * channels, STEM, 3, padding=1), nn.GroupNorm(groups(STEM), STEM),
+                                  nn.SiLU())
         self.embed = nn.Conv2d(STEM, width, patch, stride=patch)
         self.position = nn.Parameter(0.02 * torch.randn(self.grid[0] * self.grid[1], width))
         layer = nn.TransformerEncoderLayer(width, heads, 4 * width, dropout, activation="gelu", batch_first=True,
@@ -60,27 +63,28 @@ class PatchformerNet(nn.Module):
         self.encoder = nn.TransformerEncoder(layer, depth, norm=nn.LayerNorm(width), enable_nested_tensor=False)
         self.unpatch = nn.Linear(width, STEM * patch * patch)
         self.head = nn.Sequential(nn.GroupNorm(groups(STEM), STEM), nn.SiLU(),
-                                  nn.Conv2d(STEM, n_sources, 3, padding=1))
+                                  nn.Conv2d(STEM, n_sources * channels, 3, padding=1))
         nn.init.zeros_(self.head[-1].weight)  # the untrained network is exactly the even split
         nn.init.zeros_(self.head[-1].bias)
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         (h, w), (gh, gw), p = self.source_shape, self.grid, self.patch
+        y = as_maps(y)
         up = y if tuple(y.shape[-2:]) == (h, w) else F.interpolate(y, size=(h, w), mode="bilinear",
                                                                     align_corners=False)
         features = self.stem(F.pad(up, (0, gw * p - w, 0, gh * p - h)))       # (N, c, gh·p, gw·p)
         tokens = self.embed(features).flatten(2).transpose(1, 2) + self.position  # (N, gh·gw, d)
         tokens = self.unpatch(self.encoder(tokens))                            # (N, gh·gw, c·p²)
         image = F.pixel_shuffle(tokens.transpose(1, 2).reshape(len(y), -1, gh, gw), p)
-        logits = self.head(image + features)[..., :h, :w]
-        return torch.sigmoid(logits.float() + even_split_logit(up.float(), self.total_weight))
+        logits = as_sources(self.head(image + features)[..., :h, :w].float(), self.channels)
+        return torch.sigmoid(logits + even_split_prior(up.float(), self.total_weight, self.channels))
 
 
 @register_method("patchformer")
 class Patchformer(ScheduledTorchMethod):
     """A ViT over the p×p patches of one image, conv stem and head, PIT, AdamW + cosine: the attention reference."""
 
-    requires: ClassVar[Requirements] = Requirements(needs_training=True, n_sources=SERVED_SOURCES)
+    requires: ClassVar[Requirements] = Requirements(needs_training=True, n_sources=SERVED_SOURCES, color=True)
 
     parameters: ClassVar[dict[str, Param]] = {
         "loss": Param("pit", str, choices=LOSS_MODES, help="permutation-invariant (default) or fixed-order targets"),
@@ -115,4 +119,4 @@ class Patchformer(ScheduledTorchMethod):
         p = self.params
         return PatchformerNet(self.task.n_observations, self.task.n_sources, tuple(self.task.source_shape),
                               p["patch"], p["width"], p["depth"], p["heads"], p["dropout"],
-                              float(self.task.weight_matrix().sum()))
+                              float(self.task.weight_matrix().sum()), self.task.channels)

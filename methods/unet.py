@@ -18,10 +18,11 @@ What we chose (defaults; K observations, S sources, C = ``width`` = 48):
 The even-split prior and a zero-initialised last convolution make the untrained network exactly the
 ``average`` baseline (ConvSep and LiGT start near it too), so training starts from the classical estimate.
 Sizes other than 28×28 work: stride-2 convolutions round up, and each upsampling goes to its skip's exact
-size. GroupNorm (up to 8 groups, :func:`groups`) keeps an output independent of its batch-mates, unlike
-BatchNorm. Training: PIT by default, AdamW (weight decay 0.01 on weights) with a linear warm-up over 5 % of
-the steps and a cosine decay to zero (``schedule: constant`` gives the paper's Adam at a constant lr); bf16
-autocast where the CPU or GPU runs it natively.
+size. Colour (C channels): the K·C observation maps go in, S·C maps come out as ``(N, S, C, H, W)``, and the
+even split is taken per channel. GroupNorm (up to 8 groups, :func:`groups`) keeps an output independent of its
+batch-mates, unlike BatchNorm. Training: PIT by default, AdamW (weight decay 0.01 on weights) with a linear
+warm-up over 5 % of the steps and a cosine decay to zero (``schedule: constant`` gives the paper's Adam at a
+constant lr); bf16 autocast where the CPU or GPU runs it natively.
 
 Count for K = 1, S = 2: 2,162,450 parameters at ``width`` 48, ``blocks`` 2 (about 940 × width²).
 """
@@ -38,7 +39,7 @@ from torch import nn
 from sepbench import Param, Requirements, Resources, Task, register_method
 from sepbench.api import SERVED_SOURCES
 from sepbench.errors import ParameterError
-from sepbench.methods.estimates import even_split_logit
+from sepbench.methods.estimates import as_maps, as_sources, even_split_prior
 from sepbench.methods.losses import LOSS_MODES
 from sepbench.methods.scheduled import SCHEDULE_PARAMS, ScheduledTorchMethod
 
@@ -79,35 +80,39 @@ class UNet(nn.Module):
     """Three resolutions (full, ½, ¼), additive skips, even-split prior before the output sigmoid."""
 
     def __init__(self, n_obs: int, n_sources: int, width: int, blocks: int, source_shape: tuple[int, int],
-                 total_weight: float) -> None:
+                 total_weight: float, channels: int = 1) -> None:
         super().__init__()
         c = width
         self.source_shape = source_shape
         self.total_weight = total_weight
-        self.stem = nn.Sequential(nn.Conv2d(n_obs, c, 3, padding=1), ResBlock(c))
+        self.channels = channels  # colour: K·C input maps, S·C output maps
+        self.stem = nn.Sequential(nn.Conv2d(n_obs * channels, c, 3, padding=1), ResBlock(c))
         self.down1 = nn.Sequential(nn.Conv2d(c, 2 * c, 3, stride=2, padding=1), ResBlock(2 * c))
         self.down2 = nn.Sequential(nn.Conv2d(2 * c, 4 * c, 3, stride=2, padding=1),
                                    *[ResBlock(4 * c) for _ in range(blocks)])
         self.up1 = Up(4 * c, 2 * c)
         self.up2 = Up(2 * c, c)
-        self.head = nn.Sequential(nn.GroupNorm(groups(c), c), nn.SiLU(), nn.Conv2d(c, n_sources, 3, padding=1))
+        self.head = nn.Sequential(nn.GroupNorm(groups(c), c), nn.SiLU(),
+                                  nn.Conv2d(c, n_sources * channels, 3, padding=1))
         nn.init.zeros_(self.head[-1].weight)  # the untrained network is exactly the even split
         nn.init.zeros_(self.head[-1].bias)
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
+        y = as_maps(y)
         up = y if tuple(y.shape[-2:]) == self.source_shape else \
             F.interpolate(y, size=self.source_shape, mode="bilinear", align_corners=False)
         full = self.stem(up)
         half = self.down1(full)
         x = self.up2(self.up1(self.down2(half), half), full)
-        return torch.sigmoid(self.head(x).float() + even_split_logit(up.float(), self.total_weight))
+        logits = as_sources(self.head(x).float(), self.channels)
+        return torch.sigmoid(logits + even_split_prior(up.float(), self.total_weight, self.channels))
 
 
 @register_method("unet")
 class UNetSeparator(ScheduledTorchMethod):
     """A residual U-Net with GroupNorm and skips, PIT, AdamW + cosine: the suite's convolutional reference."""
 
-    requires: ClassVar[Requirements] = Requirements(needs_training=True, n_sources=SERVED_SOURCES)
+    requires: ClassVar[Requirements] = Requirements(needs_training=True, n_sources=SERVED_SOURCES, color=True)
 
     parameters: ClassVar[dict[str, Param]] = {
         "loss": Param("pit", str, choices=LOSS_MODES, help="permutation-invariant (default) or fixed-order targets"),
@@ -136,4 +141,4 @@ class UNetSeparator(ScheduledTorchMethod):
     def build_network(self) -> nn.Module:
         p = self.params
         return UNet(self.task.n_observations, self.task.n_sources, p["width"], p["blocks"],
-                    tuple(self.task.source_shape), float(self.task.weight_matrix().sum()))
+                    tuple(self.task.source_shape), float(self.task.weight_matrix().sum()), self.task.channels)

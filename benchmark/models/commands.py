@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sepbench.datasets.forward import forward_options, observe
-from sepbench.datasets.mixtures import stable_seed
+from sepbench.datasets.forward import forward_options
+from sepbench.datasets.mixtures import mix, stable_seed
 from sepbench.errors import UserError
 from sepbench.models.images import parse_scale, read_observations, read_source, write_figure, write_separation
 from sepbench.models.load import load_kept
@@ -72,9 +72,11 @@ def mix_images(run_dir: str, images: Sequence[str], out: str, *, scenario: str |
     if len(images) != task.n_sources:
         raise UserError(f"scenario {scenario} mixes {task.n_sources} sources: give {task.n_sources} images, got "
                         f"{len(images)}")
-    sources = torch.from_numpy(np.stack([read_source(Path(p), task) for p in images]))[None]
+    images_ = torch.from_numpy(np.stack([read_source(Path(p), task) for p in images]))  # (S, H, W) or (S, C, H, W)
     generator = torch.Generator().manual_seed(stable_seed("bench-mix", seed))
-    y, _ = observe(sources, task.weight_matrix(), task.downsample, sigma, generator, **forward_options(task))
+    pairs = torch.arange(task.n_sources)[None]
+    y, sources, _ = mix(images_, pairs, task.weight_matrix(), task.downsample, sigma, generator,
+                        **forward_options(task))  # one channel: exactly observe(images_[None], ...)
     observation = y[0].numpy().astype(np.float32)
     target.parent.mkdir(parents=True, exist_ok=True)
     np.save(target, observation)

@@ -50,9 +50,46 @@ def _shape_text(shape: tuple[int, ...]) -> str:
     return "×".join(map(str, shape))
 
 
+def read_colour_observations(path: Path, task: Task, scale: float | None, what: str) -> np.ndarray:
+    """Colour observations ``(N, K, C, h, w)`` float32: a float .npy of shape (C, h, w) [K = 1], (K, C, h, w) or
+    (N, K, C, h, w), or for one detector an RGB image (h, w, C) whose values ``scale`` converts."""
+    k, c, (h, w) = task.n_observations, task.channels, task.observation_shape
+    wanted = f"{what} takes {k} observation(s) of {c} channels of {h}×{w} pixels"
+    array = _read_array(path)
+    if path.suffix.lower() == ".npy":
+        if not np.issubdtype(array.dtype, np.floating):
+            raise UserError(f"{path}: a {array.dtype} array; expected float32 observations on their own scale "
+                            f"({wanted})")
+        array = array[None] if array.ndim == 3 and k == 1 else array
+        array = array[None] if array.ndim == 4 else array
+        if array.ndim != 5 or array.shape[1:] != (k, c, h, w):
+            raise UserError(f"{path}: an array of shape {_shape_text(array.shape)}; {wanted} "
+                            f"(shape {k}×{c}×{h}×{w}, or N×{k}×{c}×{h}×{w} for N observations)")
+        return _finite(path, array.astype(np.float32))
+    if k != 1:
+        raise UserError(f"{path}: an image holds one colour observation; {wanted}: give them as a .npy array")
+    if scale is None:
+        raise UserError(f"{path}: an image needs --scale, the observation value of one pixel unit (e.g. 2/255 "
+                        "for an 8-bit image of one detector's sum of two [0, 1] images)")
+    if array.ndim == 3 and array.shape[-1] == 4 and c == 3:
+        array = array[..., :3]  # an alpha channel carries no light
+    if array.ndim != 3 or array.shape != (h, w, c):
+        raise UserError(f"{path}: an image of shape {_shape_text(array.shape)}; {wanted} (an {h}×{w} RGB image)")
+    return _finite(path, (np.moveaxis(array, -1, 0).astype(np.float64) * scale).astype(np.float32)[None, None])
+
+
+def _finite(path: Path, observations: np.ndarray) -> np.ndarray:
+    if not np.isfinite(observations).all():
+        raise UserError(f"{path}: holds values that are not finite numbers")
+    return observations
+
+
 def read_observations(path: Path, task: Task, scale: float | None, what: str) -> np.ndarray:
     """Observations ``(N, K, h, w)`` float32 from ``path``: a float .npy of shape (h, w) [K = 1], (K, h, w) or
-    (N, K, h, w) on the observation's own scale, or an image (K channels) whose values ``scale`` converts."""
+    (N, K, h, w) on the observation's own scale, or an image (K channels) whose values ``scale`` converts;
+    ``(N, K, C, h, w)`` for a colour task (:func:`read_colour_observations`)."""
+    if task.channels > 1:
+        return read_colour_observations(path, task, scale, what)
     k, (h, w) = task.n_observations, task.observation_shape
     wanted = f"{what} takes {k} channel(s) of {h}×{w} pixels"
     array = _read_array(path)
@@ -83,21 +120,26 @@ def read_observations(path: Path, task: Task, scale: float | None, what: str) ->
             channels = array.shape[0] if array.ndim == 3 else "?"
             raise UserError(f"{path}: an image of {channels} channel(s) of {size}; {wanted}")
         observations = (array.astype(np.float64) * scale).astype(np.float32)[None]
-    if not np.isfinite(observations).all():
-        raise UserError(f"{path}: holds values that are not finite numbers")
-    return observations
+    return _finite(path, observations)
 
 
 def read_source(path: Path, task: Task) -> np.ndarray:
-    """One source image ``(H, W)`` in [0, 1]: grey levels of an image (colour is converted to grey), or a float .npy."""
+    """One source image ``(H, W)`` in [0, 1]: grey levels of an image (colour is converted to grey), or a float .npy;
+    for a colour task ``(C, H, W)``: an RGB image, or a float .npy (C, H, W)."""
     from skimage.color import rgb2gray
     from skimage.util import img_as_float
 
     height, width = task.source_shape
     array = _read_array(path)
-    if array.ndim == 3 and array.shape[-1] in (3, 4):
+    if task.channels > 1:
+        if array.ndim == 3 and path.suffix.lower() != ".npy":
+            array = np.moveaxis(array[..., :task.channels], -1, 0)  # RGB(A) → (C, H, W)
+        if array.shape != (task.channels, height, width):
+            raise UserError(f"{path}: an image of shape {_shape_text(array.shape)}; the scenario mixes colour "
+                            f"{height}×{width} sources of {task.channels} channels")
+    elif array.ndim == 3 and array.shape[-1] in (3, 4):
         array = rgb2gray(array[..., :3])
-    if array.ndim != 2 or array.shape != (height, width):
+    if task.channels == 1 and (array.ndim != 2 or array.shape != (height, width)):
         raise UserError(f"{path}: an image of shape {_shape_text(array.shape)}; the scenario mixes grey "
                         f"{height}×{width} sources (resize or crop it first)")
     if np.issubdtype(array.dtype, np.integer) or array.dtype == bool:
@@ -108,10 +150,15 @@ def read_source(path: Path, task: Task) -> np.ndarray:
 
 
 def write_png(path: Path, image: np.ndarray) -> None:
-    """A [0, 1] image as an 8-bit grey PNG."""
+    """A [0, 1] image as an 8-bit grey PNG, or an RGB one for a colour image ``(C, H, W)``."""
     from skimage import io
 
-    io.imsave(path, np.round(np.clip(image, 0, 1) * 255).astype(np.uint8), check_contrast=False)
+    io.imsave(path, np.round(np.clip(_displayable(image), 0, 1) * 255).astype(np.uint8), check_contrast=False)
+
+
+def _displayable(image: np.ndarray) -> np.ndarray:
+    """``(H, W)`` as it is, a colour image ``(C, H, W)`` channels-last as image files and matplotlib hold it."""
+    return np.moveaxis(image, 0, -1) if image.ndim == 3 else image
 
 
 def write_figure(path: Path, observations: np.ndarray, estimates: np.ndarray, task: Task, title: str,
@@ -128,10 +175,14 @@ def write_figure(path: Path, observations: np.ndarray, estimates: np.ndarray, ta
     fig, axes = plt.subplots(rows, k + s, figsize=(1.9 * (k + s), 2.0 * rows + 0.4), squeeze=False)
     for i in range(rows):
         for j in range(k):
-            axes[i, j].imshow(observations[i, j], cmap="gray", vmin=0, vmax=top)
+            obs = observations[i, j]
+            if obs.ndim == 3:  # colour: scaled by the brightest noiseless value (an RGB image takes no vmax)
+                axes[i, j].imshow(_displayable(np.clip(obs / top, 0, 1)))
+            else:
+                axes[i, j].imshow(obs, cmap="gray", vmin=0, vmax=top)
             axes[i, j].set_title(f"observation {j + 1}" if k > 1 else "observation", fontsize=9)
         for j in range(s):
-            axes[i, k + j].imshow(estimates[i, j], cmap="gray", vmin=0, vmax=1)
+            axes[i, k + j].imshow(_displayable(np.clip(estimates[i, j], 0, 1)), cmap="gray", vmin=0, vmax=1)
             axes[i, k + j].set_title(f"{estimate_label} {j + 1}", fontsize=9)
     for axis in axes.flat:
         axis.set_xticks([])
