@@ -6,7 +6,6 @@ one channel must give bit-identical estimates and the same parameter counts.
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 import pytest
@@ -41,24 +40,39 @@ def fit_and_separate(name: str, task: Task, images: torch.Tensor, epochs: int = 
     return method, method.separate(test.y), test
 
 
-def fingerprint(t: torch.Tensor) -> str:
-    return hashlib.sha256(t.detach().contiguous().numpy().tobytes()).hexdigest()[:16]
+def signature(t: torch.Tensor) -> tuple[float, float, list[float]]:
+    """Mean, RMS and 12 evenly spaced values of a tensor: enough to tell a changed network or reshaping, without
+    holding a CPU's float rounding against it (fp32 kernels differ in the last bits between instruction sets)."""
+    flat = t.detach().double().flatten()
+    idx = torch.linspace(0, flat.numel() - 1, 12).long()
+    return float(flat.mean()), float(flat.square().mean().sqrt()), [float(v) for v in flat[idx]]
 
 
-def record() -> dict[str, tuple[int, str]]:
-    """Parameter count and estimate fingerprint of each variant on the gray task (how RECORDED was made)."""
+def record() -> dict[str, tuple[int, float, float, list[float]]]:
+    """Parameter count and estimate signature of each variant on the gray task (how RECORDED was made)."""
     images = stroke_images(120, seed=0).unsqueeze(1)
     out = {}
     for name in VARIANTS:
         method, est, _ = fit_and_separate(name, GRAY, images)
         count = method.n_parameters() if hasattr(method, "n_parameters") else 0
-        out[name] = (count, fingerprint(est))
+        out[name] = (count, *signature(est))
     return out
 
 
-#: (parameter count, estimate fingerprint) on GRAY, recorded on main before colour support (``python -m`` this file)
-RECORDED = {"average": (0, "55839db7dba8740d"), "lsq": (0, "fd53b034019a58bf"), "fcsae": (64320, "d4dab7b245ba430b"),
-            "unet": (42338, "41f3b3b55f7155b7"), "patchformer": (22322, "573e3712bac14e07")}
+#: (parameter count, estimate mean, RMS, 12 values) on GRAY, as main gave them before colour support (on this
+#: machine the estimates were bit-identical to main's; ``python -m`` this file prints them)
+RECORDED = {
+    "average": (0, 0.1026465, 0.2258559, [0.008857, 0.492981, 0.000661, 0.00053, 0.00267, 0.158551, 0.084501,
+                                          0.001932, 0.084072, -0.003755, 0.062987, 0.001789]),
+    "lsq": (0, 0.1032877, 0.253163, [0.022643, 0.574819, 0.010159, 0.00827, 0.040238, 0.33134, 0.149048, 0.021787,
+                                     0.174125, 0.030403, 0.080115, 0.054202]),
+    "fcsae": (64320, 0.4961245, 0.4975005, [0.464951, 0.4632, 0.534903, 0.574141, 0.530305, 0.45143, 0.512861,
+                                            0.549953, 0.48902, 0.502132, 0.504267, 0.505082]),
+    "unet": (42338, 0.1044785, 0.2270866, [0.008876, 0.517417, 0.001004, 0.001015, 0.002627, 0.160247, 0.085854,
+                                           0.001948, 0.087716, 0.000988, 0.062978, 0.001777]),
+    "patchformer": (22322, 0.1080832, 0.2352146, [0.009142, 0.486688, 0.001054, 0.001056, 0.002493, 0.154426,
+                                                  0.09541, 0.002051, 0.083978, 0.000938, 0.06832, 0.001725]),
+}
 COLOUR = Task(((1.0, 1.0), (0.7, 0.3)), 2, 0.01, source_shape=(16, 16), channels=3)
 
 
@@ -67,8 +81,14 @@ def colour_images(n: int = 120, seed: int = 0) -> torch.Tensor:
     return stroke_images(3 * n, seed=seed, size=16).reshape(n, 3, 16, 16)
 
 
-def test_one_channel_is_unchanged_bit_for_bit() -> None:
-    assert record() == RECORDED
+def test_one_channel_is_unchanged() -> None:
+    """One channel: the parameter counts exactly, the estimates to 1e-4 (a reshaping or sizing error moves them by
+    far more; a CPU's rounding by far less)."""
+    got = record()
+    for name, (count, mean, rms, values) in RECORDED.items():
+        assert got[name][0] == count, name
+        assert got[name][1:3] == pytest.approx((mean, rms), abs=1e-4), name
+        assert got[name][3] == pytest.approx(values, abs=1e-4), name
 
 
 @pytest.mark.parametrize("name", list(VARIANTS))

@@ -60,7 +60,8 @@ def test_the_card_says_what_made_the_model(kept_run):
     assert card["entry"]["params"] == record["config"]["params"] and card["entry"]["params"]["width"] == 8
     assert card["entry"]["train"]["mixtures"] == 1500 and card["entry"]["train"]["epochs"] == 2
     assert card["task"] == {"weights": [[1.0, 1.0]], "downsample": 2, "sigma": 0.01, "source_shape": [28, 28],
-                            "superpose": "sum", "channels": 1}
+                            "superpose": "sum", "channels": 1, "noise_model": "gaussian", "photons": 0.0,
+                            "blur": "none", "blur_width": 0.0, "blur_size": 0}
     assert card["code"] == record["provenance"] and card["code"]["code"] == code_fingerprint(get_method("unet"))[0]
     assert [h["epoch"] for h in card["history"]] == [1, 2] and card["history"] == record["history"]
     assert card["scores"]["mse"] == pytest.approx(record["mse"], rel=1e-12)
