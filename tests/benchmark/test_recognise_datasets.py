@@ -260,5 +260,6 @@ def test_a_run_over_three_datasets_names_each_in_its_tables(three):
     assert f"Classifier accuracy on the 200 shapes16 test images: {accuracy:.2%}." in section
     assert "Left out for natural-patches[patch=16]: it has no labels" in section
     assert "Example separations · shapes · shapes16 · σ = 0.01 · on shapes16" in html
+    assert "mixed: source images" not in html  # three datasets' images are not one dataset's mixed images
     curves = pd.read_csv(out / "learning_curves.csv")
     assert set(curves["scenario"]) == set(names.values())
