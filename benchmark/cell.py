@@ -116,9 +116,9 @@ def run_cell(cell: Cell, data_dir: str | Path | None = None, device: torch.devic
         rows = score_sources(estimates, test.x, fixed=images.distinct)  # + the fixed-order score: one set per source
         meta["score_seconds"] = time.perf_counter() - t0
         say = (lambda text: progress({"notice": text})) if progress else None
-        flags = None if images.distinct else recognise_outputs(  # the digit classifier: one set's test pairs only
+        flags = None if images.distinct else recognise_outputs(  # one set's classifier and test pairs only
             estimates, sources, cell.dataset.test_size, cell.dataset.key, data_dir, cell.test_pairs, say=say)
-        if flags is not None:  # per row: is every digit still readable by an MNIST classifier (for the report)
+        if flags is not None:  # per row: is every source still readable by its dataset's classifier
             rows["recognised"] = flags
         if cell.test_pairs == "paper" and task.n_sources == 2:  # the paper's test set: its protocol too
             t0 = time.perf_counter()

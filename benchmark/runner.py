@@ -112,10 +112,10 @@ def run_grid(grid: Grid, *, out: str | Path | None = None, executor: str = "ray"
             pending = [replace(c, expected_seconds=c.expected_seconds / speed) for c in pending]
         progress = RunProgress(len(pending), stream, parallel=parallel,
                                expected={c.describe(): c.expected_seconds for c in pending} if on_cpu else None)
-        # cells on MNIST score digit recognisability with the classifier
-        scored = any(c.dataset.name == "mnist" and not c.scenario.sources for c in pending)
-        classifier = recognise.training_estimate(data_dir, say=progress.line) \
-            if scored and not recognise.is_cached(data_dir) else 0.0
+        # cells on a labelled dataset score recognisability with that dataset's classifier (trained once, here)
+        scored = _labelled_sources(pending, data_dir)
+        untrained = [s for s in scored if not recognise.is_cached(data_dir, s)]
+        classifier = sum(recognise.training_estimate(data_dir, say=progress.line, sources=s) for s in untrained)
         progress.line(f"{grid.name}: {len(plan.cells)} cells planned, {len(plan.cells) - len(pending)} already "
                       f"done, {len(pending)} to run, {len(plan.skipped)} (method, scenario) pairs skipped → "
                       f"{store.root}")
@@ -128,17 +128,19 @@ def run_grid(grid: Grid, *, out: str | Path | None = None, executor: str = "ray"
         for label, why in plan.not_kept:
             progress.line(f"  not kept: {label}: {why}")
         if on_cpu:
-            first = "the digit classifier's one-off training, " if classifier else ""
+            names = [recognise.describe(s) for s in untrained]
+            first = "" if not names else f"{names[0]}'s one-off training, " if len(names) == 1 else \
+                f"the one-off training of {', '.join(name[4:] for name in names)}, "
             start = RAY_START_SECONDS if executor == "ray" and not address else 0.0
             first += "Ray's start, " if start else ""
             total = classifier + start + expected_duration(pending, parallel)
             progress.line(f"  no GPU found: expected about {format_duration(total)} on this CPU ({first}"
                           f"{len(pending)} cells, {parallel:g} at a time)")
-        if scored:  # trained here, once, before the cells (which all score with it): said, never silent
+        for sources in scored:  # trained here, once, before the cells (which all score with it): said, never silent
             try:
-                recognise.load_classifier(data_dir, load_sources(data_dir), say=progress.line)
+                recognise.load_classifier(data_dir, sources, say=progress.line)
             except Exception as exc:  # an extra: the cells go on (and try again, or score without it)
-                progress.line(f"  digit classifier not available: {type(exc).__name__}: {exc}")
+                progress.line(f"  {recognise.describe(sources)[4:]} not available: {type(exc).__name__}: {exc}")
         failed: list[str] = []
 
         def record(result: Any) -> None:
@@ -176,6 +178,18 @@ def run_grid(grid: Grid, *, out: str | Path | None = None, executor: str = "ray"
                 progress.line(f"  {cell_id} {by_id[cell_id].describe()} → see {meta}")
             status = EXIT_FAILED
         return status
+
+
+def _labelled_sources(cells: Sequence[Cell], data_dir: str | Path | None) -> list[Any]:
+    """The source images of every labelled dataset the cells use (loaded already: set_aside_missing did), once each."""
+    found: dict[str, Any] = {}
+    for cell in cells:
+        key = cell.dataset.key.split(":", 1)[0]  # the name and options: the classifier is per dataset, not per size
+        if cell.dataset.labelled and not cell.scenario.sources and key not in found:  # one set per source: none
+            sources = load_sources(data_dir, cell.dataset)
+            if recognise.applies(sources):
+                found[key] = sources
+    return list(found.values())
 
 
 def _setup_log(path: Path) -> None:

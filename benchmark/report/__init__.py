@@ -16,10 +16,12 @@ import pandas as pd
 from sepbench.errors import UserError
 from sepbench.report import content, curves, examples, figures, fonts
 from sepbench.report.fixed_order import fixed_order_blocks, fixed_order_table
-from sepbench.report.load import RunData, combine, entry_names, entry_order, load_run, load_runs
+from sepbench.report.load import RunData, combine, datasets_of, entry_names, entry_order, load_run, load_runs
 from sepbench.report.page import Block, Figure, render_html, render_markdown
 from sepbench.report.stats import ALPHA, pairwise_wilcoxon, recognition_ceiling
 from sepbench.report.summary import MAIN_METRIC, METRICS, cost_table, ranked, summarise
+
+RECOGNISED = ["recognised_rate", "recognised_ci_low", "recognised_ci_high"]
 
 __all__ = ["is_current", "load_run", "summarise", "write_comparison", "write_report"]
 INPUTS_STAMP = "report.inputs"  # in a run directory: the fingerprint of the cells its report was made from
@@ -58,7 +60,9 @@ def _build(runs: Sequence[RunData], out: Path, data_dir: str | Path | None) -> P
 
     summary = summarise(rows)
     summary.insert(2, "entry", entry_names(summary, several))
-    summary.drop(columns="entry").to_csv(out / "summary.csv", index=False)
+    recognisable = summary["recognised_rate"].notna().any()  # else no such column: nothing was recognised
+    summary.drop(columns=["entry", *([] if recognisable else RECOGNISED)]).to_csv(out / "summary.csv", index=False)
+    on = ", ".join(datasets_of(runs))  # every figure's title names the dataset(s) it is on
     tests = pairwise_wilcoxon(rows, entries, ALPHA)
     tests.to_csv(out / "wilcoxon.csv", index=False)
     cost = cost_table(runs, several)
@@ -67,11 +71,14 @@ def _build(runs: Sequence[RunData], out: Path, data_dir: str | Path | None) -> P
     history = curves.learning_curves(runs, several)
     history.to_csv(out / "learning_curves.csv", index=False)
     status = curves.convergence(history)
-    ceiling, classifier = recognition_ceiling(runs, rows, data_dir)
+    ceiling, classifiers = recognition_ceiling(runs, rows, data_dir)
+    datasets = {run.ceiling_key(c): run.dataset(c) for run in runs for c in run.meta}
     if ceiling:
-        pd.DataFrame({"testset": list(ceiling), "ground_truth_recognised": list(ceiling.values()),
-                      "classifier_test_accuracy": classifier.get("test_accuracy")}).to_csv(
-            out / "recognition_ceiling.csv", index=False)
+        pd.DataFrame({"testset": list(ceiling), "dataset": [datasets[key] for key in ceiling],
+                      "ground_truth_recognised": list(ceiling.values()),
+                      "classifier_test_accuracy": [classifiers.get(datasets[key], {}).get("test_accuracy")
+                                                   for key in ceiling]}).to_csv(out / "recognition_ceiling.csv",
+                                                                                index=False)
 
     def figure(path: Path, caption: str) -> Block:
         return Block("figure", figure=Figure(path, caption))
@@ -88,7 +95,7 @@ def _build(runs: Sequence[RunData], out: Path, data_dir: str | Path | None) -> P
 
     blocks.append(Block("h2", "Learning curves"))
     if len(history):
-        path = figures.learning_curves(history, status, entries, fig_dir / "learning_curves.png", families)
+        path = figures.learning_curves(history, status, entries, fig_dir / "learning_curves.png", families, on)
         blocks.append(figure(path, "Validation loss per epoch and against cumulative training seconds (training "
                                    "and validation), a line per method and seed"))
         blocks += content.learning_blocks(status)
@@ -102,8 +109,8 @@ def _build(runs: Sequence[RunData], out: Path, data_dir: str | Path | None) -> P
     blocks.append(Block("note", "The paper's Fig. 5: one box per method (median, quartiles, whiskers to 1.5 IQR, "
                                 "outliers not drawn), per scenario (rows) and σ (columns)."))
     for metric in ("mse", "ssim", "psnr"):
-        path = figures.box_plot(rows, metric, entries, fig_dir / f"box_{metric}.png", families)
-        blocks.append(figure(path, f"{content.TITLES[metric]} per test image"))
+        path = figures.box_plot(rows, metric, entries, fig_dir / f"box_{metric}.png", families, on)
+        blocks.append(figure(path, f"{content.TITLES[metric]} per test image · on {on}"))
 
     one_sigma = summary["sigma"].nunique() < 2  # a figure against σ would be one vertical line of dots
     if one_sigma:
@@ -111,8 +118,10 @@ def _build(runs: Sequence[RunData], out: Path, data_dir: str | Path | None) -> P
                                     "its means are in the Summary."))
     else:
         blocks.append(Block("h2", "Against noise level"))
-        path = figures.metric_vs_sigma(summary, METRICS, entries, fig_dir / "vs_sigma.png", families=families)
-        blocks.append(figure(path, "Mean MSE, PSNR and SSIM against σ, with 95% bootstrap bands"))
+        path = figures.metric_vs_sigma(summary, METRICS, entries, fig_dir / "vs_sigma.png",
+                                       title=f"Mean against noise level (bands: 95 % bootstrap interval) · on {on}",
+                                       families=families)
+        blocks.append(figure(path, f"Mean MSE, PSNR and SSIM against σ, with 95% bootstrap bands · on {on}"))
 
     blocks.append(Block("h2", "Example separations"))
     blocks.append(Block("note", f"The paper's Fig. 4: the same test mixtures for every method, a tile per method "
@@ -128,10 +137,11 @@ def _build(runs: Sequence[RunData], out: Path, data_dir: str | Path | None) -> P
                   for row in part.itertuples()}
         cells = examples.example_cells(rows, scenario, sigma, list(part["entry"]))
         stored = examples.load_examples(roots, list(cells.values()))
+        where = ", ".join(dict.fromkeys(rows.loc[rows["scenario"] == scenario, "dataset"]))
         tiles = examples.example_tiles(rows, stored, cells, fig_dir / f"examples_{_slug(scenario)}_sigma{sigma:g}",
-                                       titles)
+                                       titles, where)
         if tiles:
-            blocks.append(Block("gallery", f"Example separations · {scenario} · σ = {sigma:g}",
+            blocks.append(Block("gallery", f"Example separations · {scenario} · σ = {sigma:g} · on {where}",
                                 tiles=[Figure(path, titles.get(entry, "inputs and ground truth"), entry)
                                        for entry, path in tiles]))
     n_settings = len(set(zip(rows["scenario"], rows["sigma"], strict=True)))
@@ -145,24 +155,28 @@ def _build(runs: Sequence[RunData], out: Path, data_dir: str | Path | None) -> P
                                 "test-mixture index; a mixture's MSE is the mean over its sources, "
                                 "averaged over seeds. All tests are in wilcoxon.csv."))
     if len(tests):
-        path = figures.wilcoxon_heatmap(tests, entries, fig_dir / "wilcoxon.png", ALPHA)
-        blocks.append(figure(path, "Significant wins and losses, row vs column"))
+        path = figures.wilcoxon_heatmap(tests, entries, fig_dir / "wilcoxon.png", ALPHA, on)
+        blocks.append(figure(path, f"Significant wins and losses, row vs column · on {on}"))
         blocks += content.wilcoxon_tables(tests, entries)
     else:
         blocks.append(Block("p", "Only one method per setting: nothing to compare."))
 
-    testsets = {run.test_key(c): f"{run.meta[c]['config']['test_mixtures']} test mixtures"
+    testsets = {run.ceiling_key(c): f"{run.dataset(c)} · {run.meta[c]['config']['test_mixtures']} test mixtures"
                 for run in runs for c in run.meta}
-    blocks += content.recognition_blocks(summary, ceiling, classifier, testsets)
-    if summary["recognised_rate"].notna().any() and not one_sigma:
-        path = figures.metric_vs_sigma(summary, ["recognised"], entries, fig_dir / "recognised.png", ceiling,
-                                       "Digit recognisability against noise level (bands: 95 % bootstrap interval)",
-                                       families)
-        blocks.append(figure(path, "Fraction of test mixtures whose two digits are recognised (dashed: ground "
-                                   "truth)"))
+    ceilings = _setting_ceilings(runs, rows, ceiling)
+    blocks += content.recognition_blocks(summary, ceilings, classifiers, testsets, _unlabelled(rows))
+    if recognisable and not one_sigma:
+        by_scenario: dict[str, list[float]] = {}
+        for (scenario, _), values in ceilings.items():
+            by_scenario.setdefault(scenario, []).extend(values.values())
+        path = figures.metric_vs_sigma(summary, ["recognised"], entries, fig_dir / "recognised.png", by_scenario,
+                                       f"Recognisability against noise level (bands: 95 % bootstrap interval) · on "
+                                       f"{on}", families)
+        blocks.append(figure(path, "Fraction of test mixtures whose sources are all recognised (dashed: ground "
+                                   f"truth) · on {on}"))
 
     blocks += content.cost_blocks(cost)
-    path = figures.cost_plot(summary, cost, entries, fig_dir / "cost.png", families)
+    path = figures.cost_plot(summary, cost, entries, fig_dir / "cost.png", families, on)
     if path is not None:
         blocks.append(figure(path, "Mean MSE against training time per cell (non-learned methods at 0.001 s) "
                                    "and separation throughput"))
@@ -176,6 +190,34 @@ def _build(runs: Sequence[RunData], out: Path, data_dir: str | Path | None) -> P
     page = out / "report.html"
     page.write_text(render_html(blocks, title))
     return page
+
+
+def _setting_ceilings(runs: Sequence[RunData], rows: pd.DataFrame, ceiling: dict[str, float]
+                      ) -> dict[tuple[str, float], dict[str, float]]:
+    """Per (scenario, σ) as the tables name them: the ground truth's recognisability of each of its test sets."""
+    keys = {(run.name, c): run.ceiling_key(c) for run in runs for c in run.meta}
+    found: dict[tuple[str, float], dict[str, float]] = {}
+    for scenario, sigma, run, cell in rows[["scenario", "sigma", "run", "cell"]].drop_duplicates().itertuples(
+            index=False):
+        key = keys.get((run, cell))
+        if key in ceiling:
+            found.setdefault((scenario, sigma), {})[key] = ceiling[key]
+    return found
+
+
+def _unlabelled(rows: pd.DataFrame) -> list[str]:
+    """The datasets of ``rows`` that have no labels (so no recognisability), by the registry's word."""
+    from sepbench.datasets.registry import dataset_class
+
+    found = []
+    for dataset in dict.fromkeys(rows["dataset"]):
+        try:
+            labelled = dataset_class(dataset.split("[", 1)[0]).labelled
+        except Exception:  # noqa: BLE001 — a plugin not installed here: nothing can be said of its labels
+            continue
+        if not labelled:
+            found.append(dataset)
+    return found
 
 
 def _inputs_fingerprint(run_dir: Path) -> str:

@@ -33,6 +33,13 @@ def mixed_producers(run: RunData) -> list[str]:
             shown = Counter({f"code {c or '?'} version {v or '?'}" if c else None: n for (c, v), n in counter.items()})
             lines.append(f"{label}: cells from different method code: {_counts(shown)}")
     for key, name in PRODUCERS:
+        if key == "data":  # each dataset has its own images: mixed only within one dataset
+            by_dataset: dict[str, Counter] = defaultdict(Counter)
+            for cell_id, record in run.meta.items():
+                by_dataset[run.dataset(cell_id)][(record.get("provenance") or {}).get(key)] += 1
+            lines += [f"{name} of {dataset}: {_counts(counter)}" if len(by_dataset) > 1 else f"{name}: "
+                      f"{_counts(counter)}" for dataset, counter in by_dataset.items() if len(counter) > 1]
+            continue
         counter = Counter((r.get("provenance") or {}).get(key) for r in run.meta.values())
         if len(counter) > 1:
             lines.append(f"{name}: {_counts(counter)}")

@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 
 from sepbench.report.caveats import caveats
-from sepbench.report.load import RunData
+from sepbench.report.load import RunData, datasets_of
 from sepbench.report.page import Block, Table
 from sepbench.report.stats import outcome_matrix
 from sepbench.report.summary import MAIN_METRIC, ranked
@@ -43,9 +43,8 @@ def header(runs: Sequence[RunData], generated: str) -> list[Block]:
     for run in runs:
         manifest = run.manifest
         first = next(iter(run.meta.values()), {}).get("config")  # None: no cell finished
-        spec = first["dataset"] if first else None
-        data = (f"{spec['name']} (train {spec['train_size']}, test {spec['test_size']}) · {first['test_mixtures']} "
-                "test mixtures") if first else "no cell finished"
+        data = (f"{', '.join(_dataset_line(label, spec) for label, spec in datasets_of([run]).items())} · "
+                f"{first['test_mixtures']} test mixtures") if first else "no cell finished"
         seeds = sorted({c["seed"] for c in manifest["cells"]})
         versions = manifest.get("versions", {})
         blocks.append(Block("note", (
@@ -82,6 +81,20 @@ def header(runs: Sequence[RunData], generated: str) -> list[Block]:
         blocks.append(Block("note", "Not planned (the method cannot serve the scenario): " + "; ".join(skipped)))
     blocks.append(Block("nav"))
     return blocks
+
+
+def _dataset_line(label: str, spec: dict[str, Any]) -> str:
+    """A dataset with its sizes: ``mnist (28×28, train 2000, test 500)``; the image size where the registry knows it."""
+    try:
+        from sepbench.datasets.registry import get_dataset
+
+        options = {k: v for k, v in spec.items() if k not in ("name", "train_size", "test_size")}
+        dataset = get_dataset(spec["name"], **options)
+        height, width = dataset.image_size
+        size = f"{height}×{width}" + (f"×{dataset.channels}" if dataset.channels > 1 else "") + ", "
+    except Exception:  # noqa: BLE001 — a plugin not installed here: the sizes the cells recorded still stand
+        size = ""
+    return f"{label} ({size}train {spec['train_size']}, test {spec['test_size']})"
 
 
 def _describe(cell: dict[str, Any]) -> str:
@@ -169,13 +182,23 @@ def wilcoxon_tables(tests: pd.DataFrame, entries: Sequence[str]) -> list[Block]:
     return blocks
 
 
-def recognition_blocks(summary: pd.DataFrame, ceiling: dict[str, float], info: dict[str, Any],
-                       testsets: dict[str, str]) -> list[Block]:
-    """Recognised rate (95 % CI) per method (rows) and setting (columns), and the ground truth's ceiling."""
-    blocks = [Block("h2", "Digit recognisability")]
+def recognition_blocks(summary: pd.DataFrame, ceilings: dict[tuple[str, float], dict[str, float]],
+                       classifiers: dict[str, dict[str, Any]], testsets: dict[str, str],
+                       unlabelled: Sequence[str] = ()) -> list[Block]:
+    """Recognised rate (95 % CI) per method (rows) and setting (columns), and the ground truth's ceiling of each
+    setting (``ceilings``: setting → ceiling key → rate); a note per dataset's classifier, and one for the datasets
+    that have no labels (``unlabelled``), whose cells are left out."""
+    digits = set(classifiers) <= {"mnist"} and not unlabelled
+    blocks = [Block("h2", "Digit recognisability" if digits else "Recognisability")]
+    notes = []
+    if unlabelled:
+        notes.append(f"Left out for {', '.join(unlabelled)}: {'it has' if len(unlabelled) == 1 else 'they have'} "
+                     "no labels, so no classifier can say whether a separated source is still recognisable.")
     if summary["recognised_rate"].isna().all():
-        return blocks + [Block("p", "Not available: the cells of this run did not record it (runs made before "
-                                    "it existed, or sources that are not MNIST digits).")]
+        if not unlabelled:
+            notes.append("Not available: the cells of this run did not record it (runs made before it existed, or "
+                         "a classifier that could not be had).")
+        return blocks + [Block("p", " ".join(notes))]
     settings = _settings(summary)
     columns = ["method", *(f"{scenario} σ={sigma:g}" for scenario, sigma in settings)]
     rows = []
@@ -191,18 +214,28 @@ def recognition_blocks(summary: pd.DataFrame, ceiling: dict[str, float], info: d
             cells.append(f"{row['recognised_rate']:.3f} ({row['recognised_ci_low']:.2f}–"
                          f"{row['recognised_ci_high']:.2f})")
         rows.append(cells)
-    several = len(ceiling) > 1
-    for key, value in ceiling.items():
-        name = f"ground truth ({testsets.get(key, key)})" if several else "ground truth (ceiling)"
-        rows.append([name] + [f"{value:.3f}"] * len(settings))
-    note = ("A test mixture counts as recognised when a small CNN trained on the MNIST training digits reads "
-            "its two outputs as its two true digits, in any order. The ground truth's own rate (the classifier "
-            "applied to the true images) is the ceiling. In brackets: 95% bootstrap interval.")
-    if info.get("test_accuracy"):
-        note += f" Classifier accuracy on the 10,000 MNIST test digits: {info['test_accuracy']:.2%}."
-    if "error" in info:
-        note += f" Ceiling unavailable here ({info['error']})."
-    return blocks + [Block("note", note), Block("table", table=Table(columns, rows, left=1))]
+    keys = list(dict.fromkeys(key for setting in settings for key in ceilings.get(setting, {})))
+    if keys and max(len(ceilings.get(setting, {})) for setting in settings) == 1:  # one ceiling per column
+        rows.append(["ground truth (ceiling)"] + [next((f"{v:.3f}" for v in ceilings.get(setting, {}).values()), "–")
+                                                  for setting in settings])
+    else:
+        for key in keys:
+            rows.append([f"ground truth ({testsets.get(key, key)})"]
+                        + [f"{ceilings[setting][key]:.3f}" if key in ceilings.get(setting, {}) else "–"
+                           for setting in settings])
+    notes.insert(0, "A test mixture counts as recognised when a small CNN trained on the training split of its "
+                    "sources' dataset reads its outputs as its true labels, in any order. The ground truth's own rate "
+                    "(the classifier applied to the true images of the same test mixtures) is the ceiling. In "
+                    "brackets: 95% bootstrap interval.")
+    for dataset, info in classifiers.items():
+        if "error" in info:
+            notes.append(f"{dataset}: ceiling unavailable here ({info['error']}).")
+        elif info.get("test_accuracy") is not None:
+            images = info.get("test_images", 10000 if dataset == "mnist" else None)
+            what = "MNIST test digits" if dataset == "mnist" else f"{dataset} test images"
+            notes.append(f"Classifier accuracy on the {f'{images:,} ' if images else ''}{what}: "
+                         f"{info['test_accuracy']:.2%}.")
+    return blocks + [Block("note", " ".join(notes)), Block("table", table=Table(columns, rows, left=1))]
 
 
 def learning_blocks(status: pd.DataFrame) -> list[Block]:

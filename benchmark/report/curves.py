@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from sepbench.report.load import RunData, entry_names
+from sepbench.report.load import RunData, dataset_label, entry_names, setting_name, several_datasets
 
 #: a cell is "not converged" when its last epoch lowered the validation loss by more than this fraction
 STILL_FALLING = 1e-3
@@ -24,13 +24,15 @@ COLUMNS = ["run", "entry", "label", "scenario", "sigma", "seed", "epoch", "train
 def learning_curves(runs: Sequence[RunData], several: bool) -> pd.DataFrame:
     """One row per learned cell × epoch (``COLUMNS``); empty when no cell of ``runs`` trained."""
     records = []
+    by_dataset = several_datasets(runs)
     for run in runs:
         for meta in run.meta.values():
             config, elapsed = meta["config"], 0.0
             label = config["label"]
+            scenario = setting_name(config["scenario"]["name"], dataset_label(config["dataset"]), by_dataset)
             for record in meta.get("history") or []:
                 elapsed = record.get("elapsed", elapsed + record.get("seconds", 0.0))
-                records.append({"run": run.name, "label": label, "scenario": config["scenario"]["name"],
+                records.append({"run": run.name, "label": label, "scenario": scenario,
                                 "sigma": config["sigma"], "seed": config["seed"], "epoch": record["epoch"],
                                 "train_loss": record.get("train_loss"), "val_loss": record["val_loss"],
                                 "seconds": record.get("seconds"), "elapsed": elapsed})

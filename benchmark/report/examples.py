@@ -82,11 +82,12 @@ def _tile(images: list[list[np.ndarray]], row_labels: list[str], captions: list[
 
 
 def example_tiles(rows: pd.DataFrame, examples: dict[Key, dict[str, np.ndarray]], cells: dict[str, Key],
-                  stem: Path, titles: dict[str, str] | None = None) -> list[tuple[str | None, Path]]:
+                  stem: Path, titles: dict[str, str] | None = None, on: str = "") -> list[tuple[str | None, Path]]:
     """The figure of one setting as small tiles, to be laid out in a grid: first the inputs and the ground truth
     (entry None), then per entry (in ``cells``' order) its outputs in the order the scorer assigned them to the
     sources, with each one's MSE | SSIM beneath. ``examples``: (run, cell) → its stored arrays; ``titles``: a tile
-    heading per entry (default: the entry). Files are ``<stem>_ref.png`` and ``<stem>_<k>_<entry>.png``; none
+    heading per entry (default: the entry); ``on``: the dataset, named in the first tile's title. Files are
+    ``<stem>_ref.png`` and ``<stem>_<k>_<entry>.png``; none
     are written when no example is stored."""
     stored = {entry: examples[cell] for entry, cell in cells.items() if cell in examples}
     if not stored:
@@ -102,7 +103,7 @@ def example_tiles(rows: pd.DataFrame, examples: dict[Key, dict[str, np.ndarray]]
     truth = [[x[m, s] for m in range(n_examples)] for s in range(n_sources)]
     labels = [f"y{k + 1}" if n_obs > 1 else "y" for k in range(n_obs)] + [f"x{s + 1}" for s in range(n_sources)]
     tiles: list[tuple[str | None, Path]] = [(None, _tile(
-        inputs + truth, labels, None, "inputs (rescaled) and ground truth",
+        inputs + truth, labels, None, "inputs (rescaled) and ground truth" + (f" · {on}" if on else ""),
         stem.with_name(f"{stem.name}_ref.png")))]
     for k, (entry, arrays) in enumerate(stored.items()):
         images, captions = [], []

@@ -41,8 +41,15 @@ def sigma_label(sigma: float) -> str:
     return f"σ = {sigma:g}"
 
 
-def box_plot(rows: pd.DataFrame, metric: str, entries: Sequence[str], path: Path, families: Families = None) -> Path:
-    """One box per method (whiskers 1.5 IQR, no fliers), faceted by scenario (rows) and σ (columns)."""
+def on_datasets(on: str) -> str:
+    """A figure title's ending that names the dataset(s) it is on (``on`` empty: none)."""
+    return f" · on {on}" if on else ""
+
+
+def box_plot(rows: pd.DataFrame, metric: str, entries: Sequence[str], path: Path, families: Families = None,
+             on: str = "") -> Path:
+    """One box per method (whiskers 1.5 IQR, no fliers), faceted by scenario (rows) and σ (columns); ``on`` names
+    the dataset(s) in the title."""
     width = max(2.6, 0.55 * len(entries) + 1.0)
     with warnings.catch_warnings():  # seaborn 0.13 passes matplotlib 3.10+'s deprecated ``vert``
         warnings.simplefilter("ignore", matplotlib.MatplotlibDeprecationWarning)
@@ -58,7 +65,7 @@ def box_plot(rows: pd.DataFrame, metric: str, entries: Sequence[str], path: Path
         for label in ax.get_xticklabels():
             label.set_horizontalalignment("right")
         ax.grid(axis="y", alpha=0.3)
-    grid.figure.suptitle(f"{NAMES[metric]} per test image, by method", y=1.02)
+    grid.figure.suptitle(f"{NAMES[metric]} per test image, by method{on_datasets(on)}", y=1.02)
     return _save(grid.figure, path)
 
 
@@ -73,12 +80,13 @@ def _sigma_axis(ax: plt.Axes, sigmas: Sequence[float]) -> None:
 
 
 def metric_vs_sigma(summary: pd.DataFrame, metrics: Sequence[str], entries: Sequence[str], path: Path,
-                    ceiling: dict[str, float] | None = None,
+                    ceiling: Mapping[str, Sequence[float]] | None = None,
                     title: str = "Mean against noise level (bands: 95 % bootstrap interval)",
                     families: Families = None) -> Path:
     """Mean of each metric against σ, a line per method with its 95 % bootstrap band; a column per scenario.
 
-    ``metrics`` may include ``recognised`` (the rate; ``ceiling`` draws the ground truth's rate dashed).
+    ``metrics`` may include ``recognised`` (the rate; ``ceiling``, scenario → its ground truth's rates, draws them
+    dashed).
     """
     scenarios = list(dict.fromkeys(summary["scenario"]))
     sigmas = sorted(set(summary["sigma"]))
@@ -105,7 +113,7 @@ def metric_vs_sigma(summary: pd.DataFrame, metrics: Sequence[str], entries: Sequ
                     ax.errorbar(line["sigma"], line[mean], yerr=[line[mean] - line[low], line[high] - line[mean]],
                                 color=colour, capsize=4, lw=1)
             if metric == "recognised" and ceiling:
-                for value in sorted(set(ceiling.values())):
+                for value in sorted(set(ceiling.get(scenario, ()))):
                     extra["ground truth"] = ax.axhline(value, color="black", ls="--", lw=1)
             _sigma_axis(ax, sigmas)
             ax.grid(alpha=0.3)
@@ -121,7 +129,7 @@ def metric_vs_sigma(summary: pd.DataFrame, metrics: Sequence[str], entries: Sequ
     return _save(figure, path)
 
 
-def wilcoxon_heatmap(tests: pd.DataFrame, entries: Sequence[str], path: Path, alpha: float) -> Path:
+def wilcoxon_heatmap(tests: pd.DataFrame, entries: Sequence[str], path: Path, alpha: float, on: str = "") -> Path:
     """Per scenario × σ, a matrix: green where the row method has significantly lower MSE than the column."""
     scenarios = list(dict.fromkeys(tests["scenario"]))
     sigmas = sorted(set(tests["sigma"]))
@@ -145,7 +153,7 @@ def wilcoxon_heatmap(tests: pd.DataFrame, entries: Sequence[str], path: Path, al
         ax.tick_params(axis="y", labelrotation=0, labelsize=8)
         for label in ax.get_xticklabels():
             label.set_horizontalalignment("right")
-    figure.suptitle(f"Row vs column, per-mixture MSE, Wilcoxon signed-rank p < {alpha:g}\n"
+    figure.suptitle(f"Row vs column, per-mixture MSE, Wilcoxon signed-rank p < {alpha:g}{on_datasets(on)}\n"
                     "win: row significantly lower MSE · loss: significantly higher · –: no significant difference",
                     fontsize=10)
     figure.tight_layout()
@@ -160,7 +168,7 @@ def common_settings(summary: pd.DataFrame) -> list[tuple[str, float]]:
 
 
 def cost_plot(summary: pd.DataFrame, cost: pd.DataFrame, entries: Sequence[str], path: Path,
-              families: Families = None) -> Path | None:
+              families: Families = None, on: str = "") -> Path | None:
     """Accuracy against cost: mean MSE over the settings every method ran, against training time and throughput.
 
     None when no setting is common to all methods (their means would not be comparable). A few entries are named
@@ -193,7 +201,7 @@ def cost_plot(summary: pd.DataFrame, cost: pd.DataFrame, entries: Sequence[str],
         ax.set_ylabel("mean MSE")
         ax.grid(alpha=0.3)
     where = ", ".join(f"{scenario} σ={sigma:g}" for scenario, sigma in settings)
-    figure.suptitle(f"Cost against accuracy: mean MSE over {where} (lower is better)", fontsize=10)
+    figure.suptitle(f"Cost against accuracy: mean MSE over {where} (lower is better){on_datasets(on)}", fontsize=10)
     figure.tight_layout()
     if not named:
         entry_legend(figure, handles, entries, families)
@@ -201,7 +209,7 @@ def cost_plot(summary: pd.DataFrame, cost: pd.DataFrame, entries: Sequence[str],
 
 
 def learning_curves(curves: pd.DataFrame, status: pd.DataFrame, entries: Sequence[str], path: Path,
-                    families: Families = None) -> Path:
+                    families: Families = None, on: str = "") -> Path:
     """Validation loss per epoch (left) and against training seconds (right), a line per method and seed, a row
     per (scenario, σ); a cell still falling in its last epoch ends in a hollow marker. One legend for all rows,
     grouped by method family past a few entries."""
@@ -234,7 +242,7 @@ def learning_curves(curves: pd.DataFrame, status: pd.DataFrame, entries: Sequenc
         axes[i][0].set_ylabel("validation loss")
         axes[i][0].xaxis.get_major_locator().set_params(integer=True)
     figure.suptitle("Learning curves: each method's own loss on its validation set (hollow end: still falling in "
-                    "its last epoch)", fontsize=10)
+                    f"its last epoch){on_datasets(on)}", fontsize=10)
     figure.tight_layout()
     entry_legend(figure, handles, entries, families)
     return _save(figure, path)

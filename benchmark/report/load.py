@@ -36,10 +36,35 @@ class RunData:
         return self.store.root
 
     def test_key(self, cell_id: str) -> str:
-        """Names the cell's test set: cells with equal keys were scored on the same test mixtures."""
+        """Names the cell's test set: cells with equal keys were scored on the same test mixtures (the paper's test
+        pairs are another test set than sepbench's seeded ones)."""
         config = self.meta[cell_id]["config"]
         specs = config["scenario"].get("sources") or [config["dataset"]]  # one set per source: all of them
-        return f"{'+'.join(dataset_key_of(spec) for spec in specs)}|{config['test_mixtures']}"
+        pairs = config.get("test_pairs", "random")
+        return f"{'+'.join(dataset_key_of(spec) for spec in specs)}|{config['test_mixtures']}" + (
+            "" if pairs == "random" else f"|{pairs}")
+
+    def ceiling_key(self, cell_id: str) -> str:
+        """The test set and the number of sources: what the ground truth's recognisability depends on."""
+        return f"{self.test_key(cell_id)}|S={len(self.meta[cell_id]['config']['scenario']['weights'][0])}"
+
+    def dataset(self, cell_id: str) -> str:
+        """The dataset a cell's sources come from, as the report names it (``mnist+fashion-mnist`` when each source
+        comes from its own set)."""
+        config = self.meta[cell_id]["config"]
+        specs = config["scenario"].get("sources") or [config["dataset"]]
+        return "+".join(dataset_label(spec) for spec in specs)
+
+
+def dataset_label(spec: dict[str, Any]) -> str:
+    """A dataset as tables and figures name it: its name, with its options when it has any
+    (``natural-patches[patch=16]``); the sizes are in the page's header."""
+    return dataset_key_of(spec).rsplit(":", 2)[0]
+
+
+def setting_name(scenario: str, dataset: str, several: bool) -> str:
+    """What tables and figures call a scenario: ``single · mnist`` when the report spans several datasets."""
+    return f"{scenario} · {dataset}" if several else scenario
 
 
 def one_line(value: Any, limit: int = 300) -> str:
@@ -145,6 +170,7 @@ def load_run(run_dir: str | Path, name: str | None = None) -> RunData:
     run = RunData(name or store.root.resolve().name, store, manifest, rows, meta, failed, missing, damaged, warnings)
     rows["run"] = run.name
     rows["testset"] = rows["cell"].map({cell_id: run.test_key(cell_id) for cell_id in meta})
+    rows["dataset"] = rows["cell"].map({cell_id: run.dataset(cell_id) for cell_id in meta})
     if "recognised" not in rows:
         rows["recognised"] = np.nan
     rows["recognised"] = rows["recognised"].astype(float)
@@ -164,10 +190,29 @@ def load_runs(run_dirs: Sequence[str | Path]) -> list[RunData]:
 
 
 def combine(runs: Sequence[RunData]) -> pd.DataFrame:
-    """All rows of all runs, with ``entry``: the method label, prefixed by the run when several are compared."""
+    """All rows of all runs, with ``entry``: the method label, prefixed by the run when several are compared; when
+    the rows span several datasets, each scenario is named with its dataset (``single · mnist``)."""
     rows = pd.concat([r.rows for r in runs], ignore_index=True)
     rows["entry"] = entry_names(rows, several=len(runs) > 1)
+    if several_datasets(runs):
+        rows["scenario"] = rows["scenario"] + " · " + rows["dataset"]
     return rows
+
+
+def datasets_of(runs: Sequence[RunData]) -> dict[str, dict[str, Any]]:
+    """Every dataset the runs' finished cells use (label → one cell's dataset spec), in the order first met."""
+    found: dict[str, dict[str, Any]] = {}
+    for run in runs:
+        for meta in run.meta.values():
+            config = meta["config"]
+            for spec in config["scenario"].get("sources") or [config["dataset"]]:  # each set of a `sources:` one
+                found.setdefault(dataset_label(spec), spec)
+    return found
+
+
+def several_datasets(runs: Sequence[RunData]) -> bool:
+    """Whether the runs' finished cells span more than one dataset (then scenarios are named with theirs)."""
+    return len(datasets_of(runs)) > 1
 
 
 def entry_names(frame: pd.DataFrame, several: bool) -> pd.Series:

@@ -75,34 +75,39 @@ def outcome_matrix(tests: pd.DataFrame, scenario: str, sigma: float, entries: Se
     return matrix.reindex(index=present, columns=present).astype(float)
 
 
-def recognition_ceiling(runs: Sequence[RunData], rows: pd.DataFrame,
-                        data_dir: str | Path | None = None) -> tuple[dict[str, float], dict[str, Any]]:
-    """Per test set: the fraction of test mixtures whose *true* images the classifier reads correctly.
+def recognition_ceiling(runs: Sequence[RunData], rows: pd.DataFrame, data_dir: str | Path | None = None
+                        ) -> tuple[dict[str, float], dict[str, dict[str, Any]]]:
+    """Per test set and number of sources (:meth:`RunData.ceiling_key`): the fraction of test mixtures — the cells'
+    own pairs — whose *true* images their dataset's classifier reads correctly; and per dataset (as the report names
+    it) its classifier's description, or ``{"error": ...}`` where it cannot be had here (the page then says so).
 
-    Returns the rates and the classifier's description. Computed only for test sets whose rows carry
-    recognisability; empty when MNIST or the classifier cannot be had here (the page then says so).
+    Computed only for the cells whose rows carry recognisability.
     """
-    wanted = set(rows.loc[rows["recognised"].notna(), "testset"])
-    if not wanted:
-        return {}, {}
-    try:
-        from sepbench.cell import load_sources
-        from sepbench.recognise import load_classifier, truth_recognised
+    from sepbench.grid_model import DatasetSpec
+    from sepbench.recognise import load_classifier, truth_recognised
+    from sepbench.sources import load_sources
 
-        sources = load_sources(data_dir)
-        info = dict(load_classifier(data_dir, sources).info)
-        ceiling = {}
-        for run in runs:
-            for cell_id, meta in run.meta.items():
-                key = run.test_key(cell_id)
-                if key in wanted and key not in ceiling:
-                    config = meta["config"]
-                    spec = config["dataset"]
-                    n_sources = len(config["scenario"]["weights"][0])
-                    flags = truth_recognised(sources, spec["test_size"], config["test_mixtures"], n_sources,
-                                             dataset_key_of(spec), data_dir)
-                    ceiling[key] = float(flags.mean())
-        return ceiling, info
-    except Exception as exc:  # the rest of the report stands without the ceiling
-        log.warning("recognisability ceiling unavailable: %s: %s", type(exc).__name__, exc)
-        return {}, {"error": f"{type(exc).__name__}: {exc}"}
+    scored = rows.loc[rows["recognised"].notna(), ["run", "cell"]].drop_duplicates()
+    wanted = set(zip(scored["run"], scored["cell"], strict=True))
+    ceiling: dict[str, float] = {}
+    classifiers: dict[str, dict[str, Any]] = {}
+    for run in runs:
+        for cell_id, meta in run.meta.items():
+            key, dataset = run.ceiling_key(cell_id), run.dataset(cell_id)
+            if (run.name, cell_id) not in wanted or key in ceiling or "error" in classifiers.get(dataset, {}):
+                continue
+            config = meta["config"]
+            spec = config["dataset"]
+            options = {k: v for k, v in spec.items() if k not in ("name", "train_size", "test_size")}
+            try:
+                sources = load_sources(data_dir, DatasetSpec(spec["name"], spec["train_size"], spec["test_size"],
+                                                             options))
+                classifiers.setdefault(dataset, dict(load_classifier(data_dir, sources).info))
+                flags = truth_recognised(sources, spec["test_size"], config["test_mixtures"],
+                                         len(config["scenario"]["weights"][0]), dataset_key_of(spec), data_dir,
+                                         config.get("test_pairs", "random"))
+                ceiling[key] = float(flags.mean())
+            except Exception as exc:  # the rest of the report stands without this ceiling
+                log.warning("recognisability ceiling unavailable on %s: %s: %s", dataset, type(exc).__name__, exc)
+                classifiers[dataset] = {"error": f"{type(exc).__name__}: {exc}"}
+    return ceiling, classifiers

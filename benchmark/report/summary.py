@@ -17,7 +17,7 @@ from sepbench.report.load import RunData, entry_names
 METRICS = ("mse", "psnr", "ssim")
 #: what the page ranks entries by in every scenario: the paper's headline, and the metric the scorer assigns on
 MAIN_METRIC = "mse"
-GROUP = ["run", "label", "scenario", "sigma"]
+GROUP = ["run", "label", "dataset", "scenario", "sigma"]  # a scenario has one dataset: ``dataset`` names it
 N_RESAMPLES, LEVEL, BOOT_SEED = 2000, 0.95, 0
 STATS = ("mean", "median", "iqr", "std", "ci_low", "ci_high")
 
@@ -52,7 +52,8 @@ def mixture_means(rows: pd.DataFrame, columns: Sequence[str], by: Sequence[str] 
 
 
 def summarise(rows: pd.DataFrame) -> pd.DataFrame:
-    """The summary table (one row per run × label × scenario × σ); ``recognised`` is a per-mixture rate."""
+    """The summary table (one row per run × label × scenario × σ, with its dataset); ``recognised`` is a per-mixture
+    rate."""
     grouped = rows.groupby(GROUP, sort=False)
     table = pd.DataFrame({"n": grouped.size()})
     for metric in METRICS:
