@@ -2,7 +2,8 @@
 
 ``shapes``: filled rectangles on black, 16×16, read from two .npy files in the data directory (one channel, or
 three with ``color: true``); ``colour-average``: a method that declares colour support (the even split per
-channel); ``ghostset``: an entry point whose module does not exist (a broken plugin).
+channel), ``grey-average`` the same without it;
+``ghostset``: an entry point whose module does not exist (a broken plugin).
 """
 
 SHAPES_PACKAGE = {
@@ -24,6 +25,7 @@ bench.datasets =
     ghostset = bench_shapes.missing:Ghost
 bench.methods =
     colour-average = bench_shapes.method:ColourAverage
+    grey-average = bench_shapes.method:GreyAverage
 """,
     "bench_shapes/__init__.py": "",
     "bench_shapes/data.py": '''\
@@ -115,5 +117,11 @@ class ColourAverage(Method):
         if task.channels == 1:
             return estimate.expand(-1, task.n_sources, -1, -1).contiguous()
         return estimate.unsqueeze(1).expand(-1, task.n_sources, -1, -1, -1).contiguous()
+
+
+class GreyAverage(ColourAverage):
+    """The same even split, declaring single-channel sources only (the default)."""
+
+    requires = Requirements()
 ''',
 }

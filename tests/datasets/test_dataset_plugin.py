@@ -153,7 +153,10 @@ def test_one_grid_spans_mnist_and_the_plugin_dataset(shapes):
     assert np.array_equal(digits, rows(only)["mse"].to_numpy())
     report = bench("report", str(out), cwd=root, env=env)
     assert report.returncode == 0, report.stderr
-    assert set(pd.read_csv(out / "summary.csv")["scenario"]) == {"digits", "rectangles"}
+    summary = pd.read_csv(out / "summary.csv")  # two datasets: each scenario named with its own
+    assert set(summary["scenario"]) == {"digits · mnist", "rectangles · shapes"}
+    assert set(zip(summary["scenario"], summary["dataset"], strict=True)) == {("digits · mnist", "mnist"),
+                                                                              ("rectangles · shapes", "shapes")}
 
 
 def test_missing_files_set_their_cells_aside_in_one_line_and_the_rest_runs(shapes):
@@ -190,26 +193,26 @@ def test_colour_sources_go_only_to_a_method_that_declares_them(shapes):
             "scenarios": {"grey": {"weights": [[1, 1]], "downsample": 2},
                           "colour": {"weights": [[1, 1]], "downsample": 2,
                                      "dataset": {"name": "shapes", "color": True}}},
-            "methods": ["average", "colour-average"]}
+            "methods": ["grey-average", "colour-average"]}
     out = root / "runs" / "colour"
     run = bench("run", "--grid", str(write(root, "colour", grid)), "--out", str(out), "--executor", "local",
                 "--data-dir", str(data), cwd=root, env=env)
     assert run.returncode == 0, run.stderr
-    assert ("skipped average on colour: takes single-channel sources only (it does not declare "
+    assert ("skipped grey-average on colour: takes single-channel sources only (it does not declare "
             "Requirements(color=True)), scenario has 3 channels") in run.stderr
     metas = {(m["config"]["method"], m["config"]["scenario"]["name"]): m for m in cells(out)}
-    assert set(metas) == {("average", "grey"), ("colour-average", "grey"), ("colour-average", "colour")}
+    assert set(metas) == {("grey-average", "grey"), ("colour-average", "grey"), ("colour-average", "colour")}
     assert metas[("colour-average", "colour")]["config"]["dataset"]["color"] is True
     colour = np.load(out / "examples" / f"{metas[('colour-average', 'colour')]['id']}.npz")
     assert colour["x"].shape == (5, 2, 3, 16, 16) and colour["y"].shape == (5, 1, 3, 8, 8)
     assert colour["estimates"].shape == (5, 2, 3, 16, 16)
     scores = rows(out)
     grey = scores[scores["scenario"] == "grey"].groupby("method")["mse"].mean()
-    assert grey["colour-average"] == pytest.approx(grey["average"], rel=1e-9)  # one channel: the same even split
+    assert grey["colour-average"] == pytest.approx(grey["grey-average"], rel=1e-9)  # one channel: the same even split
     # colour channels are the grey image scaled by (1, 0.6, 0.3): the colour MSE is the grey one (on other test pairs
     # and noise) times the channels' mean square weight; a loose check that the channels were scored together
     colour_mse = scores.loc[scores["scenario"] == "colour", "mse"].mean()
-    assert 0.3 * grey["average"] < colour_mse < 1.0 * grey["average"]
+    assert 0.3 * grey["grey-average"] < colour_mse < 1.0 * grey["grey-average"]
     assert scores.loc[scores["scenario"] == "colour", "ssim"].between(-1, 1).all()
     report = bench("report", str(out), cwd=root, env=env)
     assert report.returncode == 0, report.stderr

@@ -122,20 +122,23 @@ def test_dataset_forms_and_a_scenario_naming_the_default_give_the_same_cells():
 
 
 def test_size_and_channels_flow_from_the_dataset_into_tasks(test_datasets):
-    scenarios = {"digits": {"weights": [[1, 1]], "downsample": 2},
-                 "noise16": {"weights": [[1, 1]], "downsample": 4, "dataset": "tiny16"},
-                 "colour16": {"weights": [[1, 1]], "downsample": 2, "dataset": {"name": "tiny16", "color": True}}}
-    grid = parse_grid(grid_with(scenarios=scenarios, methods=["average"]))
+    dual = [[1, 1], [0.6, 0.4]]
+    scenarios = {"digits": {"weights": dual, "downsample": 2},
+                 "noise16": {"weights": dual, "downsample": 4, "dataset": "tiny16"},
+                 "colour16": {"weights": dual, "downsample": 2, "dataset": {"name": "tiny16", "color": True}}}
+    grid = parse_grid(grid_with(scenarios=scenarios, methods=["average", "ica"]))
     plan = plan_grid(grid)
-    tasks = {c.scenario.name: c.task for c in plan.cells}
-    assert (tasks["digits"].source_shape, tasks["digits"].observation_shape, tasks["digits"].channels) == \
-        ((28, 28), (14, 14), 1)
-    assert (tasks["noise16"].source_shape, tasks["noise16"].observation_shape, tasks["noise16"].channels) == \
-        ((16, 16), (4, 4), 1)
-    assert "colour16" not in tasks  # average does not declare colour
-    assert [(s.scenario, s.reason) for s in plan.skipped] == [
-        ("colour16", "takes single-channel sources only (it does not declare Requirements(color=True)), "
-                     "scenario has 3 channels")]
+    tasks = {(c.label, c.scenario.name): c.task for c in plan.cells}
+    for label in ("average", "ica"):
+        digits, noise16 = tasks[label, "digits"], tasks[label, "noise16"]
+        assert (digits.source_shape, digits.observation_shape, digits.channels) == ((28, 28), (14, 14), 1)
+        assert (noise16.source_shape, noise16.observation_shape, noise16.channels) == ((16, 16), (4, 4), 1)
+    colour = tasks["average", "colour16"]  # average declares colour; ica does not
+    assert (colour.source_shape, colour.observation_shape, colour.channels) == ((16, 16), (8, 8), 3)
+    assert ("ica", "colour16") not in tasks
+    assert [(s.label, s.scenario, s.reason) for s in plan.skipped] == [
+        ("ica", "colour16", "takes single-channel sources only (it does not declare Requirements(color=True)), "
+                            "scenario has 3 channels")]
     configs = {c.scenario.name: c.config()["dataset"] for c in plan.cells}
     assert configs["noise16"] == {"name": "tiny16", "train_size": 300, "test_size": 50}
     assert grid.to_dict()["scenarios"]["colour16"]["dataset"] == {"name": "tiny16", "train_size": 300,
