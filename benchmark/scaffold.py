@@ -210,20 +210,14 @@ def names(name: str) -> dict[str, str]:
             "cls": cls}
 
 
-def new_method(name: str, directory: str | Path | None = None) -> list[Path]:
-    """Write a plugin package for a new method ``name`` into ``directory`` (new or empty); the files written."""
-    check_name(name)
-    values = names(name)
-    root = Path(directory) if directory is not None else Path(values["dist"])
+def write_package(root: Path, files: dict[str, str], values: dict[str, str]) -> list[Path]:
+    """Write a plugin package's ``files`` (path → template) into ``root``, new or empty, with the templates'
+    placeholders filled from ``values`` (README comments aligned); the files written. Shared by
+    ``bench new-method`` and ``bench new-dataset``."""
     if root.exists() and not root.is_dir():
         raise UserError(f"{root} exists and is not a directory")
     if root.is_dir() and any(root.iterdir()):
         raise UserError(f"{root} is not empty: name a new or empty directory (nothing was written)")
-    files = {
-        "setup.cfg": SETUP_CFG, "pyproject.toml": PYPROJECT, "README.md": README, "grid.yaml": GRID,
-        f"{values['package']}/__init__.py": INIT, f"{values['package']}/method.py": METHOD,
-        f"tests/test_{values['ident']}.py": TEST,
-    }
     written = []
     for relative, template in files.items():
         path = root / relative
@@ -232,3 +226,16 @@ def new_method(name: str, directory: str | Path | None = None) -> list[Path]:
         path.write_text(align_comments(text) if relative == "README.md" else text)
         written.append(path)
     return written
+
+
+def new_method(name: str, directory: str | Path | None = None) -> list[Path]:
+    """Write a plugin package for a new method ``name`` into ``directory`` (new or empty); the files written."""
+    check_name(name)
+    values = names(name)
+    root = Path(directory) if directory is not None else Path(values["dist"])
+    files = {
+        "setup.cfg": SETUP_CFG, "pyproject.toml": PYPROJECT, "README.md": README, "grid.yaml": GRID,
+        f"{values['package']}/__init__.py": INIT, f"{values['package']}/method.py": METHOD,
+        f"tests/test_{values['ident']}.py": TEST,
+    }
+    return write_package(root, files, values)

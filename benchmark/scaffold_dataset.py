@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from string import Template
 
 from sepbench.errors import UserError
-from sepbench.scaffold import NAME_PATTERN, align_comments
+from sepbench.scaffold import NAME_PATTERN, write_package
 
 SETUP_CFG = """\
 [metadata]
@@ -189,18 +188,7 @@ def new_dataset(name: str, directory: str | Path | None = None) -> list[Path]:
         raise UserError(f"dataset name {name!r} is already taken ({dataset_origin(name)}): choose another")
     values = names(name)
     root = Path(directory) if directory is not None else Path(values["dist"])
-    if root.exists() and not root.is_dir():
-        raise UserError(f"{root} exists and is not a directory")
-    if root.is_dir() and any(root.iterdir()):
-        raise UserError(f"{root} is not empty: name a new or empty directory (nothing was written)")
     files = {"setup.cfg": SETUP_CFG, "pyproject.toml": PYPROJECT, "README.md": README, "grid.yaml": GRID,
              f"{values['package']}/__init__.py": INIT, f"{values['package']}/data.py": DATA,
              f"tests/test_{values['ident']}.py": TEST}
-    written = []
-    for relative, template in files.items():
-        path = root / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        text = Template(template).substitute(values)
-        path.write_text(align_comments(text) if relative == "README.md" else text)
-        written.append(path)
-    return written
+    return write_package(root, files, values)
