@@ -283,7 +283,7 @@ def notes(several: bool) -> list[Block]:
     lines = [
         "Scores are per test image under the best assignment of outputs to sources (lowest summed MSE); PSNR "
         "= −10·log10(MSE) with data range 1; SSIM as scikit-image's structural_similarity(data_range=1).",
-        "Intervals: percentile bootstrap of the mean over test mixtures (each mixture = mean over its two "
+        "Intervals: percentile bootstrap of the mean over test mixtures (each mixture = mean over its "
         "sources and over seeds), 2,000 resamples, seed 0. The spread between training seeds is not part of it.",
         "Paired comparison: per-mixture MSE (mean over its sources, averaged over seeds), paired by "
         "test-mixture index; two-sided Wilcoxon signed-rank (scipy.stats.wilcoxon); a win is p < 0.01 with "

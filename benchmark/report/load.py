@@ -63,8 +63,9 @@ def dataset_label(spec: dict[str, Any]) -> str:
 
 
 def setting_name(scenario: str, dataset: str, several: bool) -> str:
-    """What tables and figures call a scenario: ``single · mnist`` when the report spans several datasets."""
-    return f"{scenario} · {dataset}" if several else scenario
+    """What tables and figures call a scenario: ``single · mnist`` when the report spans several datasets (a
+    scenario named after its dataset keeps its one name)."""
+    return f"{scenario} · {dataset}" if several and scenario != dataset else scenario
 
 
 def one_line(value: Any, limit: int = 300) -> str:
@@ -195,7 +196,8 @@ def combine(runs: Sequence[RunData]) -> pd.DataFrame:
     rows = pd.concat([r.rows for r in runs], ignore_index=True)
     rows["entry"] = entry_names(rows, several=len(runs) > 1)
     if several_datasets(runs):
-        rows["scenario"] = rows["scenario"] + " · " + rows["dataset"]
+        named = rows["scenario"] != rows["dataset"]  # a scenario named after its dataset says it already
+        rows.loc[named, "scenario"] = rows.loc[named, "scenario"] + " · " + rows.loc[named, "dataset"]
     return rows
 
 

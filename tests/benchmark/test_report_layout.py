@@ -216,3 +216,24 @@ def test_an_installed_font_with_the_glyph_draws_it_without_a_warning(monkeypatch
     assert draw("sum ⨋") == {"⨋"}  # DejaVu Sans lacks it ...
     monkeypatch.setattr(fonts, "FALLBACKS", ("Absent Font", "STIXGeneral"))  # ... STIX, shipped with matplotlib, has it
     assert fonts.fallback_fonts() == ["STIXGeneral"] and draw("sum ⨋") == set()
+
+
+def test_a_scenario_named_after_its_dataset_is_named_once(monkeypatch):
+    """Across several datasets a scenario is named with its dataset, unless its name already is the dataset's."""
+    from sepbench.report.load import combine, setting_name
+
+    assert setting_name("single", "mnist", several=True) == "single · mnist"
+    assert setting_name("mnist", "mnist", several=True) == "mnist"
+    assert setting_name("single", "mnist", several=False) == "single"
+
+    class Run:  # the two fields combine() reads
+        rows = pd.DataFrame({"scenario": ["mnist", "three", "natural-patches"], "label": ["a", "a", "a"],
+                             "run": ["r", "r", "r"], "dataset": ["mnist", "mnist", "natural-patches"]})
+        meta = {"c1": {"config": {"dataset": {"name": "mnist"}}},
+                "c2": {"config": {"dataset": {"name": "natural-patches"}}}}
+
+    import sepbench.report.load as load
+
+    monkeypatch.setattr(load, "several_datasets", lambda runs: True)
+    rows = combine([Run()])
+    assert list(rows["scenario"]) == ["mnist", "three · mnist", "natural-patches"]
