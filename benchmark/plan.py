@@ -102,17 +102,28 @@ def scenario_task(scenario: Scenario, sigma: float, dataset: DatasetSpec) -> Tas
                 blur_width=scenario.blur_width, blur_size=scenario.blur_size, channels=dataset.channels)
 
 
+REFERENCE_PIXELS = 28 * 28  # the image size the methods' declared rates were measured on (MNIST)
+
+
 def estimate_seconds(cls: type[Method], budget: TrainBudget | None, test_mixtures: int,
-                     params: dict[str, Any] | None = None) -> float:
+                     params: dict[str, Any] | None = None, dataset: DatasetSpec | None = None) -> float:
     """A rough CPU duration of a cell at the calibration's reference speed, from the method's declared training
-    throughput with ``params`` (:mod:`sepbench.calibration` scales it to this machine)."""
+    throughput with ``params`` (:mod:`sepbench.calibration` scales it to this machine). The rates are per
+    28 × 28 grey mixture: other image sizes and colour scale the training time with the pixel count."""
     seconds = 2.0 + test_mixtures * 2e-4  # loading data and scoring
     rate = cls.cpu_rate(params or {}) if budget is not None else 0.0
     if budget is not None and rate > 0:
         if budget.precision != "fp32" and cls.supports_bf16:
             rate *= cls.cpu_bf16_speedup if cpu_has_bf16() else 1.0
-        seconds += budget.epochs * budget.mixtures / rate
+        seconds += budget.epochs * budget.mixtures / rate * pixel_scale(dataset)
     return seconds
+
+
+def pixel_scale(dataset: DatasetSpec | None) -> float:
+    """A dataset's values per image over MNIST's (1.0 where the size is not known before loading)."""
+    if dataset is None or not all(dataset.image_size):
+        return 1.0
+    return dataset.image_size[0] * dataset.image_size[1] * max(dataset.channels, 1) / REFERENCE_PIXELS
 
 
 def cell_resources(declared: Resources, entry: dict[str, float], gpu_share: float | None = None) -> Resources:
@@ -183,7 +194,7 @@ def plan_grid(grid: Grid, gpu_share: float | None = None, cell_timeout: float | 
                 for seed in seeds:
                     cells.append(Cell(entry.method, entry.label, params, budget, scenario, sigma, seed,
                                       dataset, grid.test_mixtures, resources,
-                                      estimate_seconds(cls, budget, grid.test_mixtures, params), grid.plugins,
+                                      estimate_seconds(cls, budget, grid.test_mixtures, params, dataset), grid.plugins,
                                       grid.test_pairs, grid.data_for(scenario),
                                       timeout=timeout, keep_model=keep))
         if not served:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 import importlib.metadata
 import logging
 import os
@@ -16,7 +17,8 @@ from typing import Any
 import torch
 
 from sepbench import recognise
-from sepbench.calibration import machine_speed
+from sepbench.calibration import ObservedSpeeds, fixed_speed, machine_speed, observed_path, speed_key
+from sepbench.calibration.observed import record as record_speed
 from sepbench.devices import place
 from sepbench.executors import make_executor
 from sepbench.files import describe_os_error, is_disk_full
@@ -45,8 +47,12 @@ def versions() -> dict[str, str]:
 
 
 def expected_duration(cells: Sequence[Cell], parallel: float) -> float:
-    """Seconds ``cells`` should take on CPUs, with ``parallel`` cells at a time."""
-    return sum(c.expected_seconds for c in cells) / max(parallel, 1.0)
+    """Seconds ``cells`` should take on CPUs with ``parallel`` cells at a time, handed out longest first as the
+    Ray scheduler does (each to the first free slot): the last cell to finish, not the mean load, ends a run."""
+    slots = [0.0] * max(int(parallel), 1)
+    for seconds in sorted((c.expected_seconds for c in cells), reverse=True):
+        heapq.heapreplace(slots, slots[0] + seconds)
+    return max(slots)
 
 
 def default_run_dir(grid: Grid) -> Path:
@@ -106,10 +112,15 @@ def run_grid(grid: Grid, *, out: str | Path | None = None, executor: str = "ray"
         parallel = (os.cpu_count() or 1) / max(min((c.resources.cpu for c in pending), default=1), 1) \
             if executor == "ray" else 1
         on_cpu = bool(pending) and not torch.cuda.is_available() and any(c.budget for c in pending)
+        at_once, speed, observed = 1, 1.0, None
+        reference = {c.id: (c.method, c.expected_seconds) for c in pending}  # at the reference speed
         if on_cpu:  # the plan's estimates are at the reference speed: scaled to this machine's (measured once)
-            at_once = min(int(parallel), sum(1 for c in pending if c.budget))  # cells that train side by side
+            at_once = max(1, min(int(parallel), sum(1 for c in pending if c.budget)))  # cells training side by side
             speed = machine_speed(data_dir, say=lambda text: print(text, file=stream, flush=True), parallel=at_once)
-            pending = [replace(c, expected_seconds=c.expected_seconds / speed) for c in pending]
+            # and, for methods whose cells ran here before, by what those cells really took
+            observed = None if fixed_speed() else ObservedSpeeds(observed_path(data_dir), speed_key(at_once))
+            pending = [replace(c, expected_seconds=c.expected_seconds / (
+                observed.speed(c.method, speed)[0] if observed is not None else speed)) for c in pending]
         progress = RunProgress(len(pending), stream, parallel=parallel,
                                expected={c.describe(): c.expected_seconds for c in pending} if on_cpu else None)
         # cells on a labelled dataset score recognisability with that dataset's classifier (trained once, here)
@@ -134,8 +145,11 @@ def run_grid(grid: Grid, *, out: str | Path | None = None, executor: str = "ray"
             start = RAY_START_SECONDS if executor == "ray" and not address else 0.0
             first += "Ray's start, " if start else ""
             total = classifier + start + expected_duration(pending, parallel)
+            seen = sorted({c.method for c in pending if observed is not None and c.method in observed.samples})
+            basis = f"; {len(seen)} of its {len({c.method for c in pending})} methods timed as their cells ran " \
+                    "here before" if seen else ""
             progress.line(f"  no GPU found: expected about {format_duration(total)} on this CPU ({first}"
-                          f"{len(pending)} cells, {parallel:g} at a time)")
+                          f"{len(pending)} cells, {parallel:g} at a time{basis})")
         for sources in scored:  # trained here, once, before the cells (which all score with it): said, never silent
             try:
                 recognise.load_classifier(data_dir, sources, say=progress.line)
@@ -145,6 +159,10 @@ def run_grid(grid: Grid, *, out: str | Path | None = None, executor: str = "ray"
 
         def record(result: Any) -> None:
             store.write_result(result, grid.name)
+            if observed is not None and result.status == "done" and result.cell_id in reference:
+                method, seconds = reference[result.cell_id]
+                record_speed(observed_path(data_dir), speed_key(at_once), method, seconds,
+                             float(result.meta.get("seconds") or 0.0), speed, at_once)
             logging.getLogger("sepbench.run").info("cell %s %s", result.cell_id, result.meta.get("status"))
             if result.status != "done":
                 failed.append(result.cell_id)

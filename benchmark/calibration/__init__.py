@@ -13,19 +13,38 @@ from collections.abc import Callable
 from pathlib import Path
 
 from sepbench.calibration.cache import CACHE_NAME, cached_measurement, hardware_key
+from sepbench.calibration.observed import OBSERVED_NAME, ObservedSpeeds
 from sepbench.calibration.reference import REFERENCE_RATE, concurrent_rate
 from sepbench.errors import UserError
 
 ENV = "SEPBENCH_CALIBRATION"
 ROUNDS, ROUND_SECONDS = 3, 0.6  # the best of three short rounds: what the machine does when nothing else runs
 
-__all__ = ["CACHE_NAME", "ENV", "REFERENCE_RATE", "calibration_path", "hardware_key", "machine_speed"]
+__all__ = ["CACHE_NAME", "ENV", "OBSERVED_NAME", "REFERENCE_RATE", "ObservedSpeeds", "calibration_path",
+           "fixed_speed", "hardware_key", "machine_speed", "observed_path", "speed_key"]
 
 
 def calibration_path(data_dir: str | Path | None = None) -> Path:
     from sepbench.datasets.mnist import default_data_dir
 
     return (Path(data_dir).expanduser() if data_dir is not None else default_data_dir()) / CACHE_NAME
+
+
+def observed_path(data_dir: str | Path | None = None) -> Path:
+    """Where finished cells leave their effective speeds (:mod:`sepbench.calibration.observed`)."""
+    return calibration_path(data_dir).with_name(OBSERVED_NAME)
+
+
+def speed_key(parallel: int = 1) -> str:
+    """The key a speed is cached under: the hardware, and how many cells share it."""
+    parallel = max(1, int(parallel))
+    return hardware_key() + (f" | {parallel} cells at a time" if parallel > 1 else "")
+
+
+def fixed_speed() -> bool:
+    """Whether ``$SEPBENCH_CALIBRATION`` fixes the speed (then nothing is measured, observed or recorded)."""
+    fixed = os.environ.get(ENV, "").strip()
+    return bool(fixed) and fixed != "redo"
 
 
 def machine_speed(data_dir: str | Path | None = None, say: Callable[[str], None] | None = None,
@@ -43,9 +62,7 @@ def machine_speed(data_dir: str | Path | None = None, say: Callable[[str], None]
             raise UserError(f"${ENV}={fixed!r}: expected a speed > 0 (e.g. 1.0), or 'redo' to measure again")
         return speed
     parallel = max(1, int(parallel))
-    path, key = calibration_path(data_dir), hardware_key()
-    if parallel > 1:
-        key += f" | {parallel} cells at a time"
+    path, key = calibration_path(data_dir), speed_key(parallel)
 
     def measure() -> dict[str, float]:
         if say is not None:
