@@ -52,6 +52,8 @@ def main() -> None:
     out = Path(tempfile.mkdtemp(prefix="eta-check-")) / "run"
     command = [sys.executable, "-m", "sepbench.cli", "run", "--grid", args.grid, "--out", str(out),
                "--executor", args.executor] + (["--data-dir", args.data_dir] if args.data_dir else [])
+    at_once = (os.cpu_count() or 1) if args.executor == "ray" else 1
+    observed = _observed(args.data_dir, at_once)  # as the plan will read them, before this run adds its own
     print(f"{load()} before; {' '.join(command[2:])}", flush=True)
     started = time.monotonic()
     predicted, said_at = None, None
@@ -72,23 +74,32 @@ def main() -> None:
           f"whole command {wall:.0f} s")
     estimates, took = defaultdict(float), defaultdict(float)
     plan = {c.id: c for c in plan_grid(load_grid(args.grid)).cells}
-    speed = _speed(args.data_dir)
+    speed = _speed(args.data_dir, at_once)
     for meta in (json.loads(p.read_text()) for p in (out / "cells").glob("*.json")):
         cell = plan.get(meta["id"])
         if cell is not None:
-            estimates[cell.label] += cell.expected_seconds / speed
+            estimates[cell.label] += cell.expected_seconds / observed.speed(cell.method, speed)[0]
             took[cell.label] += float(meta.get("seconds") or 0.0)
-    print(f"machine speed {speed:.2f}; cell-seconds per label (estimate → actual):")
+    seen = ", ".join(sorted(observed.samples)) or "none"
+    print(f"machine speed {speed:.2f} (methods timed by earlier cells here: {seen}); cell-seconds per label "
+          "(estimate → actual):")
     for label in estimates:
         print(f"  {label:18} {estimates[label]:7.1f} → {took[label]:7.1f}  ({took[label] / estimates[label]:.2f}×)")
 
 
-def _speed(data_dir: str | None) -> float:
-    """The speed the run used: the cached calibration for this hardware (read, never measured again here)."""
-    from sepbench.calibration import calibration_path, hardware_key
+def _speed(data_dir: str | None, at_once: int) -> float:
+    """The speed the run used: the cached calibration for this hardware and cells at a time (read, never measured
+    again here)."""
+    from sepbench.calibration import calibration_path, speed_key
 
-    entry = json.loads(calibration_path(data_dir).read_text()).get(hardware_key()) or {}
+    entry = json.loads(calibration_path(data_dir).read_text()).get(speed_key(at_once)) or {}
     return float(entry.get("speed", 1.0))
+
+
+def _observed(data_dir: str | None, at_once: int):
+    from sepbench.calibration import ObservedSpeeds, observed_path, speed_key
+
+    return ObservedSpeeds(observed_path(data_dir), speed_key(at_once))
 
 
 if __name__ == "__main__":
