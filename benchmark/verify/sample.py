@@ -129,9 +129,11 @@ def rebuild(committed: Committed, run: Path) -> tuple[Cell, list[str]]:
     if len(cells) != 1:
         raise UserError(f"{source}: its method {config.get('method')!r} no longer serves its scenario {name!r}")
     cell = cells[0]
-    notes = [] if cell.id == committed.cell_id else \
-        config_changes(config, cell.config(), set()) or ["its configuration as rebuilt"]
-    return cell, notes
+    if cell.id == committed.cell_id:
+        return cell, []
+    return cell, config_changes(config, cell.config(), set()) or [
+        f"rebuilt as cell {cell.id}: the committed id does not match the record's own configuration (the record was "
+        "edited, or sepbench's cell format changed)"]
 
 
 def _plugins(run: Path) -> list[str]:

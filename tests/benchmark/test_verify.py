@@ -123,6 +123,20 @@ def test_an_untrained_cell_must_reproduce_exactly_and_changed_code_is_said(run_c
     assert result.stdout.strip().endswith(f"{ids['average']} average · single · σ=0.01 · seed 0: ssim")
 
 
+def test_a_record_whose_configuration_was_edited_is_said_and_fails(run_copy, tmp_path):
+    run, ids = run_copy
+    meta_path = run / "cells" / f"{ids['average']}.json"
+    record = json.loads(meta_path.read_text())
+    record["config"]["test_mixtures"] = 20  # scored on 40, now claims 20: the rebuilt cell is another one
+    meta_path.write_text(json.dumps(record))
+    result = bench_here("verify", str(run), "--cell", ids["average"], cwd=tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "code and versions DIFFER from the committed cell (a verification against changed code): configuration: " \
+           "rebuilt as cell " in result.stdout and "the committed id does not match the record's own configuration" \
+           in result.stdout
+    assert f"  FAIL {ids['average']} average · single · σ=0.01 · seed 0 mse: committed " in result.stdout
+
+
 def test_a_summary_that_disagrees_with_its_rows_or_a_damaged_cell_fails(run_copy, tmp_path):
     run, ids = run_copy
     meta_path = run / "cells" / f"{ids['average']}.json"
