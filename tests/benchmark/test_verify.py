@@ -16,7 +16,8 @@ from sepbench.runner import run_grid
 from sepbench.store import RunStore
 from sepbench.verify.sample import choose
 from sepbench.verify.tolerance import TOLERANCES, Tolerance, parse_tolerances
-from tests.conftest import TINY_GRID, bench_here
+from tests.benchmark.test_ray_executor import assert_nothing_left, marker
+from tests.conftest import TINY_GRID, bench, bench_here
 
 # one trained (fp32) and one untrained entry, one scenario and σ: two cells, a few seconds
 GRID = {**TINY_GRID, "scenarios": {"single": TINY_GRID["scenarios"]["single"]}, "noise": [0.01],
@@ -78,6 +79,19 @@ def test_verify_passes_a_trained_and_an_untrained_cell_and_leaves_the_run_alone(
         assert f"started {label} · single · σ=0.01 · seed 0" in result.stderr
         assert f"] {label} · single · σ=0.01 · seed 0: MSE " in result.stderr
     assert snapshot(run) == before  # the run directory is only read
+
+
+def test_verify_reruns_on_a_private_ray_and_leaves_nothing_behind(tiny_run, tmp_path):
+    run, ids = tiny_run
+    before = snapshot(run)
+    env = marker()
+    result = bench("verify", str(run), "--cells", "2", "--executor", "ray", cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert_nothing_left(env)
+    assert "private Ray" in result.stderr
+    for label in ("fcsae", "average"):
+        assert f"  ok   {ids[label]} {label} · single · σ=0.01 · seed 0 mse: committed " in result.stdout
+    assert snapshot(run) == before
 
 
 def test_the_sample_is_seeded_and_takes_every_entry_before_a_repeat(tiny_run):
