@@ -20,10 +20,11 @@ import pandas as pd
 from sepbench.devices import place
 from sepbench.errors import UserError
 from sepbench.executors import make_executor
-from sepbench.plan import Cell
+from sepbench.plan import Cell, Plan
 from sepbench.progress import RunProgress
 from sepbench.provenance import changes, provenance
 from sepbench.registry import get_method
+from sepbench.sources import set_aside_missing
 from sepbench.store import RunStore
 from sepbench.verify.sample import Committed, choose, finished_cells, rebuild
 from sepbench.verify.tolerance import KINDS, METRICS, Tolerance, cell_kind, tolerances_for
@@ -109,6 +110,12 @@ def verify_run(run: str | Path, *, count: int | None = None, named: tuple[str, .
     store.read_manifest()  # not a run directory: UserError
     chosen = choose(store, count, named, seed)
     rebuilt = [(committed, *rebuild(committed, store.root)) for committed in chosen]  # errors before any work
+    try:  # the source images each cell needs, here (a dataset that is not: one line, exit 2)
+        _, missing = set_aside_missing(Plan(tuple(cell for _, cell, _ in rebuilt), ()), data_dir)
+    except UserError as exc:
+        raise UserError(f"cannot rerun here: {str(exc).removeprefix('no cell of the grid can run: ')}") from None
+    if missing:
+        raise UserError(f"cannot rerun {missing[0].cells} of the cells here: {missing[0].message}")
     _, damaged = finished_cells(store)
     overrides = overrides or {}
     failures: list[str] = []

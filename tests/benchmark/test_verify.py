@@ -202,6 +202,19 @@ def test_bad_input_is_one_line_and_exit_status_2(run_copy, tmp_path, args, messa
     assert snapshot(run) == before
 
 
+def test_a_cell_whose_dataset_is_not_here_is_one_line_and_exit_status_2(run_copy, tmp_path):
+    run, ids = run_copy
+    meta_path = run / "cells" / f"{ids['average']}.json"
+    record = json.loads(meta_path.read_text())
+    record["config"]["dataset"]["name"] = "kmnist"  # no copy in the empty data dir, no package ships it
+    meta_path.write_text(json.dumps(record))
+    result = bench_here("verify", str(run), "--cell", ids["average"], "--data-dir", str(tmp_path / "data"),
+                        cwd=tmp_path, env={"BENCH_KMNIST_URL": "http://127.0.0.1:9/none"})
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: cannot rerun here: kmnist: not in "), result.stderr
+
+
 def test_the_tolerance_table_and_overrides():
     assert TOLERANCES["untrained"]["mse"].holds(0.04, 0.04 * (1 + 5e-10))
     assert not TOLERANCES["untrained"]["mse"].holds(0.04, 0.04 * (1 + 2e-9))
