@@ -110,6 +110,29 @@ def report(runs: tuple[str, ...], out: str | None, data_dir: str | None, protoco
         click.echo(f"wrote {write_report(run_dir, out, data_dir, warn=lambda line: click.echo(line, err=True))}")
 
 
+@bench.command(short_help="Rerun a sample of a run's cells and compare each metric with the committed one.")
+@click.argument("run_dir", type=click.Path())
+@click.option("--cells", "count", type=int, help="How many finished cells to rerun, at random (default 3).")
+@click.option("--cell", "named", multiple=True, metavar="ID", help="A cell id to rerun (repeatable; not with --cells).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random choice of cells.")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True)
+@click.option("--data-dir", envvar="BENCH_DATA", type=click.Path(file_okay=False),
+              help="Where MNIST and the digit classifier are (default ~/.cache/sepbench).")
+@click.option("--tolerance", "tolerances", multiple=True, metavar="METRIC=VALUE",
+              help="Override a metric's tolerance for every cell (mse: relative, e.g. 0.02; psnr: dB; ssim, "
+                   "recognised: absolute); repeatable.")
+def verify(run_dir: str, count: int | None, named: tuple[str, ...], seed: int, executor: str,
+           data_dir: str | None, tolerances: tuple[str, ...]) -> None:
+    """Rerun finished cells of RUN_DIR from their own configurations in a temporary directory (RUN_DIR is only
+    read); per cell and metric the committed and rerun values, their difference and the tolerance. Exit 0 when
+    all are within tolerance, 1 when any is not (or a cell's files are damaged)."""
+    from sepbench.verify import parse_tolerances, verify_run
+
+    overrides = parse_tolerances(tolerances)
+    sys.exit(verify_run(run_dir, count=count, named=named, seed=seed, executor=executor, data_dir=data_dir,
+                        overrides=overrides))
+
+
 @bench.command(short_help="List methods (origin, needs, parameters) and broken plugins.")
 @click.argument("patterns", nargs=-1)
 @click.option("--verbose", "-v", is_flag=True, help="Also show each method's summary and parameter help.")
