@@ -12,7 +12,13 @@ import pytest
 from sepbench.grid import parse_grid
 from sepbench.report import write_report
 from sepbench.report.seeds import holm, paired_t, rank_intervals, seed_t_interval
-from sepbench.report.seeds.bootstrap import mixture_weights, resampled_means, seed_weights
+from sepbench.report.seeds.bootstrap import (
+    joint_means,
+    mixture_weights,
+    resampled_means,
+    seed_weights,
+    tail_probability,
+)
 from sepbench.report.seeds.coverage import false_positive_rate, interval_coverage
 from sepbench.runner import run_grid
 from tests.conftest import TINY_GRID
@@ -124,9 +130,12 @@ def test_report_on_two_seeds_shows_seeds_seed_std_and_rank_intervals(seeded_run)
     tests = pd.read_csv(seeded_run / "seed_tests.csv")
     pairs = [("average", "fcsae"), ("average", "fcsae-pit"), ("fcsae", "fcsae-pit")]  # the grid's order
     direct = [paired_t(_matrix(rows, a), _matrix(rows, b)) for a, b in pairs]
+    joint = joint_means([_matrix(rows, label) for label in labels])  # one mixture resample, seeds per entry
     for (a, b), (delta, p), adjusted in zip(pairs, direct, holm([p for _, p in direct]), strict=True):
         pair = tests[(tests.a == a) & (tests.b == b)].iloc[0]
         assert (pair.mean_diff, pair.p_t, pair.p_holm) == pytest.approx((delta, p, adjusted), rel=1e-9)
+        i, j = labels.index(a), labels.index(b)
+        assert pair.p_bootstrap == tail_probability(joint[:, i] - joint[:, j])
         assert pair.n == 40 and (pair.seeds_a, pair.seeds_b) == (1 if a == "average" else 2, 2)
         back = tests[(tests.a == b) & (tests.b == a)].iloc[0]
         assert back.outcome == -pair.outcome and back.mean_diff == -pair.mean_diff

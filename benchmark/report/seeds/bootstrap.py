@@ -96,51 +96,56 @@ def paired_t(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     return delta, float(2 * stats.t.sf(abs(delta) / se, df))
 
 
+def tail_probability(differences: np.ndarray) -> float:
+    """Two-sided tail probability of 0 under resampled differences: the share on the far side of 0, doubled (with
+    the +1 of a resampling p-value); 1 when every difference is 0."""
+    d = np.asarray(differences, dtype=float)
+    if not np.any(d):
+        return 1.0
+    below, above = (np.sum(d <= 0) + 1) / (len(d) + 1), (np.sum(d >= 0) + 1) / (len(d) + 1)
+    return float(min(1.0, 2 * min(below, above)))
+
+
 def paired_bootstrap(a: np.ndarray, b: np.ndarray, n_resamples: int = N_RESAMPLES, seed: int = 0
                      ) -> tuple[float, float]:
     """(mean difference a − b, two-sided tail probability) from the two-level bootstrap of the paired difference:
-    one resample of the shared mixtures for both, seeds resampled per entry; the tail is the share of resampled
-    differences on the far side of 0, doubled (with the +1 of a resampling p-value)."""
+    one resample of the shared mixtures for both, seeds resampled per entry."""
     a, b = np.atleast_2d(np.asarray(a, dtype=float)), np.atleast_2d(np.asarray(b, dtype=float))
+    means = joint_means([a, b], n_resamples=n_resamples, seed=seed)
+    return float(a.mean() - b.mean()), tail_probability(means[:, 0] - means[:, 1])
+
+
+def joint_means(entries: Sequence[np.ndarray], groups: Sequence[int] | None = None,
+                n_resamples: int = N_RESAMPLES, seed: int = 0) -> np.ndarray:
+    """Resampled means ``(n_resamples, entries)`` of entries ``(k_e, n)``: entries of one test set (equal
+    ``groups``, the same mixtures in the same order) share each resample of mixtures; seeds are resampled per
+    entry. Differences of two columns are the paired two-level bootstrap; ranks per row give rank intervals."""
+    entries = [np.atleast_2d(np.asarray(e, dtype=float)) for e in entries]
+    groups = list(groups) if groups is not None else [0] * len(entries)
     rng = np.random.default_rng(seed)
-    diffs = []
+    chunks = []
     for start in range(0, n_resamples, CHUNK):
         size = min(CHUNK, n_resamples - start)
-        mix = mixture_weights(rng, a.shape[1], size)
-        diffs.append(resampled_means(a, mix, seed_weights(rng, a.shape[0], size))
-                     - resampled_means(b, mix, seed_weights(rng, b.shape[0], size)))
-    d = np.concatenate(diffs)
-    delta = float(a.mean() - b.mean())
-    if not np.any(d) and delta == 0:
-        return delta, 1.0
-    below, above = (np.sum(d <= 0) + 1) / (len(d) + 1), (np.sum(d >= 0) + 1) / (len(d) + 1)
-    return delta, float(min(1.0, 2 * min(below, above)))
+        mix = {g: mixture_weights(rng, entries[groups.index(g)].shape[1], size) for g in dict.fromkeys(groups)}
+        chunks.append(np.stack([resampled_means(e, mix[g], seed_weights(rng, e.shape[0], size))
+                                for e, g in zip(entries, groups, strict=True)], axis=1))
+    return np.concatenate(chunks)
 
 
 def rank_intervals(entries: Sequence[np.ndarray], groups: Sequence[int] | None = None, level: float = LEVEL,
                    n_resamples: int = N_RESAMPLES, seed: int = 0, lower_is_better: bool = True
                    ) -> tuple[np.ndarray, np.ndarray]:
-    """Each entry's ``level`` interval of its rank (1 = best) over joint resamples: entries of one test set (equal
-    ``groups``, equal mixture count) share each resample of mixtures, seeds are resampled per entry, and ties in a
-    resample are broken at random (an exact tie gives both ranks). Returns (low, high) integer arrays."""
-    entries = [np.atleast_2d(np.asarray(e, dtype=float)) for e in entries]
-    groups = list(groups) if groups is not None else [0] * len(entries)
-    rng = np.random.default_rng(seed)
-    ranks = []
-    for start in range(0, n_resamples, CHUNK):
-        size = min(CHUNK, n_resamples - start)
-        mix = {g: mixture_weights(rng, entries[groups.index(g)].shape[1], size) for g in dict.fromkeys(groups)}
-        means = np.stack([resampled_means(e, mix[g], seed_weights(rng, e.shape[0], size))
-                          for e, g in zip(entries, groups, strict=True)], axis=1)
-        keys = means if lower_is_better else -means
-        order = np.lexsort((rng.random(keys.shape), keys), axis=-1)
-        rank = np.empty_like(order)
-        np.put_along_axis(rank, order, np.arange(1, len(entries) + 1)[None, :].repeat(size, 0), axis=-1)
-        ranks.append(rank)
-    stacked = np.concatenate(ranks)
+    """Each entry's ``level`` interval of its rank (1 = best) over the joint resamples of :func:`joint_means`;
+    ties in a resample are broken at random (an exact tie gives both ranks). Returns (low, high) integer arrays."""
+    means = joint_means(entries, groups, n_resamples, seed)
+    keys = means if lower_is_better else -means
+    tiebreak = np.random.default_rng(seed + 1).random(keys.shape)
+    order = np.lexsort((tiebreak, keys), axis=-1)
+    ranks = np.empty_like(order)
+    np.put_along_axis(ranks, order, np.broadcast_to(np.arange(1, keys.shape[1] + 1), keys.shape), axis=-1)
     tail = (1 - level) / 2
-    return (np.quantile(stacked, tail, axis=0, method="inverted_cdf").astype(int),
-            np.quantile(stacked, 1 - tail, axis=0, method="inverted_cdf").astype(int))
+    return (np.quantile(ranks, tail, axis=0, method="inverted_cdf").astype(int),
+            np.quantile(ranks, 1 - tail, axis=0, method="inverted_cdf").astype(int))
 
 
 def holm(pvalues: Sequence[float]) -> np.ndarray:

@@ -12,7 +12,14 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from sepbench.report.seeds.bootstrap import holm, paired_bootstrap, paired_t, rank_intervals, seed_t_interval
+from sepbench.report.seeds.bootstrap import (
+    holm,
+    joint_means,
+    paired_t,
+    rank_intervals,
+    seed_t_interval,
+    tail_probability,
+)
 
 METRICS = ("mse", "psnr", "ssim")
 GROUP = ["run", "label", "dataset", "scenario", "sigma"]
@@ -29,37 +36,48 @@ def seed_matrices(rows: pd.DataFrame, metric: str, by: Sequence[str] = GROUP) ->
             for key, part in per.groupby(level=list(range(len(by))), sort=False)}
 
 
+def align(frames: Sequence[pd.DataFrame], groups: Sequence[str]) -> list[np.ndarray]:
+    """The matrices of ``frames`` (seeds × mixture index), each test set's (equal ``groups``) reduced to the
+    mixtures all its entries have, in one order: what a shared resample of mixtures needs."""
+    shared: dict[str, pd.Index] = {}
+    for frame, group in zip(frames, groups, strict=True):
+        shared[group] = shared[group].intersection(frame.columns) if group in shared else frame.columns
+    return [frame[shared[group]].to_numpy() for frame, group in zip(frames, groups, strict=True)]
+
+
 def seed_columns(summary: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
     """``summary`` (one row per run × label × dataset × scenario × σ, with ``{metric}_ci_*``) with the seed-aware
     columns: n seeds, the seed-to-seed std of per-seed means, the interval over seeds (``ci2``; one seed: the
     mixture bootstrap, ``ci``), PSNR of the mean MSE, and the 95 % interval of the rank by mean MSE."""
-    out = summary.set_index(GROUP).copy()
-    out["psnr_of_mean_mse"] = -10 * np.log10(rows.groupby(GROUP, sort=False)["mse"].mean())
     matrices = {metric: seed_matrices(rows, metric) for metric in METRICS}
+    mixture_ci = summary.set_index(GROUP)
+    psnr = -10 * np.log10(rows.groupby(GROUP, sort=False)["mse"].mean())
+    found: dict[tuple, dict[str, float]] = {}
     for key, matrix in matrices["mse"].items():
-        out.loc[key, "n_seeds"] = len(matrix)
+        found[key] = {"n_seeds": len(matrix), "psnr_of_mean_mse": float(psnr[key])}
     for metric in METRICS:
         for key, matrix in matrices[metric].items():
             values = matrix.to_numpy()
             several = len(values) > 1
-            out.loc[key, f"{metric}_seed_std"] = values.mean(axis=1).std(ddof=1) if several else np.nan
-            low, high = seed_t_interval(values) if several else (out.loc[key, f"{metric}_ci_low"],
-                                                                 out.loc[key, f"{metric}_ci_high"])
-            out.loc[key, [f"{metric}_ci2_low", f"{metric}_ci2_high"]] = low, high
+            low, high = seed_t_interval(values) if several else (mixture_ci.loc[key, f"{metric}_ci_low"],
+                                                                 mixture_ci.loc[key, f"{metric}_ci_high"])
+            found[key].update({f"{metric}_seed_std": values.mean(axis=1).std(ddof=1) if several else np.nan,
+                               f"{metric}_ci2_low": low, f"{metric}_ci2_high": high})
     testsets = rows.groupby(GROUP, sort=False)["testset"].first()
     settings: dict[tuple, list[tuple]] = {}
     for key in matrices["mse"]:
         settings.setdefault((key[GROUP.index("scenario")], key[GROUP.index("sigma")]), []).append(key)
     for keys in settings.values():
-        groups = [f"{testsets[k]}|{matrices['mse'][k].shape[1]}" for k in keys]
-        low, high = rank_intervals([matrices["mse"][k].to_numpy() for k in keys],
-                                   [sorted(set(groups)).index(g) for g in groups])
+        groups = [testsets[k] for k in keys]
+        low, high = rank_intervals(align([matrices["mse"][k] for k in keys], groups),
+                                   [list(dict.fromkeys(groups)).index(g) for g in groups])
         for key, lo, hi in zip(keys, low, high, strict=True):
-            out.loc[key, ["rank_low", "rank_high"]] = lo, hi
-    out["n_seeds"] = out["n_seeds"].astype("Int64")
-    out["rank_low"] = out["rank_low"].astype("Int64")
-    out["rank_high"] = out["rank_high"].astype("Int64")
-    return out.reset_index()
+            found[key].update({"rank_low": lo, "rank_high": hi})
+    extra = pd.DataFrame([{**dict(zip(GROUP, key, strict=True)), **values} for key, values in found.items()],
+                         columns=[*GROUP, *SEED_COLUMNS])
+    for column in ("n_seeds", "rank_low", "rank_high"):
+        extra[column] = extra[column].astype("Int64")
+    return summary.merge(extra, on=GROUP, how="left")
 
 
 def seed_tests(rows: pd.DataFrame, entries: Sequence[str], alpha: float = ALPHA) -> pd.DataFrame:
@@ -72,16 +90,17 @@ def seed_tests(rows: pd.DataFrame, entries: Sequence[str], alpha: float = ALPHA)
     records = []
     for scenario, sigma in dict.fromkeys(key[:2] for key in matrices):
         present = [e for e in entries if (scenario, sigma, e) in matrices]
+        groups = [tests[(scenario, sigma, e)] for e in present]
+        aligned = dict(zip(present, align([matrices[(scenario, sigma, e)] for e in present], groups), strict=True))
+        means = joint_means([aligned[e] for e in present], [list(dict.fromkeys(groups)).index(g) for g in groups])
         pairs = []
-        for a, b in itertools.combinations(present, 2):
-            ma, mb = matrices[(scenario, sigma, a)], matrices[(scenario, sigma, b)]
-            shared = ma.columns.intersection(mb.columns)
-            same = tests[(scenario, sigma, a)] == tests[(scenario, sigma, b)] and len(shared) > 1
-            xa, xb = ma[shared].to_numpy(), mb[shared].to_numpy()
+        for (i, a), (j, b) in itertools.combinations(enumerate(present), 2):
+            xa, xb = aligned[a], aligned[b]
+            same = groups[i] == groups[j] and xa.shape[1] > 1
             delta, p_t = paired_t(xa, xb) if same else (np.nan, np.nan)
-            p_boot = paired_bootstrap(xa, xb)[1] if same else np.nan
-            pairs.append({"scenario": scenario, "sigma": sigma, "a": a, "b": b, "n": len(shared) if same else np.nan,
-                          "seeds_a": len(ma), "seeds_b": len(mb), "mean_diff": delta, "p_t": p_t,
+            p_boot = tail_probability(means[:, i] - means[:, j]) if same else np.nan
+            pairs.append({"scenario": scenario, "sigma": sigma, "a": a, "b": b, "n": xa.shape[1] if same else np.nan,
+                          "seeds_a": len(xa), "seeds_b": len(xb), "mean_diff": delta, "p_t": p_t,
                           "p_bootstrap": p_boot})
         for pair, adjusted in zip(pairs, holm([p["p_t"] for p in pairs]), strict=True):
             pair["p_holm"] = adjusted
