@@ -193,8 +193,8 @@ def _build(runs: Sequence[RunData], out: Path, data_dir: str | Path | None) -> P
         blocks.append(figure(path, "Mean MSE against training time per cell (non-learned methods at 0.001 s) "
                                    "and separation throughput"))
     blocks.append(Block("p", "Files beside this page: summary.csv (every statistic), wilcoxon.csv (every "
-                             "test), cost.csv, learning_curves.csv, recognition_ceiling.csv, report.md, "
-                             "figures/*.png."))
+                             "test), seed_tests.csv (with several seeds), cost.csv, learning_curves.csv, "
+                             "recognition_ceiling.csv, report.md, figures/*.png."))
     blocks += content.notes(several)
     if seeded:
         blocks.append(Block("note", "Seeds: means are over each entry's training seeds; the intervals over seeds, "
