@@ -18,7 +18,9 @@ from sepbench.report import content, curves, examples, figures, fonts
 from sepbench.report.fixed_order import fixed_order_blocks, fixed_order_table
 from sepbench.report.load import RunData, combine, datasets_of, entry_names, entry_order, load_run, load_runs
 from sepbench.report.page import Block, Figure, render_html, render_markdown
-from sepbench.report.stats import ALPHA, pairwise_wilcoxon, recognition_ceiling
+from sepbench.report.seeds import seed_columns, seed_tests
+from sepbench.report.seeds.blocks import seed_test_blocks, several_seeds
+from sepbench.report.stats import ALPHA, outcome_matrix, pairwise_wilcoxon, recognition_ceiling
 from sepbench.report.summary import MAIN_METRIC, METRICS, cost_table, ranked, summarise
 
 RECOGNISED = ["recognised_rate", "recognised_ci_low", "recognised_ci_high"]
@@ -26,7 +28,7 @@ RECOGNISED = ["recognised_rate", "recognised_ci_low", "recognised_ci_high"]
 __all__ = ["is_current", "load_run", "summarise", "write_comparison", "write_report"]
 INPUTS_STAMP = "report.inputs"  # in a run directory: the fingerprint of the cells its report was made from
 TABLES = ("summary.csv", "wilcoxon.csv", "cost.csv", "learning_curves.csv", "recognition_ceiling.csv",
-          "fixed_order.csv")
+          "fixed_order.csv", "seed_tests.csv")
 FIGURE_PATTERNS = ("box_*.png", "vs_sigma.png", "recognised.png", "examples_*.png", "wilcoxon.png", "cost.png",
                    "learning_curves.png")
 
@@ -60,11 +62,17 @@ def _build(runs: Sequence[RunData], out: Path, data_dir: str | Path | None) -> P
 
     summary = summarise(rows)
     summary.insert(2, "entry", entry_names(summary, several))
+    summary = seed_columns(summary, rows)  # n seeds, seed std, interval over seeds, rank interval, PSNR of mean MSE
     recognisable = summary["recognised_rate"].notna().any()  # else no such column: nothing was recognised
     summary.drop(columns=["entry", *([] if recognisable else RECOGNISED)]).to_csv(out / "summary.csv", index=False)
     on = ", ".join(datasets_of(runs))  # every figure's title names the dataset(s) it is on
     tests = pairwise_wilcoxon(rows, entries, ALPHA)
     tests.to_csv(out / "wilcoxon.csv", index=False)
+    seeded = several_seeds(summary)  # then "significantly better" counts the seed spread (seeds/tables.py)
+    seed_tested = seed_tests(rows, entries, ALPHA) if seeded else None
+    (out / "seed_tests.csv").unlink(missing_ok=True)  # an earlier report's, when no entry has several seeds now
+    if seed_tested is not None:
+        seed_tested.to_csv(out / "seed_tests.csv", index=False)
     cost = cost_table(runs, several)
     cost.to_csv(out / "cost.csv", index=False)
     families = dict(zip(cost["entry"], cost["method"], strict=True))  # one hue per implementation (styles.py)
@@ -84,7 +92,9 @@ def _build(runs: Sequence[RunData], out: Path, data_dir: str | Path | None) -> P
         return Block("figure", figure=Figure(path, caption))
 
     blocks = content.header(runs, time.strftime("%Y-%m-%d %H:%M"))
-    blocks += content.at_a_glance(summary, tests)
+    blocks += (content.at_a_glance(summary, seed_tested, "seed-aware paired t test on mean MSE (seed spread and "
+                                                         "shared test mixtures), Holm-corrected, p < 0.01")
+               if seed_tested is not None else content.at_a_glance(summary, tests))
     blocks += content.summary_tables(summary)
     fixed = fixed_order_table(rows)  # scenarios with one set per source: the fixed-order score too
     (out / "fixed_order.csv").unlink(missing_ok=True)  # an earlier report's, when this run has no such scenario
@@ -158,6 +168,8 @@ def _build(runs: Sequence[RunData], out: Path, data_dir: str | Path | None) -> P
         path = figures.wilcoxon_heatmap(tests, entries, fig_dir / "wilcoxon.png", ALPHA, on)
         blocks.append(figure(path, f"Significant wins and losses, row vs column · on {on}"))
         blocks += content.wilcoxon_tables(tests, entries)
+        if seed_tested is not None:
+            blocks += seed_test_blocks(seed_tested, entries, outcome_matrix, content.fmt)
     else:
         blocks.append(Block("p", "Only one method per setting: nothing to compare."))
 
@@ -181,9 +193,13 @@ def _build(runs: Sequence[RunData], out: Path, data_dir: str | Path | None) -> P
         blocks.append(figure(path, "Mean MSE against training time per cell (non-learned methods at 0.001 s) "
                                    "and separation throughput"))
     blocks.append(Block("p", "Files beside this page: summary.csv (every statistic), wilcoxon.csv (every "
-                             "test), cost.csv, learning_curves.csv, recognition_ceiling.csv, report.md, "
-                             "figures/*.png."))
+                             "test), seed_tests.csv (with several seeds), cost.csv, learning_curves.csv, "
+                             "recognition_ceiling.csv, report.md, figures/*.png."))
     blocks += content.notes(several)
+    if seeded:
+        blocks.append(Block("note", "Seeds: means are over each entry's training seeds; the intervals over seeds, "
+                                    "the seed std and the seed-aware comparison (seed_tests.csv; Holm's correction "
+                                    "per setting) carry the seed-to-seed spread, which the Wilcoxon test does not."))
 
     title = blocks[0].text
     (out / "report.md").write_text(render_markdown(blocks, out))

@@ -11,6 +11,7 @@ import pandas as pd
 from sepbench.report.caveats import caveats
 from sepbench.report.load import RunData, datasets_of
 from sepbench.report.page import Block, Table
+from sepbench.report.seeds import blocks as seed_blocks
 from sepbench.report.stats import outcome_matrix
 from sepbench.report.summary import MAIN_METRIC, ranked
 
@@ -105,8 +106,11 @@ def _settings(frame: pd.DataFrame) -> list[tuple[str, float]]:
     return list(dict.fromkeys(zip(frame["scenario"], frame["sigma"], strict=True)))
 
 
-def at_a_glance(summary: pd.DataFrame, tests: pd.DataFrame) -> list[Block]:
-    """Per scenario × σ: the best method by mean MSE and by mean SSIM, and how many it beats significantly."""
+def at_a_glance(summary: pd.DataFrame, tests: pd.DataFrame,
+                test: str = "Wilcoxon signed-rank on per-mixture MSE, p < 0.01") -> list[Block]:
+    """Per scenario × σ: the best method by mean MSE and by mean SSIM, and how many it beats significantly
+    (``tests``: outcomes of the test named by ``test``); with several seeds its interval is the one over seeds."""
+    ci = "ci2" if seed_blocks.several_seeds(summary) else "ci"
     rows, bold = [], set()
     for scenario, sigma in _settings(summary):
         part = summary[(summary["scenario"] == scenario) & (summary["sigma"] == sigma)]
@@ -115,15 +119,15 @@ def at_a_glance(summary: pd.DataFrame, tests: pd.DataFrame) -> list[Block]:
         beaten = tests[(tests["scenario"] == scenario) & (tests["sigma"] == sigma) & (tests["a"] == best["entry"])]
         wins = f"{int((beaten['outcome'] == 1).sum())} of {len(part) - 1}" if len(part) > 1 else "–"
         rows.append([scenario, f"{sigma:g}", best["entry"],
-                     f"{fmt(best['mse_mean'], 'mse')} [{fmt(best['mse_ci_low'], 'mse')}, "
-                     f"{fmt(best['mse_ci_high'], 'mse')}]", wins, best_ssim["entry"],
+                     f"{fmt(best['mse_mean'], 'mse')} [{fmt(best[f'mse_{ci}_low'], 'mse')}, "
+                     f"{fmt(best[f'mse_{ci}_high'], 'mse')}]", wins, best_ssim["entry"],
                      fmt(best_ssim["ssim_mean"], "ssim")])
         bold.add((len(rows) - 1, 2))
     columns = ["scenario", "σ", "lowest MSE", "its mean MSE [95% CI]", "significantly better than",
                "highest SSIM", "its mean SSIM"]
     return [Block("h2", "At a glance"), Block("table", table=Table(columns, rows, left=3, bold=bold)),
-            Block("note", "Significance: Wilcoxon signed-rank on per-mixture MSE, p < 0.01 (section "
-                          "Paired comparison).")]
+            Block("note", f"Significance: {test} (section Paired comparison)."
+                          + (" Interval: over training seeds (section Summary)." if ci == "ci2" else ""))]
 
 
 def summary_tables(summary: pd.DataFrame) -> list[Block]:
@@ -135,7 +139,7 @@ def summary_tables(summary: pd.DataFrame) -> list[Block]:
                             f"{'lowest' if LOWER_IS_BETTER[MAIN_METRIC] else 'highest'}); every table keeps that "
                             "order. n = scored images (test mixtures × sources × seeds). 95% CI: percentile "
                             "bootstrap of the mean, 2,000 resamples of test mixtures (seed 0). All numbers are in "
-                            "summary.csv.")]
+                            "summary.csv. " + seed_blocks.summary_note(summary))]
     order = ranked(summary, MAIN_METRIC)
     for metric in ("mse", "psnr", "ssim"):
         rows, bold = [], set()
@@ -148,14 +152,16 @@ def summary_tables(summary: pd.DataFrame) -> list[Block]:
                              f"{sigma:g}", str(int(row["n"])), fmt(row[f"{metric}_mean"], metric),
                              f"[{fmt(row[f'{metric}_ci_low'], metric)}, {fmt(row[f'{metric}_ci_high'], metric)}]",
                              fmt(row[f"{metric}_median"], metric), fmt(row[f"{metric}_iqr"], metric),
-                             fmt(row[f"{metric}_std"], metric)])
+                             fmt(row[f"{metric}_std"], metric), *seed_blocks.extra_cells(order, row, metric, fmt)])
                 if index == best and len(part) > 1:
                     bold.add((len(rows) - 1, 5))
         arrow = "lower is better" if LOWER_IS_BETTER[metric] else "higher is better"
         rank = "rank" if metric == MAIN_METRIC else f"rank ({main})"
-        blocks += [Block("h3", f"{TITLES[metric]} ({arrow})"),
+        convention = " · mean of per-image PSNR" if metric == "psnr" else ""
+        blocks += [Block("h3", f"{TITLES[metric]} ({arrow}){convention}"),
                    Block("table", table=Table([rank, "method", "scenario", "σ", "n", "mean", "95% CI", "median",
-                                               "IQR", "std"], rows, left=3, bold=bold))]
+                                               "IQR", "std", *seed_blocks.extra_columns(order, metric)], rows,
+                                              left=3, bold=bold))]
     return blocks
 
 
