@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,18 +37,27 @@ class RunData:
     def root(self) -> Path:
         return self.store.root
 
-    def test_key(self, cell_id: str) -> str:
-        """Names the cell's test set: cells with equal keys were scored on the same test mixtures (the paper's test
-        pairs are another test set than sepbench's seeded ones)."""
+    def sources_key(self, cell_id: str) -> str:
+        """Names the cell's test sources: the dataset(s), the number of test mixtures and the test pairs (the
+        paper's test pairs are another test set than sepbench's seeded ones)."""
         config = self.meta[cell_id]["config"]
         specs = config["scenario"].get("sources") or [config["dataset"]]  # one set per source: all of them
         pairs = config.get("test_pairs", "random")
         return f"{'+'.join(dataset_key_of(spec) for spec in specs)}|{config['test_mixtures']}" + (
             "" if pairs == "random" else f"|{pairs}")
 
+    def test_key(self, cell_id: str) -> str:
+        """Names the cell's test mixtures: its test sources and the forward model that mixed them (weights,
+        pooling, superposition, blur, noise model, σ): cells with equal keys were scored on the same observations,
+        so only they are paired mixture by mixture (two runs may give one scenario name different models)."""
+        config = self.meta[cell_id]["config"]
+        forward = {k: v for k, v in config["scenario"].items() if k not in ("name", "sigma", "sigmas")}
+        recipe = json.dumps({"forward": forward, "sigma": config["sigma"]}, sort_keys=True, default=str)
+        return f"{self.sources_key(cell_id)}|{hashlib.sha256(recipe.encode()).hexdigest()[:12]}"
+
     def ceiling_key(self, cell_id: str) -> str:
-        """The test set and the number of sources: what the ground truth's recognisability depends on."""
-        return f"{self.test_key(cell_id)}|S={len(self.meta[cell_id]['config']['scenario']['weights'][0])}"
+        """The test sources and their number per mixture: what the ground truth's recognisability depends on."""
+        return f"{self.sources_key(cell_id)}|S={len(self.meta[cell_id]['config']['scenario']['weights'][0])}"
 
     def dataset(self, cell_id: str) -> str:
         """The dataset a cell's sources come from, as the report names it (``mnist+fashion-mnist`` when each source

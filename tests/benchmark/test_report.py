@@ -250,3 +250,24 @@ def test_bad_input_is_one_line_and_exit_2(run_dir, tmp_path):
     _one_line_exit_2(bench_here("report", str(empty), cwd=tmp_path), "no finished cell to report on")
     with pytest.raises(Exception, match="no finished cell"):
         write_comparison([run_dir, empty])
+
+
+def test_cells_are_paired_only_on_the_same_observations():
+    """Two runs may give one scenario name different forward models: the test key (what pairs mixtures across
+    entries and runs) then differs, while the ceiling key (the test sources and S) stays the same."""
+    from sepbench.report.load import RunData
+
+    def config(scenario, sigma=0.01, pairs="random"):
+        return {"config": {"scenario": {"name": "single", **scenario}, "sigma": sigma, "test_mixtures": 40,
+                           "test_pairs": pairs, "dataset": {"name": "mnist", "train_size": 2000, "test_size": 500}}}
+
+    base = {"weights": [[1.0, 1.0]], "downsample": 2}
+    run = RunData("r", None, {}, pd.DataFrame(), {
+        "a": config(base), "b": config(base), "weights": config({**base, "weights": [[0.7, 0.3]]}),
+        "blur": config({**base, "blur": {"psf": "random", "size": 5}}), "sigma": config(base, sigma=0.1),
+        "own-sigmas": config({**base, "sigma": [0.01, 0.1]}), "paper": config(base, pairs="paper")})
+    keys = {c: run.test_key(c) for c in run.meta}
+    assert keys["a"] == keys["b"] == keys["own-sigmas"]  # a scenario's σ list is not its forward model
+    assert len({keys[c] for c in ("a", "weights", "blur", "sigma", "paper")}) == 5
+    assert run.ceiling_key("a") == run.ceiling_key("weights") == run.ceiling_key("sigma")
+    assert run.ceiling_key("a") != run.ceiling_key("paper")
