@@ -34,12 +34,23 @@ def hardware_key() -> str:
     return f"{cpu_model()} | {os.cpu_count()} cores | torch {torch.__version__}"
 
 
-def _read(path: Path) -> dict[str, Any]:
+def read_json(path: Path) -> dict[str, Any]:
+    """A cache file's entries; an absent, unreadable or damaged file reads as none."""
     try:
         data = json.loads(path.read_text())
         return data if isinstance(data, dict) else {}
     except (OSError, ValueError):
         return {}
+
+
+def write_json(path: Path, entries: dict[str, Any]) -> bool:
+    """Replace a cache file's entries atomically; False when it cannot be written (it only costs a measurement)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, json.dumps(entries, indent=1, sort_keys=True).encode())
+    except OSError:
+        return False
+    return True
 
 
 def _quieter_now(entry: dict[str, Any]) -> bool:
@@ -57,15 +68,11 @@ def cached_measurement(path: Path, key: str, measure: Callable[[], dict[str, Any
     """The entry for ``key`` in the cache file ``path``, measured (and written) when absent or ``redo``;
     returns it and whether it was measured now. A cache that cannot be written only costs the next run a
     measurement."""
-    entries = _read(path)
+    entries = read_json(path)
     entry = entries.get(key)
     if isinstance(entry, dict) and not redo and not _quieter_now(entry):
         return entry, False
     entry = {**measure(), "measured": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "load": list(os.getloadavg())}
     entries[key] = entry
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, json.dumps(entries, indent=1, sort_keys=True).encode())
-    except OSError:
-        pass
+    write_json(path, entries)
     return entry, True

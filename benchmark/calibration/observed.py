@@ -14,26 +14,17 @@ only costs the next plan its correction.
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import time
 from pathlib import Path
 from typing import Any
 
-from sepbench.files import atomic_write
+from sepbench.calibration.cache import read_json, write_json
 
 OBSERVED_NAME = "observed-speeds-v1.json"
 KEEP = 6  # the last few cells of a method: recent enough to follow a machine whose speed drifts
 MIN_SECONDS = 1.0  # shorter cells are mostly start-up noise
-
-
-def _read(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}
 
 
 def busy_elsewhere(at_once: int) -> bool:
@@ -52,18 +43,13 @@ def record(path: Path, key: str, method: str, reference_seconds: float, seconds:
     busy with other work, file not writable)."""
     if not (seconds >= MIN_SECONDS and reference_seconds > 0 and calibrated > 0) or busy_elsewhere(at_once):
         return False
-    data = _read(path)
+    data = read_json(path)
     entry = data.setdefault(key, {})
     samples = entry.get(method) if isinstance(entry.get(method), list) else []
     samples.append({"speed": reference_seconds / seconds, "calibrated": calibrated,
                     "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
     entry[method] = samples[-KEEP:]
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, json.dumps(data, indent=1, sort_keys=True).encode())
-    except OSError:
-        return False
-    return True
+    return write_json(path, data)
 
 
 def _valid(samples: Any) -> list[dict[str, float]]:
@@ -84,7 +70,7 @@ class ObservedSpeeds:
     """The effective speeds kept under one key: :meth:`speed` gives the one to plan a method's cells with."""
 
     def __init__(self, path: Path, key: str) -> None:
-        entry = _read(path).get(key)
+        entry = read_json(path).get(key)
         entry = entry if isinstance(entry, dict) else {}
         self.samples = {m: s for m, s in ((m, _valid(v)) for m, v in entry.items()) if s}
 
