@@ -110,6 +110,12 @@ class TrainingData:
     Every epoch draws fresh pairs and fresh noise (``pairs='fresh'``), or, with ``pairs='paper'``, runs the
     first ``n_mixtures`` of the paper's public code's fixed training pairs in their order every epoch (fresh
     noise each time, as its loader did); the validation set is fixed for the cell.
+
+    **Validation images are held out.** A fixed split of the training images (seeded by their number alone, so
+    every method and seed of a dataset shares it; per set with one set per source) puts
+    ``VALIDATION_SHARE`` of them aside (:func:`validation_split`): training mixtures never contain them, and the
+    validation mixtures (best epoch, early choices) are made of them only. With ``pairs='paper'`` the training
+    pairs are the public ones, and the held-out images are those none of the pairs used names.
     """
 
     def __init__(self, images: torch.Tensor, task: Task, n_mixtures: int, seed: int,
@@ -130,20 +136,40 @@ class TrainingData:
         if sets is not None and pairs != "fresh":
             raise ValueError("the paper's training pairs index one set: not with one set per source")
         self._gen = _generator(self.device, stable_seed("train", seed))
+        if self.fixed_pairs is not None:  # the public pairs; what they never name is held out
+            used = torch.zeros(len(images), dtype=torch.bool, device=self.device)
+            used[self.fixed_pairs.reshape(-1)] = True
+            self.train_pool, self.train_sets_local, held = None, None, torch.nonzero(~used).flatten()
+            if len(held) < 2 * task.n_sources:
+                raise ValueError(f"the paper's first {n_mixtures} training pairs use {int(used.sum())} of the "
+                                 f"{len(images)} training images: too few are left to validate on")
+            self.val_pool, self.val_sets = held, None
+        else:
+            self.train_pool, self.train_sets_local, self.val_pool, self.val_sets = validation_split(
+                len(images), sets, task.n_sources, self.device)
         if n_validation is None:
             n_validation = min(1000, max(64, n_mixtures // 10))
         val_gen = _generator(self.device, stable_seed("validation", seed))
-        val_pairs = self._draw(n_validation, val_gen)
+        val_pairs = self.val_pool[self._draw_local(n_validation, val_gen, len(self.val_pool), self.val_sets)]
         self.validation = mix(images, val_pairs, self.weights, task.downsample, task.sigma, val_gen, self.superpose,
                               **self.forward)
 
     def __len__(self) -> int:
         return self.n_mixtures
 
+    @property
+    def n_validation_images(self) -> int:
+        """How many training images are held out for validation."""
+        return len(self.val_pool)
+
+    def _draw_local(self, n: int, gen: torch.Generator, size: int, sets: SetRanges | None) -> torch.Tensor:
+        if sets is not None:
+            return draw_from_sets(sets, n, gen)
+        return draw_pairs(size, n, self.task.n_sources, gen)
+
     def _draw(self, n: int, gen: torch.Generator) -> torch.Tensor:
-        if self.sets is not None:
-            return draw_from_sets(self.sets, n, gen)
-        return draw_pairs(len(self.images), n, self.task.n_sources, gen)
+        """Indices into ``images`` of ``n`` training mixtures, from the images not held out."""
+        return self.train_pool[self._draw_local(n, gen, len(self.train_pool), self.train_sets_local)]
 
     def epoch(self, batch_size: int) -> Iterator[Batch]:
         """One pass over ``n_mixtures`` mixtures (fresh pairs, or the fixed ones), in batches of ``batch_size``."""
@@ -153,6 +179,36 @@ class TrainingData:
         for start in range(0, self.n_mixtures, batch_size):
             yield mix(self.images, pairs[start:start + batch_size], self.weights, self.task.downsample,
                       self.task.sigma, self._gen, self.superpose, **self.forward)
+
+
+VALIDATION_SHARE = 1 / 12  #: of a dataset's training images, held out for validation (MNIST: 5,000 of 60,000)
+
+
+def validation_split(n_images: int, sets: SetRanges | None, n_sources: int, device: torch.device
+                     ) -> tuple[torch.Tensor, SetRanges | None, torch.Tensor, SetRanges | None]:
+    """The fixed split of ``n_images`` training images (laid end to end as ``sets``, or one set) into the images
+    that training mixtures draw from and the ones held out for validation: ``(train_pool, train_sets,
+    val_pool, val_sets)``, each pool the indices into the images, each ``sets`` the per-source ranges into its
+    pool (None: one set). Seeded by the sizes alone: every method, seed and σ of a dataset shares the split."""
+    ranges = sets if sets is not None else ((0, n_images),)
+    distinct = list(dict.fromkeys(ranges))
+    train_parts, val_parts, train_at, val_at = [], [], {}, {}
+    train_offset = val_offset = 0
+    for offset, count in distinct:
+        held = max(n_sources + 1, round(count * VALIDATION_SHARE))
+        if count - held < n_sources + 1:
+            raise ValueError(f"{count} training images are too few to hold {held} out for validation "
+                             f"(at least {2 * (n_sources + 1)} are needed)")
+        gen = _generator(torch.device("cpu"), stable_seed("validation-images", count))
+        order = (torch.randperm(count, generator=gen) + offset).to(device)
+        val_parts.append(order[:held].sort().values)
+        train_parts.append(order[held:].sort().values)
+        val_at[(offset, count)], train_at[(offset, count)] = (val_offset, held), (train_offset, count - held)
+        val_offset, train_offset = val_offset + held, train_offset + count - held
+    train_pool, val_pool = torch.cat(train_parts), torch.cat(val_parts)
+    if sets is None:
+        return train_pool, None, val_pool, None
+    return (train_pool, tuple(train_at[r] for r in sets), val_pool, tuple(val_at[r] for r in sets))
 
 
 def fixed_test_pairs(n_images: int, n_mixtures: int, n_sources: int, dataset_key: str,

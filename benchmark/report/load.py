@@ -49,11 +49,15 @@ class RunData:
     def test_key(self, cell_id: str) -> str:
         """Names the cell's test mixtures: its test sources and the forward model that mixed them (weights,
         pooling, superposition, blur, noise model, σ): cells with equal keys were scored on the same observations,
-        so only they are paired mixture by mixture (two runs may give one scenario name different models)."""
+        so only they are paired mixture by mixture (two runs may give one scenario name different models). A cell
+        that records the digest of its test mixtures (``test_fingerprint``) adds it: only cells scored on
+        byte-identical mixtures then pair, and an older cell without one never pairs with a newer cell."""
         config = self.meta[cell_id]["config"]
         forward = {k: v for k, v in config["scenario"].items() if k not in ("name", "sigma", "sigmas")}
         recipe = json.dumps({"forward": forward, "sigma": config["sigma"]}, sort_keys=True, default=str)
-        return f"{self.sources_key(cell_id)}|{hashlib.sha256(recipe.encode()).hexdigest()[:12]}"
+        key = f"{self.sources_key(cell_id)}|{hashlib.sha256(recipe.encode()).hexdigest()[:12]}"
+        printed = self.meta[cell_id].get("test_fingerprint")  # the mixtures' own digest, where the cell has one
+        return f"{key}|{printed}" if printed else key
 
     def ceiling_key(self, cell_id: str) -> str:
         """The test sources and their number per mixture: what the ground truth's recognisability depends on."""

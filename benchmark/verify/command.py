@@ -96,6 +96,19 @@ def _provenance_line(committed: Committed, cell: Cell, notes: list[str]) -> str:
             + "; ".join(differs))
 
 
+def _test_set_line(committed: Committed, rerun: dict[str, Any], failed: list[str]) -> str:
+    """Whether the rerun was scored on the very test mixtures of the committed cell (their fingerprints); a
+    difference fails the cell, whatever its scores."""
+    old, new = committed.record.get("test_fingerprint"), rerun.get("test_fingerprint")
+    if not old:
+        return "  test mixtures: the committed cell records no fingerprint of them (a cell of an older sepbench)"
+    if old != new:
+        failed.append("test mixtures")
+        return (f"  FAIL {committed.cell_id} {committed.describe()}: the rerun's test mixtures differ from the "
+                f"committed ones (fingerprint {new}, committed {old})")
+    return f"  test mixtures: identical to the committed ones (fingerprint {old})"
+
+
 def verify_run(run: str | Path, *, count: int | None = None, named: tuple[str, ...] = (), seed: int = 0,
                executor: str = "local", data_dir: str | Path | None = None,
                overrides: dict[str, float] | None = None, out: TextIO | None = None,
@@ -141,6 +154,7 @@ def verify_run(run: str | Path, *, count: int | None = None, named: tuple[str, .
                 continue
             committed_rows = pd.read_parquet(store.cells / f"{committed.cell_id}.parquet")
             lines, failed = compare(committed, committed_rows, rows, tolerances[committed.cell_id])
+            lines.insert(0, _test_set_line(committed, meta, failed))
             for line in lines:
                 say(line)
             if failed:

@@ -271,3 +271,10 @@ def test_cells_are_paired_only_on_the_same_observations():
     assert len({keys[c] for c in ("a", "weights", "blur", "sigma", "paper")}) == 5
     assert run.ceiling_key("a") == run.ceiling_key("weights") == run.ceiling_key("sigma")
     assert run.ceiling_key("a") != run.ceiling_key("paper")
+    # a cell that records its test mixtures' digest pairs only with cells of the same digest
+    digests = RunData("r", None, {}, pd.DataFrame(), {
+        "new": {**config(base), "test_fingerprint": "aaaa"}, "same": {**config(base), "test_fingerprint": "aaaa"},
+        "other": {**config(base), "test_fingerprint": "bbbb"}, "old": config(base)})
+    printed = {c: digests.test_key(c) for c in digests.meta}
+    assert printed["new"] == printed["same"] and printed["old"] == keys["a"]
+    assert len({printed["new"], printed["other"], printed["old"]}) == 3

@@ -71,6 +71,7 @@ def test_verify_passes_a_trained_and_an_untrained_cell_and_leaves_the_run_alone(
         for metric in ("mse", "psnr", "ssim", "recognised"):
             assert f"  ok   {ids[label]} {label} · single · σ=0.01 · seed 0 {metric}: committed " in out
     assert out.count("code and versions: as committed") == 2
+    assert out.count("  test mixtures: identical to the committed ones (fingerprint ") == 2
     assert "mse 1e-09 relative" in out and "mse 1 % relative, psnr 0.05 dB absolute, ssim 0.005 absolute" in out
     assert "FAIL" not in out
     assert out.strip().endswith("verify: all 2 cell(s) reproduce within tolerance")
@@ -79,6 +80,9 @@ def test_verify_passes_a_trained_and_an_untrained_cell_and_leaves_the_run_alone(
         assert f"started {label} · single · σ=0.01 · seed 0" in result.stderr
         assert f"] {label} · single · σ=0.01 · seed 0: MSE " in result.stderr
     assert snapshot(run) == before  # the run directory is only read
+    trained = json.loads((run / "cells" / f"{ids['fcsae']}.json").read_text())
+    assert trained["validation"]["images"] == round(GRID["dataset"]["train_size"] / 12)  # held out of training
+    assert "validation" not in json.loads((run / "cells" / f"{ids['average']}.json").read_text())
 
 
 def test_verify_reruns_on_a_private_ray_and_leaves_nothing_behind(tiny_run, tmp_path):
@@ -135,6 +139,21 @@ def test_an_untrained_cell_must_reproduce_exactly_and_changed_code_is_said(run_c
     assert f"  FAIL {ids['average']} average · single · σ=0.01 · seed 0 ssim: " in result.stdout
     assert "(tolerance 1e-09 relative)" in result.stdout
     assert result.stdout.strip().endswith(f"{ids['average']} average · single · σ=0.01 · seed 0: ssim")
+
+
+def test_a_rerun_scored_on_other_test_mixtures_fails_whatever_its_scores(run_copy, tmp_path):
+    run, ids = run_copy
+    meta_path = run / "cells" / f"{ids['average']}.json"
+    record = json.loads(meta_path.read_text())
+    assert len(record["test_fingerprint"]) == 16
+    record["test_fingerprint"] = "0" * 16  # as if the committed cell had been scored on other mixtures
+    meta_path.write_text(json.dumps(record))
+    result = bench_here("verify", str(run), "--cell", ids["average"], cwd=tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    where = f"{ids['average']} average · single · σ=0.01 · seed 0"
+    assert f"  FAIL {where}: the rerun's test mixtures differ from the committed ones (fingerprint " in result.stdout
+    assert f"  ok   {where} mse: committed " in result.stdout  # its scores agree: the test set alone fails it
+    assert result.stdout.strip().endswith(f"{where}: test mixtures")
 
 
 def test_a_record_whose_configuration_was_edited_is_said_and_fails(run_copy, tmp_path):

@@ -112,7 +112,8 @@ def test_default_forward_model_draws_what_it_always_drew(mnist_images):
         test = make_test_set(mnist_images.test[:10000], Task(scenarios[name], 2, sigma), 500, "mnist:60000:10000")
         assert _digest(test.y, test.x) == digest
     data = TrainingData(mnist_images.train[:2000], Task(scenarios["dual"], 2, 0.1), 128, 0)
-    assert _digest(next(data.epoch(64)).y, data.validation.y) == "9b69403345487ac6"
+    # training and validation mixtures: pinned again when validation images were held out (the test set is not)
+    assert _digest(next(data.epoch(64)).y, data.validation.y) == "c167fa389a97f88a"
 
 
 def test_new_models_are_seeded_and_reproducible(mnist_images):
