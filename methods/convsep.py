@@ -151,7 +151,8 @@ class ConvSep(TorchMethod):
         "residual": Param(False, bool, help="ẑ's logits start from the upsampled y (false: the paper's)"),
         "prior": Param(False, bool, help="separator logits start from the even split (false: the paper's)"),
     }
-    resources: ClassVar[Resources] = Resources(cpu=1, gpu=0.5)
+    #: 8 cells per GPU: where the total training rate stopped rising on an H200 (docs/performance.md)
+    resources: ClassVar[Resources] = Resources(cpu=1, gpu=0.125)
     # E, D and the head are sized for it, layer for layer
     requires: ClassVar[Requirements] = Requirements(needs_training=True, observation_shape=(14, 14))
     cpu_mixtures_per_s = 90.0  # one thread, batch 64, fp32 (sepbench.perf.rates, at the reference speed)

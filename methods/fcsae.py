@@ -8,7 +8,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from sepbench.api import SERVED_SOURCES, Param, Requirements, register_method
+from sepbench.api import SERVED_SOURCES, Param, Requirements, Resources, register_method
 from sepbench.methods.losses import LOSS_MODES
 from sepbench.methods.torch_method import TorchMethod
 
@@ -37,6 +37,8 @@ class FCSAE(TorchMethod):
     """The fully connected baseline of the paper's reference [8]; large, but a strong learned baseline."""
 
     requires: ClassVar[Requirements] = Requirements(needs_training=True, n_sources=SERVED_SOURCES, color=True)
+    #: 16 cells per GPU: the total training rate still rose at 16 on an H200 (docs/performance.md); one CPU each
+    resources: ClassVar[Resources] = Resources(cpu=1, gpu=0.0625)
 
     parameters: ClassVar[dict[str, Param]] = {
         "loss": Param("fixed", str, choices=LOSS_MODES, help="fixed-order targets or permutation-invariant"),

@@ -113,6 +113,7 @@ class LiGT(TorchMethod):
         "dropout": Param(0.1, float, help="dropout inside the transformer layers (training only)"),
         "prior": Param(False, bool, help="add the even-split logit before the sigmoid (false: the paper's)"),
     }
+    #: 2 cells per GPU: where the total training rate stopped rising on an H200 (docs/performance.md)
     resources: ClassVar[Resources] = Resources(cpu=1, gpu=0.5)
     # the compressor and expander are sized for it, layer for layer
     requires: ClassVar[Requirements] = Requirements(needs_training=True, observation_shape=(14, 14))

@@ -95,7 +95,8 @@ class Patchformer(ScheduledTorchMethod):
         "dropout": Param(0.0, float, help="dropout inside the transformer layers (training only)"),
         **SCHEDULE_PARAMS,
     }
-    resources: ClassVar[Resources] = Resources(cpu=1, gpu=0.5)
+    #: 8 cells per GPU: where the total training rate stopped rising on an H200 (docs/performance.md)
+    resources: ClassVar[Resources] = Resources(cpu=1, gpu=0.125)
     cpu_mixtures_per_s = 22.0  # one thread, batch 64, fp32, defaults (sepbench.perf.rates, at the reference speed)
     cpu_bf16_speedup = 1.35
 

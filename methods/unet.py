@@ -120,7 +120,8 @@ class UNetSeparator(ScheduledTorchMethod):
         "blocks": Param(2, int, positive=True, help="residual blocks at the coarsest resolution"),
         **SCHEDULE_PARAMS,
     }
-    resources: ClassVar[Resources] = Resources(cpu=1, gpu=0.5)
+    #: 4 cells per GPU: where the total training rate stopped rising on an H200 (docs/performance.md)
+    resources: ClassVar[Resources] = Resources(cpu=1, gpu=0.25)
     cpu_mixtures_per_s = 17.0  # one thread, batch 64, fp32, width 48 (sepbench.perf.rates, at the reference speed)
     cpu_bf16_speedup = 1.35
     channels_last = True

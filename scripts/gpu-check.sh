@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole GPU check as one command: scripts/gpu-check.sh OUTDIR
 #
-# Writes OUTDIR/summary.md and the raw numbers (results.json, *.csv, cuda-tests.xml, log.txt); under 8 minutes
+# Writes OUTDIR/summary.md and the raw numbers (results.json, *.csv, cuda-tests.xml, log.txt); under 9 minutes
 # on one H200. Without CUDA it runs its CPU part (tiny sizes) and the summary names every GPU item it skipped.
 # Needs python with torch, pandas, pyarrow, scikit-image, scikit-learn, click, pyyaml, pytest; not Ray, not pip
 # install: sepbench is imported from this checkout through a temporary package of symlinks.

@@ -28,8 +28,8 @@ def shares(plan) -> dict[str, set[Resources]]:
     ({"gpu": 1}, Resources(cpu=1, gpu=1.0)),
     ({"gpu": 2, "cpu": 4}, Resources(cpu=4, gpu=2.0)),
     ({"gpu": 0}, Resources(cpu=1, gpu=0.0)),  # whole number 0: this entry's cells stay off GPUs
-    ({"cpu": 2}, Resources(cpu=2, gpu=0.5)),  # fcsae declares gpu 0.5
-    ({}, Resources(cpu=1, gpu=0.5)),
+    ({"cpu": 2}, Resources(cpu=2, gpu=0.0625)),  # fcsae declares gpu 1/16 (measured on an H200)
+    ({}, Resources(cpu=1, gpu=0.0625)),
 ])
 def test_an_entrys_resources_override_the_methods(resources, expected):
     grid = parse_grid({**TINY_GRID, "methods": ["average", {**FCSAE, "resources": resources}]}, "g.yaml")
