@@ -6,7 +6,6 @@ The result travels back to the driver as plain data (a DataFrame, dicts, arrays)
 from __future__ import annotations
 
 import copy
-import hashlib
 import logging
 import os
 import platform
@@ -23,7 +22,7 @@ import torch
 
 from sepbench.api import FitContext, TrainBudget
 from sepbench.cell_guards import nonfinite_reason
-from sepbench.datasets.mixtures import Batch, TrainingData, make_test_set
+from sepbench.datasets.mixtures import TrainingData, make_test_set, recipe_fingerprint
 from sepbench.devices import Placement, place
 from sepbench.metrics import score, ssim_fast
 from sepbench.paper_protocol import paper_protocol
@@ -35,7 +34,7 @@ from sepbench.source_sets import cell_images
 from sepbench.sources import load_sources
 
 N_EXAMPLES = 5  # the first test mixtures, kept per cell for example figures
-__all__ = ["CellResult", "load_sources", "run_cell", "score_sources", "test_fingerprint"]
+__all__ = ["CellResult", "load_sources", "run_cell", "score_sources"]
 
 
 @dataclass
@@ -64,17 +63,6 @@ def score_sources(estimates: torch.Tensor, sources: torch.Tensor, fixed: bool = 
     return score(estimates.reshape(n, s, c * h, w), sources.reshape(n, s, c * h, w), ssim=per_channel, fixed=fixed)
 
 
-def test_fingerprint(test: Batch) -> str:
-    """A digest of the test mixtures a cell was scored on (observations and sources, their shapes and bytes): two
-    cells with equal digests saw the same test set, whatever their configs say."""
-    digest = hashlib.sha256()
-    for tensor in (test.y, test.x):
-        array = np.ascontiguousarray(tensor.detach().cpu().float().numpy())
-        digest.update(repr(array.shape).encode())
-        digest.update(array.tobytes())
-    return digest.hexdigest()[:16]
-
-
 def run_cell(cell: Cell, data_dir: str | Path | None = None, device: torch.device | None = None,
              progress: Callable[[dict[str, Any]], None] | None = None,
              gpu_ids: Sequence[int | str] | None = None) -> CellResult:
@@ -98,7 +86,8 @@ def run_cell(cell: Cell, data_dir: str | Path | None = None, device: torch.devic
                              f"the ones the cell names ({cell.data})")
         task = cell.task
         test = make_test_set(images.test, task, cell.test_mixtures, images.key, cell.test_pairs, images.test_sets)
-        meta["test_fingerprint"] = test_fingerprint(test)
+        meta["test_fingerprint"] = recipe_fingerprint(images.fingerprint, len(images.test), task, cell.test_mixtures,
+                                                        images.key, cell.test_pairs, images.test_sets)
         import_plugins(cell.plugins)
         meta["origin"] = method_origin(cell.method)
         meta["provenance"] = provenance(get_method(cell.method), images.fingerprint, device.type)

@@ -224,6 +224,21 @@ def fixed_test_pairs(n_images: int, n_mixtures: int, n_sources: int, dataset_key
     return draw_pairs(n_images, n_mixtures, n_sources, gen)
 
 
+def recipe_fingerprint(images_fingerprint: str, n_images: int, task: Task, n_mixtures: int, dataset_key: str,
+                         pairs: str = "random", sets: SetRanges | None = None) -> str:
+    """A digest of the recipe of the fixed test mixtures :func:`make_test_set` makes: the source images (their
+    fingerprint and the ids of those each mixture takes), the pairing, the forward model, σ and the noise seed.
+    Exact across machines, where the mixtures' floats may differ by an ulp between CPUs; two cells with equal
+    digests were scored on the same test set."""
+    indices = fixed_test_pairs(n_images, n_mixtures, task.n_sources, dataset_key, pairs, sets)
+    recipe = {"images": images_fingerprint, "n_images": n_images, "dataset_key": dataset_key, "pairs": pairs,
+              "sets": sets, "ids": hashlib.sha256(indices.to(torch.int64).numpy().tobytes()).hexdigest(),
+              "weights": task.weights, "downsample": task.downsample, "sigma": task.sigma,
+              "shape": [task.channels, *task.source_shape], "forward": forward_options(task),
+              "noise_seed": stable_seed("test-noise", dataset_key, task.weights, task.downsample, task.sigma)}
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 def make_test_set(images: torch.Tensor, task: Task, n_mixtures: int, dataset_key: str, pairs: str = "random",
                   sets: SetRanges | None = None) -> Batch:
     """The fixed test mixtures of (dataset, scenario, σ): built on the CPU, the same for every method and seed.
