@@ -24,7 +24,7 @@ from sepbench.api import FitContext, TrainBudget
 from sepbench.cell_guards import nonfinite_reason
 from sepbench.datasets.mixtures import TrainingData, make_test_set, recipe_fingerprint
 from sepbench.devices import Placement, place
-from sepbench.metrics import score, ssim_fast
+from sepbench.metrics import score, ssim_fast, ssim_gaussian
 from sepbench.paper_protocol import paper_protocol
 from sepbench.plan import Cell
 from sepbench.provenance import provenance
@@ -57,10 +57,12 @@ def score_sources(estimates: torch.Tensor, sources: torch.Tensor, fixed: bool = 
         return score(estimates, sources, fixed=fixed)
     n, s, c, h, w = sources.shape
 
-    def per_channel(est: np.ndarray, ref: np.ndarray) -> np.ndarray:  # (M, C·H, W) → mean of the C channels' SSIM
-        return ssim_fast(est.reshape(-1, h, w), ref.reshape(-1, h, w)).reshape(-1, c).mean(axis=1)
+    def per_channel(ssim: Callable[[np.ndarray, np.ndarray], np.ndarray]
+                    ) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:  # (M, C·H, W) → mean of the C channels'
+        return lambda est, ref: ssim(est.reshape(-1, h, w), ref.reshape(-1, h, w)).reshape(-1, c).mean(axis=1)
 
-    return score(estimates.reshape(n, s, c * h, w), sources.reshape(n, s, c * h, w), ssim=per_channel, fixed=fixed)
+    return score(estimates.reshape(n, s, c * h, w), sources.reshape(n, s, c * h, w), ssim=per_channel(ssim_fast),
+                 fixed=fixed, ssim_gauss=per_channel(ssim_gaussian))
 
 
 def run_cell(cell: Cell, data_dir: str | Path | None = None, device: torch.device | None = None,

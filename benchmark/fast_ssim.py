@@ -144,3 +144,48 @@ def ssim_batch(a: torch.Tensor, b: torch.Tensor, *, data_range: float = 1.0, win
             stop = min(start + step, n)
             out[start:stop] = _ssim_block(a[start:stop], b[start:stop], float(data_range), win_size)
     return out
+
+
+GAUSSIAN_SIGMA = 1.5  # Wang et al. (2004): an 11 × 11 circular-symmetric Gaussian window of σ = 1.5 px
+GAUSSIAN_TRUNCATE = 3.5  # scikit-image's: the window's radius is int(3.5 · 1.5 + 0.5) = 5 px
+
+
+def gaussian_window(sigma: float = GAUSSIAN_SIGMA, truncate: float = GAUSSIAN_TRUNCATE) -> torch.Tensor:
+    """The normalised 1-D Gaussian taps scikit-image's ``gaussian_weights=True`` filters with (scipy's
+    ``gaussian_filter`` kernel, radius ``int(truncate·sigma + 0.5)``), float64."""
+    radius = int(truncate * sigma + 0.5)
+    x = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    taps = torch.exp(-0.5 * (x / sigma) ** 2)
+    return taps / taps.sum()
+
+
+def ssim_gaussian_batch(a: torch.Tensor, b: torch.Tensor, *, data_range: float = 1.0,
+                        sigma: float = GAUSSIAN_SIGMA, chunk: int = 1024) -> torch.Tensor:
+    """(N, H, W) × (N, H, W) → (N,) SSIM with the Gaussian window of Wang et al., as scikit-image computes
+    ``structural_similarity(x, y, data_range=1, gaussian_weights=True, sigma=1.5, use_sample_covariance=False)``.
+
+    Weighted means and (population) variances over an 11 × 11 Gaussian window; as with the box window, the
+    mean is taken over the pixels whose whole window lies inside the image (scikit-image's crop), so the
+    border mode never enters. Float64 throughout; images smaller than the window give NaN (scikit-image
+    refuses them)."""
+    _validate(a, b, data_range, 3, chunk)
+    n, height, width = a.shape
+    taps = gaussian_window(sigma).to(a.device)
+    size = len(taps)
+    out = torch.full((n,), float("nan"), dtype=torch.float64, device=a.device)
+    if height < size or width < size:
+        return out
+    c1, c2 = (K1 * data_range) ** 2, (K2 * data_range) ** 2
+    rows, cols = taps.view(1, 1, size, 1), taps.view(1, 1, 1, size)
+    with torch.no_grad():
+        for start in range(0, n, chunk):
+            x = a[start:start + chunk].to(torch.float64)
+            y = b[start:start + chunk].to(torch.float64)
+            m = len(x)
+            maps = torch.stack([x, y, x * x, y * y, x * y], dim=1).reshape(m * 5, 1, height, width)
+            smooth = torch.nn.functional.conv2d(torch.nn.functional.conv2d(maps, rows), cols)
+            ux, uy, uxx, uyy, uxy = smooth.view(m, 5, *smooth.shape[-2:]).unbind(1)
+            vx, vy, vxy = uxx - ux * ux, uyy - uy * uy, uxy - ux * uy
+            s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
+            out[start:start + m] = s.reshape(m, -1).mean(dim=1)
+    return out

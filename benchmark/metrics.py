@@ -8,6 +8,11 @@ SciPy's Hungarian algorithm beyond).
 SSIM is computed by the batched torch implementation :func:`sepbench.fast_ssim.ssim_batch` (tests hold it to
 scikit-image within 1e-5 on random and real digits; it is far faster); scikit-image stays the reference and
 can be asked for with ``score(..., ssim=ssim_skimage)``.
+
+``ssim_gauss`` is the other convention: SSIM with the 11 × 11 Gaussian window (σ = 1.5) of Wang et al. and
+population variances, as ``structural_similarity(data_range=1, gaussian_weights=True, sigma=1.5,
+use_sample_covariance=False)`` computes it (:func:`sepbench.fast_ssim.ssim_gaussian_batch`, equal to it within
+1e-15), on the same assignment; NaN for images smaller than 11 × 11.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import torch
 from skimage.metrics import structural_similarity
 
 from sepbench import pit
-from sepbench.fast_ssim import ssim_batch
+from sepbench.fast_ssim import ssim_batch, ssim_gaussian_batch
 
 FIXED_COLUMNS = ("mse_fixed", "psnr_fixed", "ssim_fixed")  # output s against source s (scenarios with `sources:`)
 MSE_FLOOR = 1e-10  # PSNR of a perfect estimate is capped at 100 dB instead of infinity
@@ -45,9 +50,17 @@ def ssim_fast(est: np.ndarray, ref: np.ndarray) -> np.ndarray:
     return ssim_batch(torch.from_numpy(est), torch.from_numpy(ref)).numpy()
 
 
+def ssim_gaussian(est: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """SSIM with the Gaussian window of Wang et al. of each image pair ``(N, H, W)`` (scikit-image's
+    ``gaussian_weights=True, sigma=1.5, use_sample_covariance=False``)."""
+    return ssim_gaussian_batch(torch.from_numpy(est), torch.from_numpy(ref)).numpy()
+
+
 def score(est: torch.Tensor, ref: torch.Tensor,
-          ssim: Callable[[np.ndarray, np.ndarray], np.ndarray] = ssim_fast, fixed: bool = False) -> pd.DataFrame:
-    """Long-format scores: one row per (mixture, source) with mse, psnr, ssim and perm (the output used).
+          ssim: Callable[[np.ndarray, np.ndarray], np.ndarray] = ssim_fast, fixed: bool = False,
+          ssim_gauss: Callable[[np.ndarray, np.ndarray], np.ndarray] = ssim_gaussian) -> pd.DataFrame:
+    """Long-format scores: one row per (mixture, source) with mse, psnr, ssim, ssim_gauss and perm (the output
+    used).
 
     ``ssim`` maps two float64 arrays ``(M, H, W)`` to ``(M,)``: :func:`ssim_fast` or the reference
     :func:`ssim_skimage`. ``fixed``: also ``mse_fixed``, ``psnr_fixed``, ``ssim_fixed``, output s scored against
@@ -72,6 +85,7 @@ def score(est: torch.Tensor, ref: torch.Tensor,
         "mse": mse_np,
         "psnr": -10.0 * np.log10(np.maximum(mse_np, MSE_FLOOR)),
         "ssim": ssim_np,
+        "ssim_gauss": ssim_gauss(est_np, ref_np),
         "perm": perm.numpy().ravel(),
     })
     if fixed:

@@ -10,7 +10,7 @@ import pytest
 import torch
 from skimage.metrics import structural_similarity
 
-from sepbench.fast_ssim import ssim_batch
+from sepbench.fast_ssim import ssim_batch, ssim_gaussian_batch
 
 TOL = 1e-5
 
@@ -166,3 +166,37 @@ def test_bad_shapes_raise_value_error(shape_a, shape_b):
 def test_bad_parameters_raise_value_error(kwargs):
     with pytest.raises(ValueError):
         ssim_batch(torch.zeros(2, 28, 28), torch.zeros(2, 28, 28), **kwargs)
+
+
+# --- the Gaussian window of Wang et al. (the other convention) ----------------------------------------------------
+
+GAUSS = {"gaussian_weights": True, "sigma": 1.5, "use_sample_covariance": False}
+
+
+@pytest.mark.parametrize("shape", [(12, 28, 28), (5, 11, 11), (4, 13, 40), (3, 32, 32)])
+def test_the_gaussian_window_matches_skimage(shape):
+    rng = np.random.default_rng(sum(shape))
+    a = rng.random(shape)
+    b = np.clip(a + 0.3 * rng.standard_normal(shape), 0, 1)
+    got = ssim_gaussian_batch(torch.from_numpy(a), torch.from_numpy(b))
+    assert np.abs(got.numpy() - _skimage(a, b, **GAUSS)).max() < 1e-12
+    assert np.abs(got.numpy() - _skimage(a, b)).max() > 1e-3  # a convention of its own, not the box window's
+    halves = torch.cat([ssim_gaussian_batch(torch.from_numpy(a[:2]), torch.from_numpy(b[:2]), chunk=1),
+                        ssim_gaussian_batch(torch.from_numpy(a[2:]).float(), torch.from_numpy(b[2:]).float())])
+    assert np.abs(halves.numpy() - got.numpy()).max() < 1e-6  # chunks and float32 inputs (rounded once)
+
+
+def test_the_gaussian_window_on_real_digits_and_in_the_scores():
+    from sepbench.datasets.mnist import load_mnist
+    from sepbench.metrics import score
+
+    clean = load_mnist().test[:64, 0].double().numpy()
+    noisy = np.clip(clean + 0.1 * np.random.default_rng(0).standard_normal(clean.shape), 0, 1)
+    got = ssim_gaussian_batch(torch.from_numpy(noisy), torch.from_numpy(clean)).numpy()
+    assert np.abs(got - _skimage(noisy, clean, **GAUSS)).max() < 1e-12
+    rows = score(torch.from_numpy(noisy).view(32, 2, 28, 28), torch.from_numpy(clean).view(32, 2, 28, 28))
+    assert np.abs(rows["ssim_gauss"].to_numpy() - _skimage(noisy, clean, **GAUSS)).max() < 1e-12  # identity kept
+
+
+def test_images_smaller_than_the_gaussian_window_score_nan():
+    assert torch.isnan(ssim_gaussian_batch(torch.rand(3, 10, 28), torch.rand(3, 10, 28))).all()
