@@ -140,6 +140,15 @@ class TrainingData:
     def __len__(self) -> int:
         return self.n_mixtures
 
+    def rng_state(self) -> torch.Tensor:
+        """The state of the generator that draws the training pairs and noise (a CPU byte tensor): with
+        :meth:`set_rng_state`, what a training checkpoint keeps so that a resumed run draws the same epochs."""
+        return self._gen.get_state()
+
+    def set_rng_state(self, state: torch.Tensor) -> None:
+        """Restore a state :meth:`rng_state` returned (for data built on the same device from the same seed)."""
+        self._gen.set_state(state.cpu())
+
     def _draw(self, n: int, gen: torch.Generator) -> torch.Tensor:
         if self.sets is not None:
             return draw_from_sets(self.sets, n, gen)
