@@ -24,9 +24,10 @@ from sepbench.store import RunStore, foreign_dir_problem
 from tests.conftest import TINY_GRID, bench
 
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # the same threads in every run: the same numbers
+# about 0.1 s an epoch on an idle core: the run is killed at its first checkpoint, long before its last epoch
 GRID = {"scenarios": {"single": {"weights": [[1, 1]], "downsample": 2}}, "noise": [0.1],
-        "train": {"mixtures": 600, "epochs": 4, "batch_size": 32, "lr": 1.0e-3},
-        "methods": [{"method": "fcsae", "params": {"hidden": 64}}]}
+        "train": {"mixtures": 1000, "epochs": 30, "batch_size": 32, "lr": 1.0e-3},
+        "methods": [{"method": "fcsae", "params": {"hidden": 128}}]}
 
 
 def _record(run: Path) -> dict:
@@ -41,26 +42,17 @@ def _wait_for_checkpoint(run: Path, proc: subprocess.Popen, timeout: float = 120
         if found:
             return found[0]
         assert proc.poll() is None, f"the run ended (exit {proc.returncode}) before writing a checkpoint"
-        time.sleep(0.05)
+        time.sleep(0.02)
     raise AssertionError("no checkpoint was written")
 
 
-@pytest.mark.slow
-def test_a_killed_run_resumes_its_cell_from_the_checkpoint_and_scores_as_an_uninterrupted_one(
-        tmp_path: Path, write_grid) -> None:
-    grid = write_grid(GRID)
-    env = {**os.environ, **ONE_THREAD}
-    whole = bench("run", "--grid", str(grid), "--executor", "local", "--out", str(tmp_path / "whole"),
-                  cwd=tmp_path, env=ONE_THREAD)
-    assert whole.returncode == 0, whole.stderr
-    assert not (tmp_path / "whole" / "checkpoints").exists()  # all cells done: nothing left behind
-    assert "resumed_from_epoch" not in _record(tmp_path / "whole")
-
-    run = tmp_path / "run"
-    with open(tmp_path / "killed.log", "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "sepbench.cli", "run", "--grid", str(grid), "--executor",
-                                 "local", "--out", str(run)], cwd=tmp_path, env=env, stdout=log,
-                                stderr=subprocess.STDOUT)
+def _killed_and_rerun(tmp_path: Path, grid: Path, name: str, *options: str) -> Path:
+    """A run killed (SIGKILL) as soon as its cell has written a checkpoint, then run again to the end."""
+    run = tmp_path / name
+    args = ["run", "--grid", str(grid), "--executor", "local", "--out", str(run), *options]
+    with open(tmp_path / f"{name}.log", "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "sepbench.cli", *args], cwd=tmp_path,
+                                env={**os.environ, **ONE_THREAD}, stdout=log, stderr=subprocess.STDOUT)
     try:
         checkpoint = _wait_for_checkpoint(run, proc)
         os.kill(proc.pid, signal.SIGKILL)  # as a lost machine or the OOM killer: no chance to clean up
@@ -70,16 +62,33 @@ def test_a_killed_run_resumes_its_cell_from_the_checkpoint_and_scores_as_an_unin
             proc.kill()
             proc.wait()
     assert checkpoint.is_file() and not list((run / "cells").glob("*.json"))
-    rerun = bench("run", "--grid", str(grid), "--executor", "local", "--out", str(run), cwd=tmp_path, env=ONE_THREAD)
+    rerun = bench(*args, cwd=tmp_path, env=ONE_THREAD)
     assert rerun.returncode == 0, rerun.stderr
     assert "resumed from epoch" in rerun.stderr
-    record, reference = _record(run), _record(tmp_path / "whole")
-    assert 1 <= record["resumed_from_epoch"] <= GRID["train"]["epochs"]
-    assert record["mse"] == reference["mse"]
-    assert [h["val_loss"] for h in record["history"]] == [h["val_loss"] for h in reference["history"]]
-    rows, reference_rows = (pd.read_parquet(next((r / "cells").glob("*.parquet"))) for r in (run, tmp_path / "whole"))
-    assert rows["mse"].tolist() == reference_rows["mse"].tolist()
-    assert not (run / "checkpoints").exists()  # deleted once the cell was recorded, the empty folder too
+    return run
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_its_cell_from_the_checkpoint_and_scores_as_an_uninterrupted_one(
+        tmp_path: Path, write_grid) -> None:
+    grid = write_grid(GRID)
+    whole = bench("run", "--grid", str(grid), "--executor", "local", "--out", str(tmp_path / "whole"),
+                  cwd=tmp_path, env=ONE_THREAD)
+    assert whole.returncode == 0, whole.stderr
+    assert not (tmp_path / "whole" / "checkpoints").exists()  # all cells done: nothing left behind
+    reference = _record(tmp_path / "whole")
+    assert "resumed_from_epoch" not in reference
+    reference_rows = pd.read_parquet(next((tmp_path / "whole" / "cells").glob("*.parquet")))
+    # in the driver's process, and in the child process that runs a cell with a time limit
+    for run in (_killed_and_rerun(tmp_path, grid, "run"),
+                _killed_and_rerun(tmp_path, grid, "limited", "--cell-timeout", "600")):
+        record = _record(run)
+        assert 1 <= record["resumed_from_epoch"] < GRID["train"]["epochs"]
+        assert record["mse"] == reference["mse"]
+        assert [h["val_loss"] for h in record["history"]] == [h["val_loss"] for h in reference["history"]]
+        rows = pd.read_parquet(next((run / "cells").glob("*.parquet")))
+        assert rows["mse"].tolist() == reference_rows["mse"].tolist()
+        assert not (run / "checkpoints").exists()  # deleted once the cell was recorded, the empty folder too
     report = bench("report", str(run), cwd=tmp_path)
     assert report.returncode == 0, report.stderr
 
