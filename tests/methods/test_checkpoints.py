@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from sepbench.api import FitContext, TrainBudget
+from sepbench.datasets.mixtures import TrainingData
 from sepbench.methods.losses import separation_loss
 from sepbench.methods.training import adamw_cosine, default_optimiser, train_network
 
@@ -166,3 +167,30 @@ def test_an_unwritable_checkpoint_does_not_stop_training(tmp_path, make_data, si
         _, history = _train(make_data, single_task, _ctx(blocker / "cell.pt"))  # its folder is a file
     assert [r["epoch"] for r in history] == [1, 2, 3]
     assert caplog.text.count("cannot write the checkpoint") == 1  # said once, then no more tries
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_on_cuda_a_resumed_training_ends_as_an_uninterrupted_one(tmp_path, digits, single_task, precision) -> None:
+    """The data's generator on the GPU and the GPU's own random state travel in the checkpoint too."""
+    device = torch.device("cuda", 0)
+
+    def train(ctx: FitContext) -> tuple[nn.Module, list[dict]]:
+        ctx.device = device
+        net = _net().to(device)
+        data = TrainingData(digits.to(device), single_task, 64, 0)  # generated on the GPU, as a cell does
+        return net, train_network(net, data, ctx, _loss, optimiser_factory=adamw_cosine)
+
+    whole_net, whole = train(_ctx(precision=precision))
+    again_net, again = train(_ctx(precision=precision))
+    if not _same_net(whole_net, again_net):
+        pytest.skip("two uninterrupted trainings differ on this GPU (non-deterministic kernels)")
+    path = tmp_path / "cell.pt"
+    with pytest.raises(Interrupted):
+        train(_ctx(path, precision=precision, progress=_interrupt_at_epoch_2))
+    ctx = _ctx(path, precision=precision)
+    net, history = train(ctx)
+    assert ctx.resumed_from_epoch == 1
+    assert _computed(history) == _computed(whole)
+    assert _same_net(net, whole_net)
