@@ -245,7 +245,8 @@ def _restore(state: dict[str, Any], net: nn.Module, optimiser: torch.optim.Optim
         if not (isinstance(history, list) and len(history) == state["epoch"]
                 and all(isinstance(r, dict) for r in history)):
             raise ValueError("its history does not match its epoch")
-        if best is not None and (not isinstance(best, dict) or set(best) != set(net.state_dict())):
+        if best is not None and (not isinstance(best, dict) or set(best) != set(net.state_dict())
+                                 or not all(isinstance(v, torch.Tensor) for v in best.values())):
             raise ValueError("its best weights are not this network's")
         float(state["best_loss"]), float(state["elapsed"])
         if (schedule is None) != (state["schedule"] is None):
