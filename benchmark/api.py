@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
@@ -126,13 +127,25 @@ class TrainBudget:
 
 @dataclass
 class FitContext:
-    """Everything ``fit`` gets besides the data: device, seed, budget, progress and a logger."""
+    """Everything ``fit`` gets besides the data: device, seed, budget, progress and a logger.
+
+    ``checkpoint``: a file where :func:`sepbench.methods.training.train_network` keeps its state after every epoch
+    (written atomically), and from which it resumes an interrupted training when the file holds the same
+    ``checkpoint_key``; None (the default): no checkpoints. A file with another key, or one that cannot be read,
+    is ignored with a warning and training starts at epoch 1. The cell sets both when its run keeps checkpoints
+    (the key: a hash of the cell, its provenance and precision); a method that trains without ``train_network``
+    may ignore them. ``resumed_from_epoch``: set by ``train_network`` to the epoch it resumed after (None: it
+    trained from the start).
+    """
 
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     seed: int = 0
     budget: TrainBudget = field(default_factory=TrainBudget)
     progress: Callable[[dict[str, Any]], None] = lambda info: None
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger("sepbench.method"))
+    checkpoint: Path | None = None
+    checkpoint_key: str = ""
+    resumed_from_epoch: int | None = None
 
 
 class Method:

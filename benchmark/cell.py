@@ -6,6 +6,8 @@ The result travels back to the driver as plain data (a DataFrame, dicts, arrays)
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import logging
 import os
 import platform
@@ -65,13 +67,39 @@ def score_sources(estimates: torch.Tensor, sources: torch.Tensor, fixed: bool = 
                  fixed=fixed, ssim_gauss=per_channel(ssim_gaussian))
 
 
+def checkpoint_key(cell: Cell, origin: dict[str, Any]) -> str:
+    """The key of a cell's training checkpoint: a hash of its id, its provenance (the method's code, versions, data,
+    device kind) and its precision, so that a checkpoint made by other code is never resumed."""
+    precision = cell.budget.precision if cell.budget is not None else None
+    text = json.dumps([cell.id, origin, precision], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def checkpoint_file(folder: str | Path, cell_id: str, logger: logging.Logger) -> Path | None:
+    """``<folder>/<cell id>.pt``, the folder made if need be; None (with a warning) where it cannot be: the cell
+    then trains without checkpoints (a Ray node without the run directory, a read-only file system)."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise PermissionError(f"{folder} is not writable")
+    except OSError as exc:
+        logger.warning("no training checkpoints: cannot use %s (%s)", folder, exc)
+        return None
+    return folder / f"{cell_id}.pt"
+
+
 def run_cell(cell: Cell, data_dir: str | Path | None = None, device: torch.device | None = None,
              progress: Callable[[dict[str, Any]], None] | None = None,
-             gpu_ids: Sequence[int | str] | None = None) -> CellResult:
+             gpu_ids: Sequence[int | str] | None = None, checkpoint_dir: str | Path | None = None) -> CellResult:
     """Run ``cell`` to the end; an exception from the method becomes a failed result, not a crash.
 
     ``device`` forces a device; else the cell runs on the GPU its executor gave it (``gpu_ids``), or on a GPU of
-    this machine if it asks for one, else on the CPU (see :func:`sepbench.devices.place`)."""
+    this machine if it asks for one, else on the CPU (see :func:`sepbench.devices.place`).
+
+    ``checkpoint_dir``: a cell that trains keeps its training checkpoint in ``<checkpoint_dir>/<cell id>.pt``
+    (:attr:`FitContext.checkpoint`) and resumes from it, if it is this cell's (the key: :func:`checkpoint_key`);
+    the record then says ``resumed_from_epoch``. A folder that cannot be made or written: no checkpoints."""
     started = time.time()
     placement = Placement(device) if device is not None else place(cell.resources.gpu, gpu_ids)
     device = placement.device
@@ -101,10 +129,15 @@ def run_cell(cell: Cell, data_dir: str | Path | None = None, device: torch.devic
             meta["validation"] = {"images": data.n_validation_images, "mixtures": len(data.validation.y)}
         ctx = FitContext(device=device, seed=cell.seed, budget=cell.budget or TrainBudget(),
                          progress=progress or (lambda info: None), logger=logger)
+        if checkpoint_dir is not None and cell.budget is not None:
+            ctx.checkpoint = checkpoint_file(checkpoint_dir, cell.id, logger)
+            ctx.checkpoint_key = checkpoint_key(cell, meta["provenance"])
         torch.manual_seed(cell.seed)
         t0 = time.perf_counter()
         method.fit(data, ctx)
         meta["fit_seconds"] = time.perf_counter() - t0
+        if ctx.resumed_from_epoch is not None:
+            meta["resumed_from_epoch"] = ctx.resumed_from_epoch
         t0 = time.perf_counter()
         estimates = method.separate(test.y.to(device, copy=True))  # a copy: test.y is scored and kept below
         if device.type == "cuda":

@@ -163,7 +163,7 @@ def ensure_folders(root: Path) -> list[str]:
 def remove_partial_writes(root: Path) -> int:
     """Delete temp files that a killed atomic write left behind (``.<name>.<random>.part``; ``.tmp`` before)."""
     count = 0
-    for folder in (root, root / "cells", root / "examples", root / "models"):
+    for folder in (root, root / "cells", root / "examples", root / "models", root / "checkpoints"):
         for pattern in (".*.part", ".*.tmp"):
             for path in folder.glob(pattern):
                 if path.is_file():

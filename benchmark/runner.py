@@ -77,13 +77,17 @@ def run_grid(grid: Grid, *, out: str | Path | None = None, executor: str = "ray"
     with store.lock():
         # each dataset loaded (or downloaded) once here: one that cannot be had sets its cells aside, in one line
         plan, missing = set_aside_missing(plan, data_dir)
-        runner = make_executor(executor, data_dir=data_dir, address=address)
+        # a training cell keeps its checkpoint in <run>/checkpoints/ and resumes from it after its last finished
+        # epoch; the driver deletes it once the cell is recorded
+        runner = make_executor(executor, data_dir=data_dir, address=address,
+                               checkpoint_dir=store.checkpoints.absolute())
         remove_partial_writes(store.root)
         previous, manifest_damage = read_previous_manifest(store)
         found = triage(plan, store, keep_stale=keep_stale,
                        device_kind=lambda cell: None if address else place(cell.resources.gpu).device.type,
                        explicit={entry.label: set(entry.params) for entry in grid.methods})
         pending = found.pending
+        store.prune_checkpoints({c.id for c in pending})  # what no cell of this run will resume
         store.write_grid(grid.to_dict())
         started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         manifest: dict[str, Any] = {
@@ -108,6 +112,8 @@ def run_grid(grid: Grid, *, out: str | Path | None = None, executor: str = "ray"
         }
         store.write_manifest(manifest)
         _setup_log(store.root / "run.log")
+        if any(c.budget for c in pending):
+            store.checkpoint_folder()  # made here for the Ray workers that see the run directory (None: no checkpoints)
         # Ray packs one cell per requested CPU (usually 1); the local executor runs one at a time
         parallel = (os.cpu_count() or 1) / max(min((c.resources.cpu for c in pending), default=1), 1) \
             if executor == "ray" else 1
@@ -159,6 +165,7 @@ def run_grid(grid: Grid, *, out: str | Path | None = None, executor: str = "ray"
 
         def record(result: Any) -> None:
             store.write_result(result, grid.name)
+            store.remove_checkpoint(result.cell_id)  # its result is written: a rerun will not train it again
             if observed is not None and result.status == "done" and result.cell_id in reference:
                 method, seconds = reference[result.cell_id]
                 record_speed(observed_path(data_dir), speed_key(at_once), method, seconds,
@@ -181,6 +188,8 @@ def run_grid(grid: Grid, *, out: str | Path | None = None, executor: str = "ray"
                           f"rerun the same command to complete the grid")
             manifest["stopped"] = describe_os_error(exc)
         manifest["ended"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        if status == EXIT_OK:  # every cell recorded: no checkpoint is needed again (an empty folder goes too)
+            store.prune_checkpoints(set())
         try:
             store.write_manifest(manifest)
         except OSError as exc:

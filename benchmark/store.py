@@ -2,6 +2,7 @@
 
     <run>/grid.yaml  manifest.json  run.log  cells/<id>.parquet  cells/<id>.json  examples/<id>.npz
     <run>/models/<id>.safetensors  models/<id>.json   (kept models, when asked for: sepbench.models)
+    <run>/checkpoints/<id>.pt   (a training cell's checkpoint while it runs: deleted once its result is written)
 
 A run writes only into a new or empty directory or an earlier run's (:func:`foreign_dir_problem`): ``--out .``
 beside a user's own grid.yaml must not rewrite it.
@@ -9,6 +10,7 @@ beside a user's own grid.yaml must not rewrite it.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import fnmatch
 import io
@@ -33,8 +35,10 @@ ROW_COLUMNS = ["run", "cell", "method", "label", "scenario", "sigma", "seed", "m
                "mse", "psnr", "ssim", "perm"]
 # written when the cell computes them: sepbench.recognise; the fixed-order score (sepbench.metrics.FIXED_COLUMNS)
 OPTIONAL_COLUMNS = ["recognised", "mse_fixed", "psnr_fixed", "ssim_fixed"]
+CHECKPOINTS_DIR = "checkpoints"  # training checkpoints of the cells that run (sepbench.methods.training)
 LOCK_NAME = ".lock"  # the first thing a run creates in its directory
-BEFORE_MANIFEST = ("grid.yaml", "run.log", "cells", "examples", "models", ".*.part", ".*.tmp")  # a run killed early
+BEFORE_MANIFEST = ("grid.yaml", "run.log", "cells", "examples", "models", "checkpoints", ".*.part",
+                   ".*.tmp")  # a run killed early
 MAX_MANIFEST_BYTES = 256 * 2**20
 
 
@@ -80,6 +84,7 @@ class RunStore:
         self.root = Path(root)
         self.cells = self.root / "cells"
         self.examples = self.root / "examples"
+        self.checkpoints = self.root / CHECKPOINTS_DIR
 
     @contextmanager
     def lock(self) -> Iterator[None]:
@@ -113,6 +118,38 @@ class RunStore:
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
             handle.close()
+
+    def checkpoint_folder(self) -> Path | None:
+        """The folder (absolute) where this run's training cells keep their checkpoints, made if need be; None
+        where it cannot be made (something in its way, no permission): the cells then train without them."""
+        folder = self.checkpoints.absolute()
+        try:
+            folder.mkdir(exist_ok=True)
+        except OSError:
+            return None
+        return folder if folder.is_dir() and not folder.is_symlink() else None
+
+    def remove_checkpoint(self, cell_id: str) -> None:
+        """Delete a cell's training checkpoint (its result is written: it is not needed again); never fails."""
+        if is_cell_id(cell_id):
+            with contextlib.suppress(OSError):
+                (self.checkpoints / f"{cell_id}.pt").unlink(missing_ok=True)
+
+    def prune_checkpoints(self, keep: set[str]) -> int:
+        """Delete the checkpoints of cells not in ``keep`` (finished, or no longer in the grid), and the folder if it
+        is then empty; files not named by a cell id are left alone. Returns how many were deleted."""
+        folder = self.checkpoints
+        if not folder.is_dir() or folder.is_symlink():
+            return 0
+        count = 0
+        with contextlib.suppress(OSError):
+            for path in folder.glob("*.pt"):
+                if is_cell_id(path.stem) and path.stem not in keep and (path.is_file() or path.is_symlink()):
+                    path.unlink(missing_ok=True)
+                    count += 1
+            if not any(folder.iterdir()):
+                folder.rmdir()
+        return count
 
     def write_grid(self, resolved: dict[str, Any]) -> None:
         atomic_write(self.root / "grid.yaml", yaml.safe_dump(resolved, sort_keys=False).encode())

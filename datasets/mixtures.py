@@ -167,6 +167,15 @@ class TrainingData:
             return draw_from_sets(sets, n, gen)
         return draw_pairs(size, n, self.task.n_sources, gen)
 
+    def rng_state(self) -> torch.Tensor:
+        """The state of the generator that draws the training pairs and noise (a CPU byte tensor): with
+        :meth:`set_rng_state`, what a training checkpoint keeps so that a resumed run draws the same epochs."""
+        return self._gen.get_state()
+
+    def set_rng_state(self, state: torch.Tensor) -> None:
+        """Restore a state :meth:`rng_state` returned (for data built on the same device from the same seed)."""
+        self._gen.set_state(state.cpu())
+
     def _draw(self, n: int, gen: torch.Generator) -> torch.Tensor:
         """Indices into ``images`` of ``n`` training mixtures, from the images not held out."""
         return self.train_pool[self._draw_local(n, gen, len(self.train_pool), self.train_sets_local)]

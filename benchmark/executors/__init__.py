@@ -19,14 +19,16 @@ class Executor(Protocol):
         """Run every cell; call ``on_result`` in the driver for each, as soon as it finishes."""
 
 
-def make_executor(name: str, *, data_dir: str | Path | None = None, address: str | None = None) -> Executor:
-    """The executor called ``name`` ('ray' or 'local')."""
+def make_executor(name: str, *, data_dir: str | Path | None = None, address: str | None = None,
+                  checkpoint_dir: str | Path | None = None) -> Executor:
+    """The executor called ``name`` ('ray' or 'local'); ``checkpoint_dir``: where cells that train keep their
+    training checkpoints (:func:`sepbench.cell.run_cell`), None for none."""
     if name == "local":
         from sepbench.executors.local import LocalExecutor
 
-        return LocalExecutor(data_dir=data_dir)
+        return LocalExecutor(data_dir=data_dir, checkpoint_dir=checkpoint_dir)
     if name == "ray":
         from sepbench.executors.ray import RayExecutor
 
-        return RayExecutor(data_dir=data_dir, address=address)
+        return RayExecutor(data_dir=data_dir, address=address, checkpoint_dir=checkpoint_dir)
     raise UserError(f"unknown executor {name!r} (known: {', '.join(EXECUTORS)})")

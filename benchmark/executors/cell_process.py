@@ -39,7 +39,7 @@ def _serve(conn: Connection, parent: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's: it stops this process by PID
     if os.getppid() != parent:  # the driver died before its death could be signalled here
         return
-    data_dir, driver_path, threads = conn.recv()
+    data_dir, driver_path, threads, checkpoint_dir = conn.recv()
     import torch
 
     from sepbench.cell import load_sources, run_cell
@@ -64,7 +64,8 @@ def _serve(conn: Connection, parent: int) -> None:
             conn.send(("result", failed_result(cell, f"cannot load method {cell.method!r}: "
                                                      f"{type(exc).__name__}: {exc}")))
             continue
-        result = run_cell(cell, data_dir, progress=lambda info: conn.send(("progress", info)))
+        result = run_cell(cell, data_dir, progress=lambda info: conn.send(("progress", info)),
+                          checkpoint_dir=checkpoint_dir)
         conn.send(("result", result))
 
 
@@ -81,7 +82,7 @@ def _exit_reason(code: int | None) -> str:
 class CellProcess:
     """One child process that runs limited cells; :meth:`run` ends it when a cell passes its limit."""
 
-    def __init__(self, data_dir: str | Path | None) -> None:
+    def __init__(self, data_dir: str | Path | None, checkpoint_dir: str | Path | None = None) -> None:
         import torch
 
         mine, theirs = socket.socketpair()
@@ -93,7 +94,8 @@ class CellProcess:
         self.conn = Connection(mine.detach())
         self.handle = psutil.Process(self.process.pid)  # PID and start time: never a PID reused since
         driver_path = [p for p in sys.path if p and os.path.isdir(p)]
-        self.conn.send((None if data_dir is None else str(data_dir), driver_path, torch.get_num_threads()))
+        self.conn.send((None if data_dir is None else str(data_dir), driver_path, torch.get_num_threads(),
+                        None if checkpoint_dir is None else str(checkpoint_dir)))
         self.started = False  # has it taken a cell yet (i.e. finished its start-up)?
 
     def alive(self) -> bool:

@@ -17,8 +17,9 @@ from sepbench.progress import RunProgress
 
 
 class LocalExecutor:
-    def __init__(self, data_dir: str | Path | None = None) -> None:
+    def __init__(self, data_dir: str | Path | None = None, checkpoint_dir: str | Path | None = None) -> None:
         self.data_dir = data_dir
+        self.checkpoint_dir = checkpoint_dir  # where cells keep training checkpoints (None: none)
 
     def run(self, cells: Sequence[Cell], on_result: Callable[[CellResult], None], progress: RunProgress) -> None:
         from sepbench.executors.cell_process import CellProcess
@@ -29,10 +30,10 @@ class LocalExecutor:
                 progress.started_cell(cell.describe())
                 report = progress.epoch_reporter(cell.describe())
                 if cell.timeout is None:
-                    result = run_cell(cell, self.data_dir, progress=report)
+                    result = run_cell(cell, self.data_dir, progress=report, checkpoint_dir=self.checkpoint_dir)
                 else:
                     if child is None or not child.alive():
-                        child = CellProcess(self.data_dir)
+                        child = CellProcess(self.data_dir, self.checkpoint_dir)
                     result = child.run(cell, cell.timeout, report)
                 on_result(result)
                 progress.finished_cell(cell.describe(), result.meta)

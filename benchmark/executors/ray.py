@@ -34,8 +34,11 @@ from sepbench.signals import install_sigterm_handler
 class RayExecutor:
     """Runs cells as Ray tasks on a private Ray of this machine, or on the cluster at ``address``."""
 
-    def __init__(self, data_dir: str | Path | None = None, address: str | None = None) -> None:
+    def __init__(self, data_dir: str | Path | None = None, address: str | None = None,
+                 checkpoint_dir: str | Path | None = None) -> None:
         self.data_dir = str(data_dir) if data_dir is not None else None
+        # absolute: a worker's working directory is not the driver's
+        self.checkpoint_dir = str(Path(checkpoint_dir).absolute()) if checkpoint_dir is not None else None
         self.address = address or os.environ.get("RAY_ADDRESS") or None
         if self.address is not None:
             check_reachable(self.address)  # before the run directory is written
@@ -47,7 +50,7 @@ class RayExecutor:
             os.environ.setdefault("RAY_DEDUP_LOGS", "0")
         import ray
 
-        scheduler = Scheduler(ray, self.data_dir, on_result, progress)
+        scheduler = Scheduler(ray, self.data_dir, on_result, progress, checkpoint_dir=self.checkpoint_dir)
         if ray.is_initialized():  # a driver already connected (a notebook): use its Ray, leave it running
             scheduler.run(cells)
             return

@@ -72,8 +72,10 @@ class Capacity:
 class Scheduler:
     """Runs ``cells`` on the connected ``ray``, calling ``on_result`` in the driver as each one finishes."""
 
-    def __init__(self, ray: Any, data_dir: str | None, on_result: OnResult, progress: RunProgress) -> None:
+    def __init__(self, ray: Any, data_dir: str | None, on_result: OnResult, progress: RunProgress,
+                 checkpoint_dir: str | None = None) -> None:
         self.ray, self.data_dir, self.on_result, self.progress = ray, data_dir, on_result, progress
+        self.checkpoint_dir = checkpoint_dir  # the run's checkpoints/ folder, as the driver sees it (None: none)
         self.inflight: dict[Any, tuple[Cell, Request]] = {}
         self.limits: Limits | None = None
         self.queue: Any = None  # the cells' epoch reports and notices, from the workers (ray.util.queue.Queue)
@@ -126,7 +128,8 @@ class Scheduler:
                 options = {"num_cpus": req.cpu, "num_gpus": req.gpu, "max_retries": MAX_RETRIES,
                            "retry_exceptions": False, "name": f"cell-{cell.id}"}
                 ref = task.options(**options).remote(cell, self.data_dir, modules[cell.method], driver_path,
-                                                     req.threads, req.device, limits.board, self.queue)
+                                                     req.threads, req.device, limits.board, self.queue,
+                                                     checkpoint_dir=self.checkpoint_dir)
                 inflight[ref] = (cell, req)
                 limits.handed(cell, ref)
                 used_cpu, used_gpu = used_cpu + req.cpu, used_gpu + req.gpu

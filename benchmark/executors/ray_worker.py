@@ -48,10 +48,13 @@ def progress_sender(cell: Cell, queue: Any) -> Callable[[dict[str, Any]], None]:
 
 
 def run_cell_task(cell: Cell, data_dir: str | None, module: str | None, driver_path: Sequence[str],
-                  threads: int, device: str | None, board: Any = None, progress_queue: Any = None) -> CellResult:
+                  threads: int, device: str | None, board: Any = None, progress_queue: Any = None,
+                  checkpoint_dir: str | None = None) -> CellResult:
     """The body of one Ray task: torch threads = the task's CPUs, then :func:`sepbench.cell.run_cell`; a cell
     with a time limit tells ``board`` (:class:`sepbench.executors.ray_limits.StartBoard`) when it starts; its
-    progress goes to the driver through ``progress_queue``."""
+    progress goes to the driver through ``progress_queue``. ``checkpoint_dir``: the run's checkpoint folder, used
+    only where the run directory holding it is there too (the driver's node, or a shared file system); elsewhere
+    the cell trains without checkpoints."""
     import torch
 
     from sepbench.cell import load_sources, run_cell
@@ -75,8 +78,10 @@ def run_cell_task(cell: Cell, data_dir: str | None, module: str | None, driver_p
                 load_sources(data_dir, dataset)
         read_installed()
         board.mark.remote(cell.id)
+    if checkpoint_dir is not None and not os.path.isdir(os.path.dirname(checkpoint_dir.rstrip(os.sep))):
+        checkpoint_dir = None  # another node, without the run directory: none made there
     result = run_cell(cell, data_dir, device=torch.device(device) if device else None, progress=report,
-                      gpu_ids=gpu_ids)
+                      gpu_ids=gpu_ids, checkpoint_dir=checkpoint_dir)
     with contextlib.suppress(Exception):  # where it ran, for the record
         import ray
 

@@ -94,7 +94,18 @@ DAMAGES: dict[str, Callable[[Path], None]] = {
     "record {'status': 'done'}": lambda run: write_record(run, cell_ids(run)[0], {"status": "done"}),
     "cells/ a file": lambda run: (shutil.rmtree(run / "cells"), (run / "cells").write_text("")),
     "cell id ../../../elsewhere/x": escaping_cell_id,
+    "checkpoints/ a file": lambda run: (run / "checkpoints").write_text(""),
+    "checkpoints/ garbage": lambda run: _garbage_checkpoints(run),
 }
+
+
+def _garbage_checkpoints(run: Path) -> None:
+    """A killed run's checkpoint folder, its files garbage: one a cell's of this grid, one of no cell, one a folder."""
+    folder = run / "checkpoints"
+    folder.mkdir()
+    (folder / f"{cell_ids(run)[0]}.pt").write_bytes(b"\x80\x04garbage")
+    (folder / "0123456789ab.pt").write_bytes(b"")
+    (folder / "notes").mkdir()
 
 
 @pytest.fixture(scope="module")
@@ -161,6 +172,23 @@ def test_unreadable_cell_files_are_damaged_cells_for_a_run_and_a_report(clean, t
     assert len(lines_with(again, "moved to cells/damaged/", 0)) == 2
     assert "1 already done, 2 to run" in again.stderr
     pd.testing.assert_frame_equal(rows_of(run), rows_of(clean))  # recomputed: the same numbers
+
+
+@pytest.mark.parametrize("case", ["checkpoints/ a file", "checkpoints/ garbage"])
+def test_an_odd_ckpt_folder_upsets_no_command(clean, tmp_path, case):
+    """`checkpoints/` a file, or holding garbage (the test's name avoids the word: stderr names its folder)."""
+    run = damaged_copy(clean, tmp_path, case)
+    report = bench_here("report", str(run), cwd=tmp_path)
+    assert lines_with(report, "checkpoint", 0) == []
+    assert sorted(pd.read_csv(run / "summary.csv")["sigma"]) == [0.01, 0.05, 0.1]
+    again = run_grid(tmp_path, GRID, run)
+    assert lines_with(again, "checkpoint", 0) == [] and "3 already done, 0 to run" in again.stderr
+    if case == "checkpoints/ a file":
+        assert (run / "checkpoints").is_file()  # not ours to delete
+    else:  # the checkpoints of cells no run will resume are deleted; what is not a checkpoint is left alone
+        assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["notes"]
+    verify = bench_here("verify", str(run), "--cells", "1", "--executor", "local", cwd=tmp_path)
+    assert verify.returncode == 0, verify.stderr
 
 
 def _limit_file_size() -> None:

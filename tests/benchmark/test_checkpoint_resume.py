@@ -1,0 +1,134 @@
+"""A `bench run` killed mid-training resumes its cell from the last finished epoch's checkpoint (<run>/checkpoints/)
+and records the same scores as an uninterrupted run; checkpoints are deleted once their cells are recorded, and
+one made by other code or settings is never resumed."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from sepbench.cell import checkpoint_file, checkpoint_key
+from sepbench.grid import parse_grid
+from sepbench.plan import plan_grid
+from sepbench.store import RunStore, foreign_dir_problem
+from tests.conftest import TINY_GRID, bench
+
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # the same threads in every run: the same numbers
+# about 0.1 s an epoch on an idle core: the run is killed at its first checkpoint, long before its last epoch
+GRID = {"scenarios": {"single": {"weights": [[1, 1]], "downsample": 2}}, "noise": [0.1],
+        "train": {"mixtures": 1000, "epochs": 30, "batch_size": 32, "lr": 1.0e-3},
+        "methods": [{"method": "fcsae", "params": {"hidden": 128}}]}
+
+
+def _record(run: Path) -> dict:
+    (path,) = (run / "cells").glob("*.json")
+    return json.loads(path.read_text())
+
+
+def _wait_for_checkpoint(run: Path, proc: subprocess.Popen, timeout: float = 120) -> Path:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = list((run / "checkpoints").glob("*.pt")) if (run / "checkpoints").is_dir() else []
+        if found:
+            return found[0]
+        assert proc.poll() is None, f"the run ended (exit {proc.returncode}) before writing a checkpoint"
+        time.sleep(0.02)
+    raise AssertionError("no checkpoint was written")
+
+
+def _killed_and_rerun(tmp_path: Path, grid: Path, name: str, *options: str) -> Path:
+    """A run killed (SIGKILL) as soon as its cell has written a checkpoint, then run again to the end."""
+    run = tmp_path / name
+    args = ["run", "--grid", str(grid), "--executor", "local", "--out", str(run), *options]
+    with open(tmp_path / f"{name}.log", "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "sepbench.cli", *args], cwd=tmp_path,
+                                env={**os.environ, **ONE_THREAD}, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        checkpoint = _wait_for_checkpoint(run, proc)
+        os.kill(proc.pid, signal.SIGKILL)  # as a lost machine or the OOM killer: no chance to clean up
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert checkpoint.is_file() and not list((run / "cells").glob("*.json"))
+    rerun = bench(*args, cwd=tmp_path, env=ONE_THREAD)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "resumed from epoch" in rerun.stderr
+    return run
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_its_cell_from_the_checkpoint_and_scores_as_an_uninterrupted_one(
+        tmp_path: Path, write_grid) -> None:
+    grid = write_grid(GRID)
+    whole = bench("run", "--grid", str(grid), "--executor", "local", "--out", str(tmp_path / "whole"),
+                  cwd=tmp_path, env=ONE_THREAD)
+    assert whole.returncode == 0, whole.stderr
+    assert not (tmp_path / "whole" / "checkpoints").exists()  # all cells done: nothing left behind
+    reference = _record(tmp_path / "whole")
+    assert "resumed_from_epoch" not in reference
+    reference_rows = pd.read_parquet(next((tmp_path / "whole" / "cells").glob("*.parquet")))
+    # in the driver's process, and in the child process that runs a cell with a time limit
+    for run in (_killed_and_rerun(tmp_path, grid, "run"),
+                _killed_and_rerun(tmp_path, grid, "limited", "--cell-timeout", "600")):
+        record = _record(run)
+        assert 1 <= record["resumed_from_epoch"] < GRID["train"]["epochs"]
+        assert record["mse"] == reference["mse"]
+        assert [h["val_loss"] for h in record["history"]] == [h["val_loss"] for h in reference["history"]]
+        rows = pd.read_parquet(next((run / "cells").glob("*.parquet")))
+        assert rows["mse"].tolist() == reference_rows["mse"].tolist()
+        assert not (run / "checkpoints").exists()  # deleted once the cell was recorded, the empty folder too
+    report = bench("report", str(run), cwd=tmp_path)
+    assert report.returncode == 0, report.stderr
+
+
+def test_checkpoints_of_cells_no_run_will_resume_are_deleted_and_the_folder_does_not_make_a_run_dir_foreign(
+        tmp_path: Path) -> None:
+    store = RunStore(tmp_path / "run")
+    (store.root).mkdir()
+    (store.root / ".lock").write_text("")
+    assert store.checkpoint_folder() == store.checkpoints.absolute()
+    assert foreign_dir_problem(store.root) is None  # a run killed before its manifest: still a run directory
+    for cell_id in ("0123456789ab", "ba9876543210"):
+        (store.checkpoints / f"{cell_id}.pt").write_bytes(b"x")
+    (store.checkpoints / "notes.txt").write_text("mine")
+    store.remove_checkpoint("0123456789ab")
+    store.remove_checkpoint("../../escape")  # not a cell id: never a path
+    assert sorted(p.name for p in store.checkpoints.iterdir()) == ["ba9876543210.pt", "notes.txt"]
+    assert store.prune_checkpoints({"ba9876543210"}) == 0
+    assert store.prune_checkpoints(set()) == 1
+    assert [p.name for p in store.checkpoints.iterdir()] == ["notes.txt"]  # not ours: left alone
+    (store.checkpoints / "notes.txt").unlink()
+    store.prune_checkpoints(set())
+    assert not store.checkpoints.exists()
+
+
+def test_a_checkpoint_folder_that_cannot_be_made_means_no_checkpoints(tmp_path: Path) -> None:
+    store = RunStore(tmp_path / "run")
+    store.root.mkdir()
+    store.checkpoints.write_text("in the way")
+    assert store.checkpoint_folder() is None
+    store.remove_checkpoint("0123456789ab")  # never fails
+    assert store.prune_checkpoints(set()) == 0
+    assert checkpoint_file(store.checkpoints, "0123456789ab", logging.getLogger("test")) is None
+
+
+def test_the_checkpoint_key_changes_with_provenance_and_precision() -> None:
+    (cell,) = plan_grid(parse_grid({**TINY_GRID, **GRID})).cells
+    origin = {"code": "a", "torch": "2", "device": "cpu"}
+    key = checkpoint_key(cell, origin)
+    assert key == checkpoint_key(cell, dict(origin))
+    assert key != checkpoint_key(cell, {**origin, "code": "b"})
+    assert key != checkpoint_key(cell, {**origin, "device": "cuda"})
+    assert key != checkpoint_key(replace(cell, budget=replace(cell.budget, precision="bf16")), origin)
