@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from sepbench import recognise
 from sepbench.cell import load_sources
 from sepbench.datasets.mixtures import fixed_test_pairs
 from sepbench.recognise import (
-    classifier_path,
     load_classifier,
     mixture_labels,
     recognise_outputs,
@@ -29,7 +30,7 @@ def sources():
 
 @pytest.fixture(scope="module")
 def classifier(sources):
-    """Trained once on a fresh machine (well under 2 minutes on 2 cores), then read from the data dir."""
+    """The one that ships with sepbench (verified), loaded once per process."""
     return load_classifier(None, sources)
 
 
@@ -38,8 +39,37 @@ def test_classifier_reads_mnist_test_digits_above_98_percent(classifier, sources
     accuracy = float((predicted == sources.test_labels.numpy()).mean())
     assert accuracy > 0.98
     assert classifier.info["test_accuracy"] == pytest.approx(accuracy)
-    assert classifier_path().is_file()
+    assert accuracy == 0.9882  # the shipped network, on every machine (its record says how it was trained)
     assert load_classifier() is classifier  # loaded once per process
+
+
+def test_the_shipped_classifier_is_verified_and_needs_no_data_dir(classifier, tmp_path):
+    assert classifier.info["shipped"] and classifier.info["sha256"] == recognise.SHIPPED["mnist"][1]
+    assert Path(classifier.info["path"]) == recognise.SHIPPED_DIR / "digit-classifier-v1.pt"
+    assert load_classifier(tmp_path) is classifier and recognise.is_cached(tmp_path)
+    assert not list(tmp_path.iterdir())  # nothing trained, nothing written
+
+
+def test_a_damaged_shipped_classifier_is_said_and_not_used(tmp_path, monkeypatch, sources):
+    shipped_dir = tmp_path / "shipped"
+    shipped_dir.mkdir()
+    data = bytearray((recognise.SHIPPED_DIR / "digit-classifier-v1.pt").read_bytes())
+    data[len(data) // 2] ^= 0x01  # one bit flipped inside the weights
+    (shipped_dir / "digit-classifier-v1.pt").write_bytes(bytes(data))
+    monkeypatch.setattr(recognise, "SHIPPED_DIR", shipped_dir)
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    cached = recognise.DigitClassifier(recognise.DigitNet(), {"seed": 5, "test_accuracy": 0.5})
+    recognise._write(recognise.classifier_path(data_dir), cached)  # what this machine trained earlier
+    heard: list[str] = []
+    try:
+        found = load_classifier(data_dir, say=heard.append)
+        assert found.info["seed"] == 5 and "shipped" not in found.info
+        assert len(heard) == 1 and "shipped with sepbench" in heard[0] and "is damaged: its SHA-256 is" in heard[0]
+        assert not recognise.is_cached(tmp_path / "elsewhere")  # a damaged file never counts as a classifier
+    finally:
+        for key in [k for k in recognise._LOADED if str(tmp_path) in k]:
+            recognise._LOADED.pop(key)
 
 
 def test_matching_is_order_free_and_multiset_exact():

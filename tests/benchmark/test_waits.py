@@ -14,9 +14,10 @@ from sepbench import calibration, recognise
 from sepbench.calibration import cache as calibration_cache
 
 
-def test_waiting_on_the_classifier_lock_says_what_and_where(tmp_path):
+def test_waiting_on_the_classifier_lock_says_what_and_where(tmp_path, monkeypatch):
     """Another run holds the classifier's lock (and is training it): the waiter says so at once, naming the lock
     and what it waits for, then loads what the other run cached instead of training its own."""
+    monkeypatch.setattr(recognise, "SHIPPED", {})  # the training path, as for a dataset whose classifier is not shipped
     lock_path = tmp_path / f".{recognise.CACHE_NAME}.lock"
     heard: list[str] = []
     result: dict = {}
@@ -89,7 +90,7 @@ def test_a_bad_fixed_speed_is_one_clear_error(monkeypatch, tmp_path):
         calibration.machine_speed(tmp_path)
 
 
-def test_a_run_counts_the_classifiers_training_and_says_when_it_waits_for_it(tmp_path, write_grid):
+def test_a_run_counts_the_classifiers_training_and_says_when_it_waits_for_it(tmp_path, write_grid, monkeypatch):
     """A run whose data dir has no classifier yet, while another run holds its lock: the expected duration
     counts the training, and the run says what it waits for before any cell starts."""
     import io
@@ -99,6 +100,7 @@ def test_a_run_counts_the_classifiers_training_and_says_when_it_waits_for_it(tmp
 
     grid = load_grid(str(write_grid({"scenarios": {"single": {"weights": [[1, 1]], "downsample": 2}},
                                      "noise": [0.1], "methods": [{"method": "fcsae", "params": {"hidden": 32}}]})))
+    monkeypatch.setattr(recognise, "SHIPPED", {})  # the training path, as for a dataset whose classifier is not shipped
     data_dir = tmp_path / "data"
     data_dir.mkdir()
     stream = io.StringIO()
