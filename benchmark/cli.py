@@ -262,6 +262,20 @@ def mix(run_dir: str, images: tuple[str, ...], out: str, scenario: str | None, s
         click.echo(line)
 
 
+@bench.command()
+@click.argument("runs", nargs=-1, required=True, type=click.Path())
+@click.option("--out", type=click.Path(file_okay=False), default="leaderboard", show_default=True,
+              help="Where to write leaderboard.md, leaderboard.csv and the per-track tests.")
+def leaderboard(runs: tuple[str, ...], out: str) -> None:
+    """The per-track leaderboard of run directories: equal budgets per track, seeds aggregated (interval over
+    seeds, seed std), both PSNR and SSIM conventions, rank intervals, validation beside test."""
+    from sepbench.leaderboard import write_leaderboard
+
+    page = write_leaderboard(runs, out)
+    click.echo(page.read_text())
+    click.echo(f"wrote {page}")
+
+
 def main() -> None:
     """Entry point: user errors become one line on stderr and exit status 2; SIGTERM is handled like Ctrl-C
     (exit status 143 instead of 130); a file that cannot be written or read is one line too (exit status 3 when

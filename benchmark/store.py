@@ -33,8 +33,9 @@ from sepbench.signals import signals_deferred as interrupts_deferred
 
 ROW_COLUMNS = ["run", "cell", "method", "label", "scenario", "sigma", "seed", "mixture", "source",
                "mse", "psnr", "ssim", "perm"]
-# written when the cell computes them: sepbench.recognise; the fixed-order score (sepbench.metrics.FIXED_COLUMNS)
-OPTIONAL_COLUMNS = ["recognised", "mse_fixed", "psnr_fixed", "ssim_fixed"]
+# written when the cell computes them: sepbench.recognise; SSIM with the Gaussian window; the fixed-order score
+# (sepbench.metrics.FIXED_COLUMNS)
+OPTIONAL_COLUMNS = ["recognised", "ssim_gauss", "mse_fixed", "psnr_fixed", "ssim_fixed"]
 CHECKPOINTS_DIR = "checkpoints"  # training checkpoints of the cells that run (sepbench.methods.training)
 LOCK_NAME = ".lock"  # the first thing a run creates in its directory
 BEFORE_MANIFEST = ("grid.yaml", "run.log", "cells", "examples", "models", "checkpoints", ".*.part",

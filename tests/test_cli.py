@@ -40,7 +40,7 @@ def test_run_writes_every_cell_and_report_aggregates(tiny_run):
     parquets = sorted((out / "cells").glob("*.parquet"))
     assert len(parquets) == 10 and len(list((out / "examples").glob("*.npz"))) == 10
     rows = pd.concat(pd.read_parquet(p) for p in parquets)
-    assert list(rows.columns) == ROW_COLUMNS + ["recognised"]  # the optional digit-recognisability column
+    assert list(rows.columns) == ROW_COLUMNS + ["recognised", "ssim_gauss"]  # the optional columns
     assert len(rows) == 10 * 40 * 2  # cells × test mixtures × sources
     assert rows["mse"].between(0, 1).all() and rows["ssim"].between(-1, 1).all()
     assert set(rows["perm"]) <= {0, 1}

@@ -56,7 +56,7 @@ def test_a_local_run_records_the_device_of_every_cell(tmp_path, write_grid):
     assert {m["device"] for m in metas.values()} == {"cpu"}
     assert all(m["device_name"].startswith("CPU") for m in metas.values())
     assert "device_note" not in metas["average"]  # asks for no GPU
-    assert metas["fcsae"]["device_note"] == "asked for 0.5 GPU; no CUDA device here: ran on the CPU"
+    assert metas["fcsae"]["device_note"] == "asked for 0.0625 GPU; no CUDA device here: ran on the CPU"
 
 
 def test_the_reports_cost_table_names_a_gpu_by_its_model():

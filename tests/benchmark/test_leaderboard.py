@@ -1,0 +1,80 @@
+"""`bench leaderboard RUN...`: entries compared within tracks of equal budget, seeds aggregated, both conventions."""
+
+from __future__ import annotations
+
+import io
+
+import pandas as pd
+import pytest
+
+from sepbench import leaderboard
+from sepbench.grid import load_grid, parse_grid
+from sepbench.leaderboard import TRACKS, Track, track_name, write_leaderboard
+from sepbench.plan import plan_grid
+from sepbench.runner import run_grid
+from tests.conftest import TINY_GRID, bench_here
+
+GRID = {**TINY_GRID, "scenarios": {"single": TINY_GRID["scenarios"]["single"]}, "noise": [0.01], "seeds": [0, 1],
+        "train": {**TINY_GRID["train"], "epochs": 2},
+        "methods": ["average", {"method": "fcsae", "params": {"hidden": 64}},
+                    {"method": "fcsae", "label": "fcsae-pit", "params": {"hidden": 64, "loss": "pit"}},
+                    {"method": "fcsae", "label": "fcsae-long", "params": {"hidden": 64}, "train": {"mixtures": 256}}]}
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("leaderboard") / "run"
+    assert run_grid(parse_grid(GRID, "tiny.yaml"), out=out, executor="local", progress_stream=io.StringIO()) == 0
+    return out
+
+
+def test_cells_join_the_track_of_their_exact_budget_and_precision():
+    facts = {"trains": True, "mixtures_seen": 60_000, "precision": "fp32"}
+    assert track_name(facts) == "small"
+    assert track_name({**facts, "precision": "bf16"}) == "other (60,000 mixtures, bf16)"
+    assert track_name({**facts, "mixtures_seen": 480_000, "precision": "bf16"}) == "large"
+    assert track_name({**facts, "trains": False}) is None  # a reference in every track
+
+
+def test_the_packaged_track_grids_train_exactly_their_tracks_budget():
+    for name, track in (("leaderboard-small", "small"), ("leaderboard-large", "large")):
+        plan = plan_grid(load_grid(name))
+        trained = [c for c in plan.cells if c.budget is not None]
+        spec = next(t for t in TRACKS if t.name == track)
+        assert trained and all(c.budget.mixtures * c.budget.epochs == spec.mixtures_seen and
+                               c.budget.precision == spec.precision for c in trained)
+        assert {c.seed for c in trained} == {0, 1, 2}  # three training seeds for every entry
+
+
+def test_tracks_seeds_conventions_and_ranks(tiny_run, tmp_path, monkeypatch):
+    monkeypatch.setattr(leaderboard, "TRACKS", (Track("tiny", 256, "fp32", "the tiny entries"),))
+    page = write_leaderboard([tiny_run], tmp_path / "lb")
+    table = pd.read_csv(tmp_path / "lb" / "leaderboard.csv")
+    assert set(table["track"]) == {"tiny", "other (512 mixtures, fp32)"}
+    tiny = table[table["track"] == "tiny"].set_index("label")
+    assert set(tiny.index) == {"average", "fcsae", "fcsae-pit"}  # the reference stands in every track
+    assert set(table.loc[table["track"] != "tiny", "label"]) == {"average", "fcsae-long"}
+    assert tiny.loc["fcsae", "n_seeds"] == 2 and tiny.loc["average", "n_seeds"] == 1
+    assert tiny.loc["fcsae", "mse_seed_std"] > 0 and tiny.loc["fcsae", "mse_ci2_low"] < tiny.loc["fcsae", "mse_mean"]
+    # both conventions: the PSNR of the mean MSE never exceeds the mean per-image PSNR (Jensen), and both SSIMs
+    assert (tiny["psnr_of_mean_mse"] <= tiny["psnr_mean"] + 1e-9).all()
+    assert tiny["ssim_gauss_mean"].notna().all() and (tiny["ssim_gauss_mean"] != tiny["ssim_mean"]).all()
+    assert tiny.loc["fcsae", "best_val_loss"] > 0 and pd.isna(tiny.loc["average", "best_val_loss"])
+    assert tiny.loc["fcsae", "mixtures_seen"] == 256 and tiny.loc["fcsae", "n_parameters"] > 0
+    assert (tiny["rank_low"] <= tiny["rank_high"]).all() and tiny["rank_low"].min() == 1
+    tests = pd.read_csv(tmp_path / "lb" / "tests-tiny.csv")
+    assert {"p_t", "p_holm", "outcome"} <= set(tests.columns) and (tests["p_holm"] >= tests["p_t"] - 1e-12).all()
+    text = page.read_text()
+    assert "## Track tiny: 256 training mixtures seen, fp32" in text
+    assert "## Track other (512 mixtures, fp32)" in text and "1 seed" not in text.split("## Track other")[0]
+    assert "trains nothing" in text and "PSNR of mean MSE" in text and "SSIM Gaussian" in text
+
+
+def test_bad_input_is_one_line_and_exit_status_2(tmp_path, tiny_run):
+    absent = bench_here("leaderboard", str(tmp_path / "absent"), cwd=tmp_path)
+    assert absent.returncode == 2 and absent.stderr.strip().splitlines() == [
+        f"error: {tmp_path / 'absent'}: no such run directory"]
+    (tmp_path / "file").write_text("x")
+    blocked = bench_here("leaderboard", str(tiny_run), "--out", str(tmp_path / "file"), cwd=tmp_path)
+    assert blocked.returncode == 2 and len(blocked.stderr.strip().splitlines()) == 1, blocked.stderr
+    assert bench_here("leaderboard", cwd=tmp_path).returncode == 2  # no run named
