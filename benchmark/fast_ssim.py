@@ -159,6 +159,17 @@ def gaussian_window(sigma: float = GAUSSIAN_SIGMA, truncate: float = GAUSSIAN_TR
     return taps / taps.sum()
 
 
+def _weighted_window(x: torch.Tensor, dim: int, weights: list[float]) -> torch.Tensor:
+    """Weighted sums over every run of ``len(weights)`` consecutive elements along ``dim`` (a "valid" 1-D
+    correlation; that dim shrinks by ``len(weights) - 1``): shifted slices, scaled and added — on a CPU several
+    times faster than ``conv2d`` in float64, with the same sums."""
+    out_len = x.shape[dim] - len(weights) + 1
+    total = x.narrow(dim, 0, out_len) * weights[0]
+    for k, weight in enumerate(weights[1:], start=1):
+        total.add_(x.narrow(dim, k, out_len), alpha=weight)
+    return total
+
+
 def ssim_gaussian_batch(a: torch.Tensor, b: torch.Tensor, *, data_range: float = 1.0,
                         sigma: float = GAUSSIAN_SIGMA, chunk: int = 1024) -> torch.Tensor:
     """(N, H, W) × (N, H, W) → (N,) SSIM with the Gaussian window of Wang et al., as scikit-image computes
@@ -170,21 +181,24 @@ def ssim_gaussian_batch(a: torch.Tensor, b: torch.Tensor, *, data_range: float =
     refuses them)."""
     _validate(a, b, data_range, 3, chunk)
     n, height, width = a.shape
-    taps = gaussian_window(sigma).to(a.device)
+    taps = gaussian_window(sigma)
     size = len(taps)
     out = torch.full((n,), float("nan"), dtype=torch.float64, device=a.device)
     if height < size or width < size:
         return out
     c1, c2 = (K1 * data_range) ** 2, (K2 * data_range) ** 2
-    rows, cols = taps.view(1, 1, size, 1), taps.view(1, 1, 1, size)
+    weights = taps.tolist()
+    step = chunk
+    if a.device.type == "cpu":  # cache-sized blocks, as for the box window
+        step = min(chunk, max(1, _CPU_BLOCK_PIXELS // (height * width)))
     with torch.no_grad():
-        for start in range(0, n, chunk):
-            x = a[start:start + chunk].to(torch.float64)
-            y = b[start:start + chunk].to(torch.float64)
+        for start in range(0, n, step):
+            x = a[start:start + step].to(torch.float64)
+            y = b[start:start + step].to(torch.float64)
             m = len(x)
-            maps = torch.stack([x, y, x * x, y * y, x * y], dim=1).reshape(m * 5, 1, height, width)
-            smooth = torch.nn.functional.conv2d(torch.nn.functional.conv2d(maps, rows), cols)
-            ux, uy, uxx, uyy, uxy = smooth.view(m, 5, *smooth.shape[-2:]).unbind(1)
+            maps = torch.stack([x, y, x * x, y * y, x * y])  # (5, m, H, W)
+            smooth = _weighted_window(_weighted_window(maps, 2, weights), 3, weights)
+            ux, uy, uxx, uyy, uxy = smooth.unbind(0)
             vx, vy, vxy = uxx - ux * ux, uyy - uy * uy, uxy - ux * uy
             s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
             out[start:start + m] = s.reshape(m, -1).mean(dim=1)

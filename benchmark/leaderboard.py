@@ -35,9 +35,8 @@ import pandas as pd
 from sepbench.errors import UserError
 from sepbench.report.load import RunData, combine, entry_names, load_runs
 from sepbench.report.seeds import seed_columns, seed_tests
-from sepbench.report.summary import summarise
+from sepbench.report.summary import GROUP, summarise
 
-GROUP = ["run", "label", "dataset", "scenario", "sigma"]
 STILL_FALLING = 0.01  # the last epoch's validation loss below the one before by more than this: not converged
 
 
