@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
@@ -271,7 +272,10 @@ def leaderboard(runs: tuple[str, ...], out: str) -> None:
     seeds, seed std), both PSNR and SSIM conventions, rank intervals, validation beside test."""
     from sepbench.leaderboard import write_leaderboard
 
-    page = write_leaderboard(runs, out)
+    files = [run for run in runs if Path(run).is_file()]  # `bench leaderboard reports/leaderboard/*` names pages too
+    for name in files:
+        click.echo(f"skipped {name}: a file, not a run directory", err=True)
+    page = write_leaderboard([run for run in runs if run not in files], out)
     click.echo(page.read_text())
     click.echo(f"wrote {page}")
 

@@ -15,10 +15,14 @@ with its dataset), one row per entry:
   the track only;
 * the best validation loss (the score the best epoch was chosen on, from held-out images) beside the test scores,
   "not converged" where the validation loss still fell by more than 1 % in the last epoch;
-* parameters in that setting, measured fit core-seconds per seed.
+* parameters in that setting, measured fit core-seconds per seed, and the training FLOPs of the budget where they
+  can be counted (:mod:`sepbench.flops`: matmuls, convolutions and attention of the training steps, counted on the
+  ``meta`` device; hardware independent, unlike core-seconds).
 
-Writes ``leaderboard.md`` and ``leaderboard.csv`` (every column) and, per track with several seeds,
-``tests-<track>.csv``: the seed-aware paired comparison with Holm's correction.
+Writes ``leaderboard.md``, ``leaderboard.html`` (self-contained, the report's styles) and ``leaderboard.csv``
+(every column) and, per track with several seeds, ``tests-<track>.csv``: the seed-aware paired comparison with
+Holm's correction. ``bench report`` shows the same tables as a section of its page (:func:`leaderboard_blocks`)
+when a run has entries on a track's budget.
 """
 
 from __future__ import annotations
@@ -33,7 +37,9 @@ from typing import Any
 import pandas as pd
 
 from sepbench.errors import UserError
+from sepbench.flops import training_flops_per_mixture
 from sepbench.report.load import RunData, combine, entry_names, load_runs
+from sepbench.report.page import Block, Table, render_html, render_markdown
 from sepbench.report.seeds import seed_columns, seed_tests
 from sepbench.report.summary import GROUP, summarise
 
@@ -93,15 +99,40 @@ def _facts_frame(runs: Sequence[RunData]) -> pd.DataFrame:
     return facts
 
 
+def training_flops(run: RunData, cell_id: str) -> float:
+    """The training FLOPs of a cell's whole budget (per mixture × mixtures seen), NaN where they cannot be
+    counted: the cell is rebuilt from its record as ``bench verify`` rebuilds it, for its task and parameters."""
+    from sepbench.verify.sample import Committed, rebuild
+
+    meta = run.meta[cell_id]
+    budget = meta["config"].get("budget")
+    if not budget:
+        return math.nan
+    try:
+        cell, _ = rebuild(Committed(cell_id, meta), run.root)
+    except Exception:  # noqa: BLE001 — a method no longer installed, a scenario it no longer serves: unknown
+        return math.nan
+    per_mixture = training_flops_per_mixture(cell.method, cell.params, cell.task, budget["batch_size"])
+    return math.nan if per_mixture is None else per_mixture * budget["mixtures"] * budget["epochs"]
+
+
 def track_tables(run_dirs: Sequence[str | Path]) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame]]:
     """Per track: its table (one row per entry × setting) and its seed-aware paired tests (several seeds only)."""
-    runs = load_runs(run_dirs)
+    return tables_of(load_runs(run_dirs))
+
+
+def tables_of(runs: Sequence[RunData], required: bool = True
+              ) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame]]:
+    """:func:`track_tables` of loaded runs; with ``required`` False, runs of which no cell trains give no table
+    instead of an error."""
     rows = combine(runs)
     facts = _facts_frame(runs)
     per_cell = facts.set_index(["run", "cell"])
     rows = rows.join(per_cell[["track"]], on=["run", "cell"])
     trained_tracks = [t for t in dict.fromkeys(facts["track"]) if isinstance(t, str)]
     if not trained_tracks:
+        if not required:
+            return {}, {}
         raise UserError("no cell of these runs trains: a leaderboard ranks trained entries within a track")
     order = {t.name: i for i, t in enumerate(TRACKS)}
     trained_tracks.sort(key=lambda t: (order.get(t, len(order)), t))
@@ -119,6 +150,10 @@ def track_tables(run_dirs: Sequence[str | Path]) -> tuple[dict[str, pd.DataFrame
             precision=("precision", "first"), fit_core_seconds=("fit_core_seconds", "mean"),
             best_val_loss=("best_val_loss", "mean"), not_converged=("still_falling", "any")).reset_index()
         table = summary.merge(extra, on=GROUP, how="left")
+        by_run = {run.name: run for run in runs}
+        first = cells.drop_duplicates(GROUP).set_index(GROUP)["cell"]  # FLOPs are the same for every seed
+        table["train_tflop"] = [training_flops(by_run[key[0]], first[key]) / 1e12 if key in first.index
+                                else math.nan for key in table[GROUP].itertuples(index=False, name=None)]
         table.insert(0, "track", track)
         tables[track] = table.sort_values(["dataset", "scenario", "sigma", "mse_mean"]).reset_index(drop=True)
         if (table["n_seeds"].fillna(1) > 1).any():
@@ -131,52 +166,70 @@ def _fmt(value: Any, spec: str) -> str:
         else format(value, spec)
 
 
-def markdown(tables: dict[str, pd.DataFrame], runs: Sequence[str | Path]) -> str:
-    """The leaderboard page: one section per track, one table per setting."""
+COLUMNS = ["rank", "entry", "seeds", "parameters", "MSE [interval]", "seed std", "PSNR per image",
+           "PSNR of mean MSE", "SSIM 7×7", "SSIM Gaussian", "best val. loss", "fit core-min", "train TFLOP", "note"]
+EXPLAIN = ("Columns: rank by mean MSE with its 95 % interval (bootstrap over seeds and test mixtures); MSE mean over "
+           "seeds [interval over seeds: t interval over the seed means; one seed: bootstrap over mixtures]; "
+           "seed-to-seed std of the MSE; PSNR as the mean of per-image values and as the PSNR of the mean MSE; SSIM "
+           "with scikit-image's 7×7 window and with the Gaussian window (σ 1.5) of Wang et al.; the best validation "
+           "loss (held-out training images); fit core-minutes per seed; training TFLOP of the whole budget "
+           "(matmuls, convolutions and attention of the training steps, counted; – where they cannot be).")
+
+
+def _row(row: Any) -> list[str]:
+    rank = f"{int(row.rank_low)}–{int(row.rank_high)}" if pd.notna(row.rank_low) else "–"
+    notes = []
+    if row.n_seeds == 1 and row.mixtures_seen:
+        notes.append("1 seed")
+    if bool(row.not_converged):
+        notes.append("not converged")
+    if not row.mixtures_seen:
+        notes.append("trains nothing")
+    gauss = getattr(row, "ssim_gauss_mean", math.nan)
+    return [rank, str(row.entry), str(int(row.n_seeds)) if pd.notna(row.n_seeds) else "–",
+            _fmt(row.n_parameters, ",.0f") if row.n_parameters else "–",
+            f"{row.mse_mean:.4g} [{row.mse_ci2_low:.4g}, {row.mse_ci2_high:.4g}]", _fmt(row.mse_seed_std, ".2g"),
+            f"{row.psnr_mean:.2f}", f"{row.psnr_of_mean_mse:.2f}", f"{row.ssim_mean:.3f}", _fmt(gauss, ".3f"),
+            _fmt(row.best_val_loss, ".4g"),
+            _fmt(row.fit_core_seconds / 60 if row.mixtures_seen else math.nan, ".1f"),
+            _fmt(getattr(row, "train_tflop", math.nan), ".3g"), ", ".join(notes)]
+
+
+def leaderboard_blocks(tables: dict[str, pd.DataFrame], heading: str = "h2") -> list[Block]:
+    """The tables as page blocks: a ``heading`` per track (its budget and precision) and the level below it per
+    setting; rows in rank order, the note column last."""
     known = {t.name: t for t in TRACKS}
-    lines = ["# Leaderboard", "",
-             f"From {', '.join(f'`{r}`' for r in runs)} (`bench leaderboard`). Every number is sepbench's protocol: "
-             "all test mixtures, both sources, the best output→source assignment. Entries are compared within a "
-             "track only (equal training budget and precision); entries that train nothing stand in every track.",
-             "", "Columns: rank by mean MSE with its 95 % interval (bootstrap over seeds and test mixtures); MSE mean "
-             "over seeds [interval over seeds: t interval over the seed means; one seed: bootstrap over mixtures]; "
-             "seed-to-seed std of the MSE; PSNR as the mean of per-image values and as the PSNR of the mean MSE; "
-             "SSIM with scikit-image's 7×7 window and with the Gaussian window (σ 1.5) of Wang et al.; the best "
-             "validation loss (held-out training images); fit core-minutes per seed.", ""]
+    sub = f"h{int(heading[1]) + 1}"
+    blocks: list[Block] = []
     for track, table in tables.items():
         spec = known.get(track)
-        lines += [f"## Track {spec.describe() if spec else track}", ""]
+        blocks.append(Block(heading, f"Track {spec.describe() if spec else track}"))
         if spec:
-            lines += [f"{spec.about[0].upper()}{spec.about[1:]}.", ""]
+            blocks.append(Block("p", f"{spec.about[0].upper()}{spec.about[1:]}."))
         for (dataset, scenario, sigma), part in table.groupby(["dataset", "scenario", "sigma"], sort=False):
-            lines += [f"### {scenario} · σ = {sigma:g} · {dataset}", "",
-                      "| rank | entry | seeds | parameters | MSE [interval] | seed std | PSNR per image | "
-                      "PSNR of mean MSE | SSIM 7×7 | SSIM Gaussian | best val. loss | fit core-min | note |",
-                      "|:--|:--|--:|--:|:--|--:|--:|--:|--:|--:|--:|--:|:--|"]
-            for row in part.itertuples():
-                rank = f"{int(row.rank_low)}–{int(row.rank_high)}" if pd.notna(row.rank_low) else "–"
-                notes = []
-                if row.n_seeds == 1 and row.mixtures_seen:
-                    notes.append("1 seed")
-                if bool(row.not_converged):
-                    notes.append("not converged")
-                if not row.mixtures_seen:
-                    notes.append("trains nothing")
-                gauss = getattr(row, "ssim_gauss_mean", math.nan)
-                lines.append(
-                    f"| {rank} | {row.entry} | {int(row.n_seeds) if pd.notna(row.n_seeds) else '–'} | "
-                    f"{_fmt(row.n_parameters, ',.0f') if row.n_parameters else '–'} | "
-                    f"{row.mse_mean:.4g} [{row.mse_ci2_low:.4g}, {row.mse_ci2_high:.4g}] | "
-                    f"{_fmt(row.mse_seed_std, '.2g')} | {row.psnr_mean:.2f} | {row.psnr_of_mean_mse:.2f} | "
-                    f"{row.ssim_mean:.3f} | {_fmt(gauss, '.3f')} | {_fmt(row.best_val_loss, '.4g')} | "
-                    f"{_fmt(row.fit_core_seconds / 60 if row.mixtures_seen else math.nan, '.1f')} | "
-                    f"{', '.join(notes)} |")
-            lines.append("")
-    return "\n".join(lines)
+            blocks.append(Block(sub, f"{scenario} · σ = {sigma:g} · {dataset}"))
+            blocks.append(Block("table", table=Table(COLUMNS, [_row(row) for row in part.itertuples()], left=2)))
+    return blocks
+
+
+def page_blocks(tables: dict[str, pd.DataFrame], runs: Sequence[str | Path]) -> list[Block]:
+    """The whole leaderboard page: what it is made from, how to read it, then :func:`leaderboard_blocks`."""
+    return [Block("h1", "Leaderboard"),
+            Block("p", f"From {', '.join(f'`{r}`' for r in runs)} (`bench leaderboard`). Every number is "
+                       "sepbench's protocol: all test mixtures, both sources, the best output→source assignment. "
+                       "Entries are compared within a track only (equal training budget and precision); entries "
+                       "that train nothing stand in every track."),
+            Block("p", EXPLAIN), *leaderboard_blocks(tables)]
+
+
+def markdown(tables: dict[str, pd.DataFrame], runs: Sequence[str | Path], base: Path | None = None) -> str:
+    """The leaderboard page in Markdown."""
+    return render_markdown(page_blocks(tables, runs), base or Path("."))
 
 
 def write_leaderboard(run_dirs: Sequence[str | Path], out: str | Path) -> Path:
-    """Build the leaderboard of ``run_dirs`` into ``out`` (made if absent); returns the markdown's path."""
+    """Build the leaderboard of ``run_dirs`` into ``out`` (made if absent): leaderboard.md, leaderboard.html,
+    leaderboard.csv and tests-<track>.csv; returns the markdown's path."""
     if not run_dirs:
         raise UserError("name at least one run directory")
     tables, tests = track_tables(run_dirs)
@@ -190,8 +243,10 @@ def write_leaderboard(run_dirs: Sequence[str | Path], out: str | Path) -> Path:
         old.unlink()
     for track, frame in tests.items():
         frame.to_csv(out / f"tests-{_slug(track)}.csv", index=False)
+    blocks = page_blocks(tables, [str(r) for r in run_dirs])
+    (out / "leaderboard.html").write_text(render_html(blocks, "sepbench leaderboard"))
     page = out / "leaderboard.md"
-    page.write_text(markdown(tables, [str(r) for r in run_dirs]) + "\n")
+    page.write_text(render_markdown(blocks, out))
     return page
 
 
@@ -199,4 +254,5 @@ def _slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 
 
-__all__ = ["TRACKS", "Track", "cell_facts", "track_name", "track_tables", "write_leaderboard"]
+__all__ = ["TRACKS", "Track", "cell_facts", "leaderboard_blocks", "tables_of", "track_name", "track_tables",
+           "training_flops", "write_leaderboard"]

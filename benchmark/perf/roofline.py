@@ -24,6 +24,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from sepbench.datasets.mixtures import TrainingData
 from sepbench.datasets.mnist import load_mnist
+from sepbench.flops import count_training_flops
 from sepbench.perf.common import LEARNED, SINGLE, build_method, load, run_steps, training_step
 
 STEPS = {"fcsae": 40, "convsep": 3, "ligt": 6}
@@ -44,11 +45,8 @@ def matmul_peak(dtype: torch.dtype, n: int = 2048, rounds: int = 5) -> tuple[flo
 def flops_per_mixture(name: str, batch) -> tuple[float, float]:
     """(training: forward + backward, separation: forward in eval mode) FLOPs per mixture."""
     method = build_method(name)
+    train = count_training_flops(method, batch)  # the leaderboard's count (sepbench.flops)
     net = method.build_network()
-    net.train()
-    with FlopCounterMode(display=False) as counter:
-        method.training_loss(net, batch).backward()
-    train = counter.get_total_flops() / len(batch.y)
     net.eval()
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         method.predict(net, batch.y)

@@ -103,6 +103,8 @@ def _build(runs: Sequence[RunData], out: Path, data_dir: str | Path | None) -> P
         blocks += fixed_order_blocks(fixed, dict(zip(zip(summary["run"], summary["label"], strict=True),
                                                      summary["entry"], strict=True)))
 
+    blocks += _leaderboard_section(runs)
+
     blocks.append(Block("h2", "Learning curves"))
     if len(history):
         path = figures.learning_curves(history, status, entries, fig_dir / "learning_curves.png", families, on)
@@ -206,6 +208,21 @@ def _build(runs: Sequence[RunData], out: Path, data_dir: str | Path | None) -> P
     page = out / "report.html"
     page.write_text(render_html(blocks, title))
     return page
+
+
+def _leaderboard_section(runs: Sequence[RunData]) -> list[Block]:
+    """The leaderboard's tables (``bench leaderboard``) of the entries that trained on a track's budget, with the
+    references beside them; nothing when no entry did (its other budgets are in the Summary already)."""
+    from sepbench.leaderboard import EXPLAIN, TRACKS, leaderboard_blocks, tables_of
+
+    named = {track.name for track in TRACKS}
+    tables = {name: table for name, table in tables_of(runs, required=False)[0].items() if name in named}
+    if not tables:
+        return []
+    return [Block("h2", "Leaderboard"),
+            Block("note", "Entries on a leaderboard track's budget, ranked within it (as `bench leaderboard` ranks "
+                          "them, which also writes them as CSV with the seed-aware tests). " + EXPLAIN),
+            *leaderboard_blocks(tables, heading="h3")]
 
 
 def _setting_ceilings(runs: Sequence[RunData], rows: pd.DataFrame, ceiling: dict[str, float]

@@ -15,7 +15,7 @@ CSS = """
 body{font:14px/1.45 -apple-system,"Segoe UI",Helvetica,Arial,sans-serif;color:#222;max-width:1180px;
 margin:0 auto;padding:18px 22px 60px}
 h1{font-size:22px;margin:6px 0 2px}h2{font-size:18px;margin:28px 0 6px;border-bottom:1px solid #ddd;
-padding-bottom:3px}h3{font-size:15px;margin:16px 0 4px}
+padding-bottom:3px}h3{font-size:15px;margin:16px 0 4px}h4{font-size:14px;margin:12px 0 4px}
 p{margin:6px 0}.muted{color:#666;font-size:12.5px}
 .warn{background:#fff4e5;border:1px solid #f0b45a;border-radius:4px;padding:8px 12px;margin:10px 0}
 .warn ul{margin:4px 0 0 18px;padding:0}
@@ -75,7 +75,7 @@ class Figure:
 
 @dataclass
 class Block:
-    """One piece of the page: kind is h1, h2, h3, p, note, warn (text and a list), table, figure, or gallery (tiles
+    """One piece of the page: kind is h1, h2, h3, h4, p, note, warn (text and a list), table, figure, or gallery (tiles
     in a grid with a picker of their entries; ``text`` heads it)."""
 
     kind: str
@@ -133,8 +133,8 @@ def render_html(blocks: list[Block], title: str) -> str:
             parts.append(f"<h1>{text}</h1>")
         elif block.kind == "h2":
             parts.append(f'<h2 id="{_anchor(block.text)}">{text}</h2>')
-        elif block.kind == "h3":
-            parts.append(f"<h3>{text}</h3>")
+        elif block.kind in ("h3", "h4"):
+            parts.append(f"<{block.kind}>{text}</{block.kind}>")
         elif block.kind == "p":
             parts.append(f"<p>{text}</p>")
         elif block.kind == "note":
@@ -165,7 +165,7 @@ def render_markdown(blocks: list[Block], base: Path) -> str:
     """The same page in Markdown; figures are linked relative to ``base`` (the report's directory)."""
     lines: list[str] = []
     for block in blocks:
-        if block.kind in ("h1", "h2", "h3"):
+        if block.kind in ("h1", "h2", "h3", "h4"):
             lines += ["#" * int(block.kind[1]) + " " + block.text, ""]
         elif block.kind == "p":
             lines += [block.text, ""]

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import io
+import math
 
 import pandas as pd
 import pytest
+import torch
 
 from sepbench import leaderboard
+from sepbench.flops import count_training_flops, synthetic_batch, training_flops_per_mixture
 from sepbench.grid import load_grid, parse_grid
 from sepbench.leaderboard import TRACKS, Track, track_name, write_leaderboard
 from sepbench.plan import plan_grid
+from sepbench.registry import get_method
+from sepbench.report import write_report
 from sepbench.runner import run_grid
 from tests.conftest import TINY_GRID, bench_here
 
@@ -68,6 +73,46 @@ def test_tracks_seeds_conventions_and_ranks(tiny_run, tmp_path, monkeypatch):
     assert "## Track tiny: 256 training mixtures seen, fp32" in text
     assert "## Track other (512 mixtures, fp32)" in text and "1 seed" not in text.split("## Track other")[0]
     assert "trains nothing" in text and "PSNR of mean MSE" in text and "SSIM Gaussian" in text
+    # training FLOPs of the budget, counted on the meta device: per mixture as a real CPU step counts them, × 256
+    task = plan_grid(parse_grid(GRID, "tiny.yaml")).cells[1].task
+    per_mixture = training_flops_per_mixture("fcsae", {"hidden": 64}, task, 64)
+    on_cpu = count_training_flops(get_method("fcsae")(task, hidden=64), synthetic_batch(task, 64), "cpu")
+    assert per_mixture == on_cpu > 0
+    assert tiny.loc["fcsae", "train_tflop"] == pytest.approx(per_mixture * 256 / 1e12, rel=1e-12)
+    assert math.isnan(tiny.loc["average", "train_tflop"])
+    # the same page as self-contained HTML
+    html = (tmp_path / "lb" / "leaderboard.html").read_text()
+    assert html.startswith("<!DOCTYPE html>") and "Track tiny: 256 training mixtures seen, fp32" in html
+    assert html.count("<table>") == text.count("| rank | entry |") == 2
+
+
+def test_flops_of_a_known_network_are_counted_exactly():
+    class Linear:  # 20 → 30 → 10 per mixture: forward 2·(600 + 300); backward: the weights' gradients 2·(600 + 300)
+        # and the hidden layer's gradient 2·300 (the observation needs none)
+        def build_network(self):
+            return torch.nn.Sequential(torch.nn.Linear(20, 30, bias=False), torch.nn.Linear(30, 10, bias=False))
+
+        def training_loss(self, net, batch):
+            return net(batch.y.reshape(len(batch.y), -1)[:, :20]).pow(2).mean()
+
+        def predict(self, net, y):
+            return y
+
+    batch = synthetic_batch(plan_grid(parse_grid(GRID, "tiny.yaml")).cells[1].task, 8)
+    assert count_training_flops(Linear(), batch) == 4 * 900 + 2 * 300
+    assert training_flops_per_mixture("average", {}, plan_grid(parse_grid(GRID, "t.yaml")).cells[0].task, 64) is None
+
+
+def test_the_report_has_a_leaderboard_section_only_for_track_budgets(tiny_run, tmp_path, monkeypatch):
+    plain = write_report(tiny_run, out=tmp_path / "plain").with_suffix(".md").read_text()
+    assert "## Leaderboard" not in plain  # every trained entry is on another budget: the Summary says it all
+    monkeypatch.setattr(leaderboard, "TRACKS", (Track("tiny", 256, "fp32", "the tiny entries"),))
+    text = write_report(tiny_run, out=tmp_path / "tracked").with_suffix(".md").read_text()
+    section = text.split("## Leaderboard", 1)[1].split("\n## ", 1)[0]
+    assert "### Track tiny: 256 training mixtures seen, fp32" in section and "#### single · σ = 0.01 · mnist" in section
+    assert "fcsae-pit" in section and "fcsae-long" not in section  # other budgets stay out of the section
+    html = (tmp_path / "tracked" / "report.html").read_text()
+    assert '<h2 id="leaderboard">Leaderboard</h2>' in html and "<h4>single · σ = 0.01 · mnist</h4>" in html
 
 
 def test_bad_input_is_one_line_and_exit_status_2(tmp_path, tiny_run):
@@ -78,3 +123,10 @@ def test_bad_input_is_one_line_and_exit_status_2(tmp_path, tiny_run):
     blocked = bench_here("leaderboard", str(tiny_run), "--out", str(tmp_path / "file"), cwd=tmp_path)
     assert blocked.returncode == 2 and len(blocked.stderr.strip().splitlines()) == 1, blocked.stderr
     assert bench_here("leaderboard", cwd=tmp_path).returncode == 2  # no run named
+    # a glob over a folder of runs names its pages too: files are skipped with a line each, not an error
+    named = bench_here("leaderboard", str(tmp_path / "file"), str(tiny_run), "--out", str(tmp_path / "lb"),
+                       cwd=tmp_path)
+    assert named.returncode == 0 and named.stderr.strip().splitlines() == [
+        f"skipped {tmp_path / 'file'}: a file, not a run directory"], named.stderr
+    only = bench_here("leaderboard", str(tmp_path / "file"), cwd=tmp_path)
+    assert only.returncode == 2 and only.stderr.strip().splitlines()[-1] == "error: name at least one run directory"

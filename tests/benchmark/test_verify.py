@@ -68,7 +68,7 @@ def test_verify_passes_a_trained_and_an_untrained_cell_and_leaves_the_run_alone(
     out = result.stdout
     for label, kind in (("fcsae", "trained in fp32"), ("average", "trains nothing")):
         assert f"cell {ids[label]} {label} · single · σ=0.01 · seed 0: {kind}" in out
-        for metric in ("mse", "psnr", "ssim", "recognised"):
+        for metric in ("mse", "psnr", "ssim", "ssim_gauss", "recognised"):
             assert f"  ok   {ids[label]} {label} · single · σ=0.01 · seed 0 {metric}: committed " in out
     assert out.count("code and versions: as committed") == 2
     assert out.count("  test mixtures: identical to the committed ones (fingerprint ") == 2
@@ -123,6 +123,24 @@ def test_edited_scores_of_a_trained_cell_fail_naming_the_cell_and_metric(run_cop
     wide = bench_here("verify", str(run), "--cell", ids["fcsae"], "--tolerance", "mse=0.05", cwd=tmp_path)
     assert wide.returncode == 0, wide.stdout + wide.stderr
     assert f"  ok   {where} mse: committed " in wide.stdout and "(tolerance 5 % relative)" in wide.stdout
+
+
+def test_the_gaussian_ssim_is_compared_where_the_committed_cell_has_it(run_copy, tmp_path):
+    run, ids = run_copy
+    where = f"{ids['fcsae']} fcsae · single · σ=0.01 · seed 0"
+    forge(run, ids["fcsae"], "ssim_gauss", 10.0)  # the tiny cell's SSIM is near 0.006: 0.06, outside fp32's 0.005
+    edited = bench_here("verify", str(run), "--cell", ids["fcsae"], cwd=tmp_path)
+    assert edited.returncode == 1 and f"  FAIL {where} ssim_gauss: committed " in edited.stdout, edited.stdout
+    assert f"  ok   {where} ssim: committed " in edited.stdout
+    # a cell from before the Gaussian SSIM was scored has no such column: the other metrics decide alone
+    rows_path, meta_path = run / "cells" / f"{ids['fcsae']}.parquet", run / "cells" / f"{ids['fcsae']}.json"
+    pd.read_parquet(rows_path).drop(columns="ssim_gauss").to_parquet(rows_path, index=False)
+    record = json.loads(meta_path.read_text())
+    record["files"]["rows"] = hashlib.sha256(rows_path.read_bytes()).hexdigest()
+    meta_path.write_text(json.dumps(record, indent=2))
+    older = bench_here("verify", str(run), "--cell", ids["fcsae"], cwd=tmp_path)
+    assert older.returncode == 0, older.stdout + older.stderr
+    assert f"{where} ssim_gauss" not in older.stdout and f"  ok   {where} ssim: committed " in older.stdout
 
 
 def test_an_untrained_cell_must_reproduce_exactly_and_changed_code_is_said(run_copy, tmp_path):
