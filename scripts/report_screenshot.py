@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Look at a report as a reader does: render report.html in headless Chromium to a PNG of the whole page.
 
-    python scripts/report_screenshot.py reports/leaderboard/paper/report.html /tmp/report.png [--width 1280]
+    python scripts/report_screenshot.py reports/quick/report.html /tmp/report.png [--width 1280]
         [--parts DIR]   # also cut the page into screen-high PNGs (easier to view one at a time)
 
 A development tool, not a test dependency: without Chromium (Debian: ``apt-get install chromium``) it says so and
