@@ -121,15 +121,16 @@ def track_tables(run_dirs: Sequence[str | Path]) -> tuple[dict[str, pd.DataFrame
     return tables_of(load_runs(run_dirs))
 
 
-def tables_of(runs: Sequence[RunData], required: bool = True
+def tables_of(runs: Sequence[RunData], required: bool = True, named_only: bool = False
               ) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame]]:
     """:func:`track_tables` of loaded runs; with ``required`` False, runs of which no cell trains give no table
-    instead of an error."""
+    instead of an error; with ``named_only``, the tracks of :data:`TRACKS` only (no ``other`` track)."""
     rows = combine(runs)
     facts = _facts_frame(runs)
     per_cell = facts.set_index(["run", "cell"])
     rows = rows.join(per_cell[["track"]], on=["run", "cell"])
-    trained_tracks = [t for t in dict.fromkeys(facts["track"]) if isinstance(t, str)]
+    named = {t.name for t in TRACKS}
+    trained_tracks = [t for t in dict.fromkeys(facts["track"]) if isinstance(t, str) and (t in named or not named_only)]
     if not trained_tracks:
         if not required:
             return {}, {}

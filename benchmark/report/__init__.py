@@ -213,10 +213,9 @@ def _build(runs: Sequence[RunData], out: Path, data_dir: str | Path | None) -> P
 def _leaderboard_section(runs: Sequence[RunData]) -> list[Block]:
     """The leaderboard's tables (``bench leaderboard``) of the entries that trained on a track's budget, with the
     references beside them; nothing when no entry did (its other budgets are in the Summary already)."""
-    from sepbench.leaderboard import EXPLAIN, TRACKS, leaderboard_blocks, tables_of
+    from sepbench.leaderboard import EXPLAIN, leaderboard_blocks, tables_of
 
-    named = {track.name for track in TRACKS}
-    tables = {name: table for name, table in tables_of(runs, required=False)[0].items() if name in named}
+    tables, _ = tables_of(runs, required=False, named_only=True)
     if not tables:
         return []
     return [Block("h2", "Leaderboard"),
