@@ -70,6 +70,14 @@ def test_the_wheel_installs_one_top_level_package(sepbench_wheel):
     for expected in ("sepbench/api.py", "sepbench/methods/torch_method.py", "sepbench/datasets/task.py",
                      "sepbench/grids/quick.yaml", "sepbench/executors/local.py"):
         assert expected in names, expected
+    # every module of the checkout ships: a sub-package left out of setup.cfg's list would import in an editable
+    # install and fail in a wheel's
+    mapping = {"benchmark": "sepbench", "methods": "sepbench/methods", "datasets": "sepbench/datasets"}
+    for folder, package in mapping.items():
+        for module in (ROOT / folder).rglob("*.py"):
+            relative = module.relative_to(ROOT / folder)
+            if not (set(relative.parts) & SKIP_DIRS):
+                assert f"{package}/{relative.as_posix()}" in names, f"{folder}/{relative} is not in the wheel"
     entry_points = zipfile.ZipFile(sepbench_wheel).read(next(n for n in names if n.endswith("entry_points.txt")))
     assert b"bench = sepbench.cli:main" in entry_points
 

@@ -24,7 +24,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from sepbench.datasets.mixtures import TrainingData
 from sepbench.datasets.mnist import load_mnist
-from sepbench.flops import count_training_flops
+from sepbench.leaderboard.flops import count_training_flops
 from sepbench.perf.common import LEARNED, SINGLE, build_method, load, run_steps, training_step
 
 STEPS = {"fcsae": 40, "convsep": 3, "ligt": 6}
@@ -45,7 +45,7 @@ def matmul_peak(dtype: torch.dtype, n: int = 2048, rounds: int = 5) -> tuple[flo
 def flops_per_mixture(name: str, batch) -> tuple[float, float]:
     """(training: forward + backward, separation: forward in eval mode) FLOPs per mixture."""
     method = build_method(name)
-    train = count_training_flops(method, batch)  # the leaderboard's count (sepbench.flops)
+    train = count_training_flops(method, batch)  # the leaderboard's count (sepbench.leaderboard.flops)
     net = method.build_network()
     net.eval()
     with torch.no_grad(), FlopCounterMode(display=False) as counter:

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from sepbench import leaderboard
-from sepbench.flops import count_training_flops, synthetic_batch, training_flops_per_mixture
 from sepbench.grid import load_grid, parse_grid
 from sepbench.leaderboard import TRACKS, Track, track_name, write_leaderboard
+from sepbench.leaderboard.flops import count_training_flops, synthetic_batch, training_flops_per_mixture
 from sepbench.plan import plan_grid
 from sepbench.registry import get_method
 from sepbench.report import write_report
@@ -52,7 +52,7 @@ def test_the_packaged_track_grids_train_exactly_their_tracks_budget():
 
 
 def test_tracks_seeds_conventions_and_ranks(tiny_run, tmp_path, monkeypatch):
-    monkeypatch.setattr(leaderboard, "TRACKS", (Track("tiny", 256, "fp32", "the tiny entries"),))
+    monkeypatch.setattr(leaderboard.tracks, "TRACKS", (Track("tiny", 256, "fp32", "the tiny entries"),))
     page = write_leaderboard([tiny_run], tmp_path / "lb")
     table = pd.read_csv(tmp_path / "lb" / "leaderboard.csv")
     assert set(table["track"]) == {"tiny", "other (512 mixtures, fp32)"}
@@ -106,7 +106,7 @@ def test_flops_of_a_known_network_are_counted_exactly():
 def test_the_report_has_a_leaderboard_section_only_for_track_budgets(tiny_run, tmp_path, monkeypatch):
     plain = write_report(tiny_run, out=tmp_path / "plain").with_suffix(".md").read_text()
     assert "## Leaderboard" not in plain  # every trained entry is on another budget: the Summary says it all
-    monkeypatch.setattr(leaderboard, "TRACKS", (Track("tiny", 256, "fp32", "the tiny entries"),))
+    monkeypatch.setattr(leaderboard.tracks, "TRACKS", (Track("tiny", 256, "fp32", "the tiny entries"),))
     text = write_report(tiny_run, out=tmp_path / "tracked").with_suffix(".md").read_text()
     section = text.split("## Leaderboard", 1)[1].split("\n## ", 1)[0]
     assert "### Track tiny: 256 training mixtures seen, fp32" in section and "#### single · σ = 0.01 · mnist" in section

@@ -1,0 +1,91 @@
+"""The per-track tables: one row per entry × setting, seeds aggregated, both conventions, rank intervals, the
+best validation loss, parameters, fit core-seconds and training FLOPs; and the seed-aware paired tests."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from sepbench.errors import UserError
+from sepbench.leaderboard import tracks
+from sepbench.leaderboard.flops import training_flops_per_mixture
+from sepbench.leaderboard.tracks import cell_facts, track_name
+from sepbench.report.load import RunData, combine, entry_names, load_runs
+from sepbench.report.seeds import seed_columns, seed_tests
+from sepbench.report.summary import GROUP, summarise
+
+
+def _facts_frame(runs: Sequence[RunData]) -> pd.DataFrame:
+    records = []
+    for run in runs:
+        for cell_id, meta in run.meta.items():
+            records.append({"run": run.name, "cell": cell_id, **cell_facts(meta)})
+    facts = pd.DataFrame.from_records(records)
+    facts["track"] = [track_name(row) for row in facts.to_dict("records")]
+    return facts
+
+
+def training_flops(run: RunData, cell_id: str) -> float:
+    """The training FLOPs of a cell's whole budget (per mixture × mixtures seen), NaN where they cannot be
+    counted: the cell is rebuilt from its record as ``bench verify`` rebuilds it, for its task and parameters."""
+    from sepbench.verify.sample import Committed, rebuild
+
+    meta = run.meta[cell_id]
+    budget = meta["config"].get("budget")
+    if not budget:
+        return math.nan
+    try:
+        cell, _ = rebuild(Committed(cell_id, meta), run.root)
+    except Exception:  # noqa: BLE001 — a method no longer installed, a scenario it no longer serves: unknown
+        return math.nan
+    per_mixture = training_flops_per_mixture(cell.method, cell.params, cell.task, budget["batch_size"])
+    return math.nan if per_mixture is None else per_mixture * budget["mixtures"] * budget["epochs"]
+
+
+def track_tables(run_dirs: Sequence[str | Path]) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame]]:
+    """Per track: its table (one row per entry × setting) and its seed-aware paired tests (several seeds only)."""
+    return tables_of(load_runs(run_dirs))
+
+
+def tables_of(runs: Sequence[RunData], required: bool = True, named_only: bool = False
+              ) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame]]:
+    """:func:`track_tables` of loaded runs; with ``required`` False, runs of which no cell trains give no table
+    instead of an error; with ``named_only``, the tracks of :data:`TRACKS` only (no ``other`` track)."""
+    rows = combine(runs)
+    facts = _facts_frame(runs)
+    per_cell = facts.set_index(["run", "cell"])
+    rows = rows.join(per_cell[["track"]], on=["run", "cell"])
+    named = {t.name for t in tracks.TRACKS}
+    trained_tracks = [t for t in dict.fromkeys(facts["track"]) if isinstance(t, str) and (t in named or not named_only)]
+    if not trained_tracks:
+        if not required:
+            return {}, {}
+        raise UserError("no cell of these runs trains: a leaderboard ranks trained entries within a track")
+    order = {t.name: i for i, t in enumerate(tracks.TRACKS)}
+    trained_tracks.sort(key=lambda t: (order.get(t, len(order)), t))
+    tables, tests = {}, {}
+    for track in trained_tracks:
+        part = rows[(rows["track"] == track) | rows["track"].isna()].copy()
+        settings = part.loc[part["track"] == track, ["scenario", "sigma"]].drop_duplicates()
+        part = part.merge(settings, on=["scenario", "sigma"])  # references only where the track's entries are
+        summary = summarise(part)
+        summary.insert(2, "entry", entry_names(summary, several=len(runs) > 1))
+        summary = seed_columns(summary, part)
+        cells = part[[*GROUP, "cell"]].drop_duplicates().join(per_cell.drop(columns="track"), on=["run", "cell"])
+        extra = cells.groupby(GROUP, sort=False).agg(
+            n_parameters=("n_parameters", "first"), mixtures_seen=("mixtures_seen", "first"),
+            precision=("precision", "first"), fit_core_seconds=("fit_core_seconds", "mean"),
+            best_val_loss=("best_val_loss", "mean"), not_converged=("still_falling", "any")).reset_index()
+        table = summary.merge(extra, on=GROUP, how="left")
+        by_run = {run.name: run for run in runs}
+        first = cells.drop_duplicates(GROUP).set_index(GROUP)["cell"]  # FLOPs are the same for every seed
+        table["train_tflop"] = [training_flops(by_run[key[0]], first[key]) / 1e12 if key in first.index
+                                else math.nan for key in table[GROUP].itertuples(index=False, name=None)]
+        table.insert(0, "track", track)
+        tables[track] = table.sort_values(["dataset", "scenario", "sigma", "mse_mean"]).reset_index(drop=True)
+        if (table["n_seeds"].fillna(1) > 1).any():
+            tests[track] = seed_tests(part, list(dict.fromkeys(part["entry"])))
+    return tables, tests
