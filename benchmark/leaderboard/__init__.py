@@ -26,8 +26,8 @@ when a run has entries on a track's budget.
 """
 
 from sepbench.leaderboard.page import EXPLAIN, leaderboard_blocks, markdown, page_blocks, write_leaderboard
-from sepbench.leaderboard.tables import tables_of, track_tables, training_flops
+from sepbench.leaderboard.tables import apart_by_test_set, tables_of, track_tables, training_flops
 from sepbench.leaderboard.tracks import TRACKS, Track, cell_facts, track_name
 
-__all__ = ["EXPLAIN", "TRACKS", "Track", "cell_facts", "leaderboard_blocks", "markdown", "page_blocks", "tables_of",
-           "track_name", "track_tables", "training_flops", "write_leaderboard"]
+__all__ = ["EXPLAIN", "TRACKS", "Track", "apart_by_test_set", "cell_facts", "leaderboard_blocks", "markdown",
+           "page_blocks", "tables_of", "track_name", "track_tables", "training_flops", "write_leaderboard"]

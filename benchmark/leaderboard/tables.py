@@ -50,11 +50,25 @@ def track_tables(run_dirs: Sequence[str | Path]) -> tuple[dict[str, pd.DataFrame
     return tables_of(load_runs(run_dirs))
 
 
+def apart_by_test_set(rows: pd.DataFrame) -> pd.DataFrame:
+    """Entries of one setting (dataset, scenario, σ) scored on other test mixtures (their test keys and
+    fingerprints differ: another test size, other pairs, another forward model under the same scenario name) are
+    never ranked together: the test set met first keeps the setting's name, each other one is renamed
+    ``<scenario> · test set k`` and becomes a table of its own."""
+    rows = rows.copy()
+    setting = ["dataset", "scenario", "sigma"]
+    for key, part in rows.groupby(setting, sort=False):
+        for k, testset in enumerate(list(dict.fromkeys(part["testset"]))[1:], start=2):
+            where = part.index[part["testset"] == testset]
+            rows.loc[where, "scenario"] = f"{key[1]} · test set {k}"
+    return rows
+
+
 def tables_of(runs: Sequence[RunData], required: bool = True, named_only: bool = False
               ) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame]]:
     """:func:`track_tables` of loaded runs; with ``required`` False, runs of which no cell trains give no table
     instead of an error; with ``named_only``, the tracks of :data:`TRACKS` only (no ``other`` track)."""
-    rows = combine(runs)
+    rows = apart_by_test_set(combine(runs))
     facts = _facts_frame(runs)
     per_cell = facts.set_index(["run", "cell"])
     rows = rows.join(per_cell[["track"]], on=["run", "cell"])

@@ -115,6 +115,27 @@ def test_the_report_has_a_leaderboard_section_only_for_track_budgets(tiny_run, t
     assert '<h2 id="leaderboard">Leaderboard</h2>' in html and "<h4>single · σ = 0.01 · mnist</h4>" in html
 
 
+def test_runs_on_other_test_mixtures_are_never_ranked_together(tiny_run, tmp_path, monkeypatch):
+    monkeypatch.setattr(leaderboard.tracks, "TRACKS", (Track("tiny", 256, "fp32", "the tiny entries"),))
+    one_seed = {**GRID, "seeds": [0]}
+    same = {**one_seed, "methods": [{"method": "fcsae", "label": "fcsae-narrow", "params": {"hidden": 32}}]}
+    other = {**one_seed, "test": {"mixtures": 30}, "methods": ["average", GRID["methods"][1]]}  # 30 test mixtures
+    for name, grid in (("same", same), ("other", other)):
+        assert run_grid(parse_grid(grid, f"{name}.yaml"), out=tmp_path / name, executor="local",
+                        progress_stream=io.StringIO()) == 0
+    write_leaderboard([tiny_run, tmp_path / "same", tmp_path / "other"], tmp_path / "lb")
+    table = pd.read_csv(tmp_path / "lb" / "leaderboard.csv")
+    tiny = table[table["track"] == "tiny"]
+    by_setting = {scenario: set(part["run"] + ": " + part["label"]) for scenario, part in tiny.groupby("scenario")}
+    assert by_setting == {  # the run on the same 40 test mixtures joins the table; the one on 30 gets its own
+        "single": {"run: average", "run: fcsae", "run: fcsae-pit", "same: fcsae-narrow"},
+        "single · test set 2": {"other: average", "other: fcsae"}}
+    assert tiny.groupby("scenario")["rank_low"].min().eq(1).all()  # each ranked within itself
+    tests = pd.read_csv(tmp_path / "lb" / "tests-tiny.csv")
+    assert not (tests["a"].str.startswith("other:") & ~tests["b"].str.startswith("other:")).any()
+    assert "### single · test set 2 · σ = 0.01 · mnist" in (tmp_path / "lb" / "leaderboard.md").read_text()
+
+
 def test_bad_input_is_one_line_and_exit_status_2(tmp_path, tiny_run):
     absent = bench_here("leaderboard", str(tmp_path / "absent"), cwd=tmp_path)
     assert absent.returncode == 2 and absent.stderr.strip().splitlines() == [
