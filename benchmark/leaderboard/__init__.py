@@ -6,9 +6,9 @@ train nothing (``average``, ``ica``, …) stand in every track as references. An
 ``other`` track, labelled with its budget, so that no table mixes budgets. Per track and setting (scenario · σ,
 with its dataset), one row per entry:
 
-* the mean over training seeds, the interval over seeds (a t interval over the seed means, which carries the
-  seed spread; one seed: the bootstrap over test mixtures, and the row says "1 seed"), the seed-to-seed
-  standard deviation and n seeds (:func:`sepbench.report.seeds.seed_columns`);
+* the mean over training seeds, the interval over seeds (a t interval whose standard error has a seed term, which
+  carries the seed spread, and a test-mixture term; one seed: the bootstrap over test mixtures, and the row says
+  "1 seed"), the seed-to-seed standard deviation and n seeds (:func:`sepbench.report.seeds.seed_columns`);
 * both conventions: PSNR as the mean of per-image values and as the PSNR of the mean MSE; SSIM with
   scikit-image's 7×7 window and with the Gaussian window of Wang et al. (``ssim_gauss``);
 * the rank by mean MSE with its 95 % interval (ranks bootstrapped over seeds and shared test mixtures), within

@@ -25,7 +25,7 @@ def _fmt(value: Any, spec: str) -> str:
 COLUMNS = ["rank", "entry", "seeds", "parameters", "MSE [interval]", "seed std", "PSNR per image",
            "PSNR of mean MSE", "SSIM 7×7", "SSIM Gaussian", "best val. loss", "fit core-min", "train TFLOP", "note"]
 EXPLAIN = ("Columns: rank by mean MSE with its 95 % interval (bootstrap over seeds and test mixtures); MSE mean over "
-           "seeds [interval over seeds: t interval over the seed means; one seed: bootstrap over mixtures]; "
+           "seeds [t interval whose error has a seed and a test-mixture term; one seed: bootstrap over mixtures]; "
            "seed-to-seed std of the MSE; PSNR as the mean of per-image values and as the PSNR of the mean MSE; SSIM "
            "with scikit-image's 7×7 window and with the Gaussian window (σ 1.5) of Wang et al.; the best validation "
            "loss (held-out training images); fit core-minutes per seed; training TFLOP of the whole budget "
