@@ -11,7 +11,7 @@ from sepbench.api import Method, Resources, Task, TrainBudget
 from sepbench.datasets.mnist import MNIST_FINGERPRINT
 from sepbench.errors import UserError
 from sepbench.grid_model import DatasetSpec, Grid, Scenario
-from sepbench.precision import cpu_has_bf16
+from sepbench.precision import EMULATED_BF16_SPEED, cpu_has_bf16
 from sepbench.registry import get_method, import_plugins
 
 CELL_FORMAT = 1  # bump when a change makes old cell results incomparable
@@ -114,7 +114,10 @@ def estimate_seconds(cls: type[Method], budget: TrainBudget | None, test_mixture
     rate = cls.cpu_rate(params or {}) if budget is not None else 0.0
     if budget is not None and rate > 0:
         if budget.precision != "fp32" and cls.supports_bf16:
-            rate *= cls.cpu_bf16_speedup if cpu_has_bf16() else 1.0
+            if cpu_has_bf16():
+                rate *= cls.cpu_bf16_speedup
+            elif budget.precision == "bf16":  # asked for explicitly, so emulated ('auto' resolves to fp32 here)
+                rate *= EMULATED_BF16_SPEED
         seconds += budget.epochs * budget.mixtures / rate * pixel_scale(dataset)
     return seconds
 

@@ -17,6 +17,10 @@ if TYPE_CHECKING:
     import torch
 
 PRECISIONS = ("auto", "fp32", "bf16")
+# bf16 autocast where the CPU has no bf16 instructions: a training step's speed over fp32's, measured on a 2-core AMD
+# EPYC without AVX-512 (2026-12-04, `python -m sepbench.perf.precision --threads 1`): fcsae 0.05×, ligt 0.09×,
+# unet 0.09×, convsep 0.11×. The planner counts it, and a run that asks for bf16 on such a CPU says so.
+EMULATED_BF16_SPEED = 0.1
 _CPU_BF16_FLAGS = {"avx512_bf16", "amx_bf16", "bf16"}  # x86 flags; "bf16" is the Arm feature (FEAT_BF16)
 
 

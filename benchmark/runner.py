@@ -25,7 +25,9 @@ from sepbench.files import describe_os_error, is_disk_full
 from sepbench.grid_model import Grid
 from sepbench.integrity import remove_partial_writes, set_aside
 from sepbench.plan import Cell, plan_grid
+from sepbench.precision import EMULATED_BF16_SPEED, cpu_has_bf16
 from sepbench.progress import RunProgress, format_duration
+from sepbench.registry import get_method
 from sepbench.resume import describe, grid_history, read_previous_manifest, triage
 from sepbench.signals import EXIT_TERMINATED, forget_termination, is_termination
 from sepbench.sources import load_sources, set_aside_missing
@@ -156,6 +158,12 @@ def run_grid(grid: Grid, *, out: str | Path | None = None, executor: str = "ray"
                     "here before" if seen else ""
             progress.line(f"  no GPU found: expected about {format_duration(total)} on this CPU ({first}"
                           f"{len(pending)} cells, {parallel:g} at a time{basis})")
+            emulated = [c for c in pending if c.budget and c.budget.precision == "bf16"
+                        and get_method(c.method).supports_bf16]
+            if emulated and not cpu_has_bf16():
+                progress.line(f"  {len(emulated)} cells train in bf16, which this CPU only emulates (no AVX512-BF16, "
+                              f"AMX-BF16 or Arm BF16): about {1 / EMULATED_BF16_SPEED:.0f}× slower than fp32, as "
+                              "the estimate counts; a GPU or a CPU with native bf16 runs them at full speed")
         for sources in scored:  # trained here, once, before the cells (which all score with it): said, never silent
             try:
                 recognise.load_classifier(data_dir, sources, say=progress.line)

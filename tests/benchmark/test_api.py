@@ -5,11 +5,14 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from sepbench import Method, Task, TorchMethod
+from sepbench import plan as plan_module
 from sepbench.api import TrainBudget
 from sepbench.datasets import task as task_module
 from sepbench.plan import estimate_seconds
-from sepbench.precision import cpu_has_bf16
+from sepbench.precision import EMULATED_BF16_SPEED, cpu_has_bf16
 
 
 def test_the_base_class_declares_what_the_engine_reads():
@@ -48,6 +51,23 @@ def test_run_time_estimate_reads_the_declared_bf16_flag():
     plain, fast = estimate_seconds(Learner, budget, 0), estimate_seconds(Bf16Learner, budget, 0)
     assert plain == 2.0 + 20.0
     assert fast == (2.0 + 10.0 if cpu_has_bf16() else plain)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_run_time_estimate_counts_emulated_bf16(monkeypatch, native):
+    class Learner(Method):
+        cpu_mixtures_per_s = 100.0
+        cpu_bf16_speedup = 2.0
+        supports_bf16 = True
+
+    monkeypatch.setattr(plan_module, "cpu_has_bf16", lambda: native)
+    seconds = {p: estimate_seconds(Learner, TrainBudget(mixtures=1000, epochs=2, precision=p), 0)
+               for p in ("fp32", "auto", "bf16")}
+    assert seconds["fp32"] == 2.0 + 20.0
+    if native:  # bf16 instructions: 'auto' and 'bf16' both train at the declared speed-up
+        assert seconds["auto"] == seconds["bf16"] == 2.0 + 10.0
+    else:  # 'auto' resolves to fp32; an explicit 'bf16' is emulated, about ten times slower
+        assert seconds["auto"] == seconds["fp32"] and seconds["bf16"] == pytest.approx(2.0 + 20.0 / EMULATED_BF16_SPEED)
 
 
 def test_run_time_estimate_follows_a_methods_parameters():

@@ -166,3 +166,32 @@ def test_run_cell_records_the_resolved_precision() -> None:
     assert results["fcsae"].meta["precision"] == resolve_precision("auto", "cpu")
     assert results["fcsae"].meta["config"]["budget"]["precision"] == "auto"  # the request stays in the config
     assert results["average"].meta["precision"] is None
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_a_run_says_when_its_bf16_cells_are_emulated(tmp_path, monkeypatch, native) -> None:
+    import io
+
+    import sepbench.runner as runner_module
+    from sepbench.grid import parse_grid
+    from sepbench.runner import run_grid
+
+    monkeypatch.setattr(runner_module, "cpu_has_bf16", lambda: native)
+    monkeypatch.setattr(runner_module.torch.cuda, "is_available", lambda: False)  # the CPU's estimate is printed
+    grid = parse_grid({
+        "name": "emulated", "dataset": {"name": "mnist", "train_size": 500, "test_size": 100},
+        "scenarios": {"single": {"weights": [[1, 1]], "downsample": 2}}, "noise": [0.01], "seeds": [0],
+        "train": {"mixtures": 64, "epochs": 1, "batch_size": 32}, "test": {"mixtures": 20},
+        "methods": ["average", {"method": "fcsae", "params": {"hidden": 16}},
+                    *({"method": "fcsae", "label": f"fcsae-{p}", "params": {"hidden": 16}, "train": {"precision": p}}
+                      for p in ("bf16", "auto"))],
+    })
+    stream = io.StringIO()
+    assert run_grid(grid, out=tmp_path / "run", executor="local", progress_stream=stream) == 0
+    said = [line for line in stream.getvalue().splitlines() if "only emulates" in line]
+    if native:
+        assert said == []
+    else:  # one line, counting only the cell that asked for bf16 ('auto' resolves to fp32 here)
+        assert said == ["  1 cells train in bf16, which this CPU only emulates (no AVX512-BF16, AMX-BF16 or Arm "
+                        "BF16): about 10× slower than fp32, as the estimate counts; a GPU or a CPU with native bf16 "
+                        "runs them at full speed"]
