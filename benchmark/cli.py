@@ -32,8 +32,11 @@ def bench() -> None:
               help="End a cell that runs longer and record it as failed (a grid entry's own `timeout` wins).")
 @click.option("--keep-models", is_flag=True,
               help="Store each cell's fitted method (models/, for `bench separate`); finished cells without one rerun.")
+@click.option("--jobs", type=int, default=1, show_default=True, metavar="N",
+              help="With --executor local: cells side by side, each in a child process (CPU threads shared "
+                   "equally; several GPUs handed out in turn).")
 def run(grid_name: str, out: str | None, executor: str, address: str | None, data_dir: str | None,
-        gpu_share: float | None, keep_stale: bool, cell_timeout: float | None, keep_models: bool) -> None:
+        gpu_share: float | None, keep_stale: bool, cell_timeout: float | None, keep_models: bool, jobs: int) -> None:
     """Train and score every method × scenario × σ × seed of a grid; resumes an interrupted run.
 
     A finished cell is reused only if its files are intact and its method's code, sepbench, torch and the
@@ -55,9 +58,13 @@ def run(grid_name: str, out: str | None, executor: str, address: str | None, dat
             cell_timeout = check_timeout(cell_timeout)
         except ValueError as exc:
             raise UserError(f"--cell-timeout: {exc}") from None
+    if jobs < 1:
+        raise UserError(f"--jobs: expected a whole number ≥ 1, got {jobs}")
+    if jobs > 1 and executor != "local":
+        raise UserError("--jobs is for --executor local (Ray puts as many cells side by side as resources allow)")
     grid = load_grid(grid_name)
     sys.exit(run_grid(grid, out=out, executor=executor, address=address, data_dir=data_dir, gpu_share=gpu_share,
-                      keep_stale=keep_stale, cell_timeout=cell_timeout, keep_models=keep_models))
+                      keep_stale=keep_stale, cell_timeout=cell_timeout, keep_models=keep_models, jobs=jobs))
 
 
 @bench.command()

@@ -63,7 +63,8 @@ def default_run_dir(grid: Grid) -> Path:
 
 def run_grid(grid: Grid, *, out: str | Path | None = None, executor: str = "ray", address: str | None = None,
              data_dir: str | Path | None = None, progress_stream: Any = None, gpu_share: float | None = None,
-             keep_stale: bool = False, cell_timeout: float | None = None, keep_models: bool = False) -> int:
+             keep_stale: bool = False, cell_timeout: float | None = None, keep_models: bool = False,
+             jobs: int = 1) -> int:
     """Run every missing, failed, damaged or stale cell of ``grid``; returns the exit status (0, 1, 130 or 143; 3
     when the disk filled up, 2 when the run directory could not be written otherwise; bad input raises).
     ``keep_stale`` keeps cells whose code, versions or device changed (marked in the manifest).
@@ -71,7 +72,7 @@ def run_grid(grid: Grid, *, out: str | Path | None = None, executor: str = "ray"
     ``gpu_share``: the share of a GPU each GPU cell takes in this run (overrides the grid and the methods);
     ``cell_timeout``: seconds a cell may run before it is ended and recorded as failed (a grid entry's own
     ``timeout`` wins); ``keep_models``: every cell whose method can be kept stores its fitted method (finished ones
-    lacking it rerun)."""
+    lacking it rerun); ``jobs``: cells the local executor runs side by side (child processes; Ray: 1)."""
     forget_termination()
     plan = plan_grid(grid, gpu_share, cell_timeout, keep_models=keep_models)
     store = RunStore(out or default_run_dir(grid))
@@ -82,7 +83,7 @@ def run_grid(grid: Grid, *, out: str | Path | None = None, executor: str = "ray"
         # a training cell keeps its checkpoint in <run>/checkpoints/ and resumes from it after its last finished
         # epoch; the driver deletes it once the cell is recorded
         runner = make_executor(executor, data_dir=data_dir, address=address,
-                               checkpoint_dir=store.checkpoints.absolute())
+                               checkpoint_dir=store.checkpoints.absolute(), jobs=jobs)
         remove_partial_writes(store.root)
         previous, manifest_damage = read_previous_manifest(store)
         found = triage(plan, store, keep_stale=keep_stale,
@@ -116,9 +117,9 @@ def run_grid(grid: Grid, *, out: str | Path | None = None, executor: str = "ray"
         _setup_log(store.root / "run.log")
         if any(c.budget for c in pending):
             store.checkpoint_folder()  # made here for the Ray workers that see the run directory (None: no checkpoints)
-        # Ray packs one cell per requested CPU (usually 1); the local executor runs one at a time
+        # Ray packs one cell per requested CPU (usually 1); the local executor runs `jobs` at a time
         parallel = (os.cpu_count() or 1) / max(min((c.resources.cpu for c in pending), default=1), 1) \
-            if executor == "ray" else 1
+            if executor == "ray" else jobs
         on_cpu = bool(pending) and not torch.cuda.is_available() and any(c.budget for c in pending)
         at_once, speed, observed = 1, 1.0, None
         reference = {c.id: (c.method, c.expected_seconds) for c in pending}  # at the reference speed

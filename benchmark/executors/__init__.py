@@ -20,13 +20,16 @@ class Executor(Protocol):
 
 
 def make_executor(name: str, *, data_dir: str | Path | None = None, address: str | None = None,
-                  checkpoint_dir: str | Path | None = None) -> Executor:
+                  checkpoint_dir: str | Path | None = None, jobs: int = 1) -> Executor:
     """The executor called ``name`` ('ray' or 'local'); ``checkpoint_dir``: where cells that train keep their
-    training checkpoints (:func:`sepbench.cell.run_cell`), None for none."""
+    training checkpoints (:func:`sepbench.cell.run_cell`), None for none; ``jobs``: cells the local executor runs
+    side by side, each in a child process of its own."""
     if name == "local":
         from sepbench.executors.local import LocalExecutor
 
-        return LocalExecutor(data_dir=data_dir, checkpoint_dir=checkpoint_dir)
+        return LocalExecutor(data_dir=data_dir, checkpoint_dir=checkpoint_dir, jobs=jobs)
+    if jobs != 1:
+        raise UserError("--jobs is for --executor local (Ray puts as many cells side by side as resources allow)")
     if name == "ray":
         from sepbench.executors.ray import RayExecutor
 

@@ -1,4 +1,5 @@
-"""A child process that runs the local executor's cells that have a time limit, watched from the driver.
+"""A child process that runs the local executor's cells that have a time limit (or, with several jobs, all its
+cells), watched from the driver.
 
 A timer inside the driver's own process cannot stop a ``fit()`` hung in native code (a C call holding the thread,
 a blocking syscall); ending a process can. The child is a fresh interpreter (``python -m`` this module: CUDA,
@@ -80,21 +81,26 @@ def _exit_reason(code: int | None) -> str:
 
 
 class CellProcess:
-    """One child process that runs limited cells; :meth:`run` ends it when a cell passes its limit."""
+    """One child process that runs cells (the local executor's limited ones, or all of them side by side with
+    several jobs); :meth:`run` ends it when a cell passes its limit."""
 
-    def __init__(self, data_dir: str | Path | None, checkpoint_dir: str | Path | None = None) -> None:
+    def __init__(self, data_dir: str | Path | None, checkpoint_dir: str | Path | None = None,
+                 threads: int | None = None, gpu: int | None = None) -> None:
+        """``threads``: torch threads in the child (default: the driver's); ``gpu``: the one GPU it sees
+        (``CUDA_VISIBLE_DEVICES``; default: all)."""
         import torch
 
+        env = None if gpu is None else {**os.environ, "CUDA_VISIBLE_DEVICES": str(gpu)}
         mine, theirs = socket.socketpair()
         with theirs:  # in its own session: Ctrl-C at the terminal is the driver's, which stops the child by PID
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "sepbench.executors.cell_process", str(theirs.fileno()), str(os.getpid())],
-                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, start_new_session=True,
+                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, start_new_session=True, env=env,
                 preexec_fn=die_with_parent if sys.platform == "linux" else None)
         self.conn = Connection(mine.detach())
         self.handle = psutil.Process(self.process.pid)  # PID and start time: never a PID reused since
         driver_path = [p for p in sys.path if p and os.path.isdir(p)]
-        self.conn.send((None if data_dir is None else str(data_dir), driver_path, torch.get_num_threads(),
+        self.conn.send((None if data_dir is None else str(data_dir), driver_path, threads or torch.get_num_threads(),
                         None if checkpoint_dir is None else str(checkpoint_dir)))
         self.started = False  # has it taken a cell yet (i.e. finished its start-up)?
 
