@@ -29,6 +29,7 @@ from sepbench.devices import Placement, place
 from sepbench.metrics import score, ssim_fast, ssim_gaussian
 from sepbench.paper_protocol import paper_protocol
 from sepbench.plan import Cell
+from sepbench.precision import no_tf32
 from sepbench.provenance import provenance
 from sepbench.recognise import recognise_outputs
 from sepbench.registry import get_method, import_plugins, method_origin
@@ -134,12 +135,14 @@ def run_cell(cell: Cell, data_dir: str | Path | None = None, device: torch.devic
             ctx.checkpoint_key = checkpoint_key(cell, meta["provenance"])
         torch.manual_seed(cell.seed)
         t0 = time.perf_counter()
-        method.fit(data, ctx)
+        with no_tf32():  # 'fp32' is fp32 on a GPU too (PyTorch's default lets convolutions use TF32)
+            method.fit(data, ctx)
         meta["fit_seconds"] = time.perf_counter() - t0
         if ctx.resumed_from_epoch is not None:
             meta["resumed_from_epoch"] = ctx.resumed_from_epoch
         t0 = time.perf_counter()
-        estimates = method.separate(test.y.to(device, copy=True))  # a copy: test.y is scored and kept below
+        with no_tf32():
+            estimates = method.separate(test.y.to(device, copy=True))  # a copy: test.y is scored and kept below
         if device.type == "cuda":
             torch.cuda.synchronize()
         meta["separate_seconds"] = time.perf_counter() - t0

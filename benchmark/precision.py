@@ -79,3 +79,20 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
 
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def no_tf32():
+    """Float32 matrix products and convolutions on CUDA in full fp32 while the block runs, not TF32 (PyTorch lets
+    cuDNN convolutions use TF32 by default): a cell's 'fp32' means fp32 on every device, so a track's entries
+    trained on a GPU and on a CPU are held to one precision. bf16 autocast is unaffected; CPUs have no TF32."""
+    import torch
+
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+

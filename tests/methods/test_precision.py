@@ -195,3 +195,43 @@ def test_a_run_says_when_its_bf16_cells_are_emulated(tmp_path, monkeypatch, nati
         assert said == ["  1 cells train in bf16, which this CPU only emulates (no AVX512-BF16, AMX-BF16 or Arm "
                         "BF16): about 10× slower than fp32, as the estimate counts; a GPU or a CPU with native bf16 "
                         "runs them at full speed"]
+
+
+def test_a_cell_trains_and_separates_without_tf32_and_restores_the_flags(monkeypatch) -> None:
+    """PyTorch lets cuDNN convolutions use TF32 by default: inside a cell 'fp32' is full fp32 on a GPU too."""
+    from sepbench.api import _REGISTRY, Method, Requirements
+    from sepbench.cell import run_cell
+    from sepbench.grid import parse_grid
+    from sepbench.plan import plan_grid
+    from sepbench.precision import no_tf32
+
+    seen: list[tuple[str, bool, bool]] = []
+
+    def flags(step: str) -> None:
+        seen.append((step, torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32))
+
+    class Probe(Method):
+        requires = Requirements(needs_training=True)
+
+        def fit(self, data, ctx):
+            flags("fit")
+
+        def separate(self, y):
+            flags("separate")
+            return torch.zeros(len(y), 2, 28, 28)
+
+    monkeypatch.setitem(_REGISTRY, "tf32-probe", Probe)
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", True)
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)
+    grid = parse_grid({
+        "name": "tf32", "dataset": {"name": "mnist", "train_size": 500, "test_size": 100},
+        "scenarios": {"single": {"weights": [[1, 1]], "downsample": 2}}, "noise": [0.01], "seeds": [0],
+        "train": {"mixtures": 64, "epochs": 1, "batch_size": 32}, "test": {"mixtures": 20}, "methods": ["tf32-probe"],
+    })
+    (cell,) = plan_grid(grid).cells
+    assert run_cell(cell, device=torch.device("cpu")).status == "done"
+    assert seen == [("fit", False, False), ("separate", False, False)]
+    assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32  # as they were
+    with pytest.raises(RuntimeError), no_tf32():  # restored after an error too
+        raise RuntimeError
+    assert torch.backends.cudnn.allow_tf32
