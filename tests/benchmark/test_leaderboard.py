@@ -61,6 +61,9 @@ def test_tracks_seeds_conventions_and_ranks(tiny_run, tmp_path, monkeypatch):
     assert set(table.loc[table["track"] != "tiny", "label"]) == {"average", "fcsae-long"}
     assert tiny.loc["fcsae", "n_seeds"] == 2 and tiny.loc["average", "n_seeds"] == 1
     assert tiny.loc["fcsae", "mse_seed_std"] > 0 and tiny.loc["fcsae", "mse_ci2_low"] < tiny.loc["fcsae", "mse_mean"]
+    # the two-level percentile bootstrap beside the t interval (CSV only), for entries with several seeds
+    assert tiny.loc["fcsae", "mse_boot2_low"] < tiny.loc["fcsae", "mse_mean"] < tiny.loc["fcsae", "mse_boot2_high"]
+    assert pd.isna(tiny.loc["average", "mse_boot2_low"])
     # both conventions: the PSNR of the mean MSE never exceeds the mean per-image PSNR (Jensen), and both SSIMs
     assert (tiny["psnr_of_mean_mse"] <= tiny["psnr_mean"] + 1e-9).all()
     assert tiny["ssim_gauss_mean"].notna().all() and (tiny["ssim_gauss_mean"] != tiny["ssim_mean"]).all()
