@@ -22,7 +22,7 @@ def test_the_script_stops_at_its_limit_and_brings_back_the_finished_cells(tmp_pa
     grid = write_grid({"scenarios": DUAL, "noise": [0.1], "seeds": [0, 1, 2], "methods": [entry],
                        "plugins": ["gated_demo"]})
     env = {**os.environ, **marker(), **plugin_env, "PYTHON": sys.executable, "GRID": str(grid),
-           "RUN_DIR": str(tmp_path / "run"), "JOBS": "2", "LIMIT": "30"}
+           "RUN_DIR": str(tmp_path / "run"), "JOBS": "2", "LIMIT": "40"}
     done = subprocess.run(["bash", str(REPO / "scripts" / "leaderboard-gpu.sh"), str(tmp_path / "back")],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 124, done.stdout[-3000:] + done.stderr[-3000:]  # stopped by its limit
