@@ -28,7 +28,8 @@ EXPLAIN = ("Columns: rank by mean MSE with its 95 % interval (bootstrap over see
            "seeds [t interval whose error has a seed and a test-mixture term; one seed: bootstrap over mixtures]; "
            "seed-to-seed std of the MSE; PSNR as the mean of per-image values and as the PSNR of the mean MSE; SSIM "
            "with scikit-image's 7×7 window and with the Gaussian window (σ 1.5) of Wang et al.; the best validation "
-           "loss (held-out training images); fit core-minutes per seed; training TFLOP of the whole budget "
+           "loss (held-out training images); fit core-minutes per seed (a cell trained on a GPU: its GPU-minutes, "
+           "marked; the devices are in the CSV); training TFLOP of the whole budget "
            "(matmuls, convolutions and attention of the training steps, counted; – where they cannot be). Entries "
            "of one setting scored on other test mixtures (their test fingerprints differ) are never ranked together: "
            "the test set met first keeps the setting's name, the others form tables named 'test set 2', ….")
@@ -49,8 +50,18 @@ def _row(row: Any) -> list[str]:
             f"{row.mse_mean:.4g} [{row.mse_ci2_low:.4g}, {row.mse_ci2_high:.4g}]", _fmt(row.mse_seed_std, ".2g"),
             f"{row.psnr_mean:.2f}", f"{row.psnr_of_mean_mse:.2f}", f"{row.ssim_mean:.3f}", _fmt(gauss, ".3f"),
             _fmt(row.best_val_loss, ".4g"),
-            _fmt(row.fit_core_seconds / 60 if row.mixtures_seen else math.nan, ".1f"),
+            _fit_minutes(row),
             _fmt(getattr(row, "train_tflop", math.nan), ".3g"), ", ".join(notes)]
+
+
+def _fit_minutes(row: Any) -> str:
+    """Core-minutes of CPU cells; GPU-minutes of GPU cells, marked (cores do not measure a GPU's work)."""
+    if not row.mixtures_seen:
+        return "–"
+    parts = [] if pd.isna(row.fit_core_seconds) else [f"{row.fit_core_seconds / 60:.1f}"]
+    gpu = getattr(row, "fit_gpu_seconds", math.nan)
+    parts += [] if pd.isna(gpu) else [f"{gpu / 60:.1f} GPU-min"]
+    return "; ".join(parts) or "–"
 
 
 def leaderboard_blocks(tables: dict[str, pd.DataFrame], heading: str = "h2") -> list[Block]:

@@ -105,6 +105,8 @@ def tables_of(runs: Sequence[RunData], required: bool = True, named_only: bool =
         extra = cells.groupby(GROUP, sort=False).agg(
             n_parameters=("n_parameters", "first"), mixtures_seen=("mixtures_seen", "first"),
             precision=("precision", "first"), fit_core_seconds=("fit_core_seconds", "mean"),
+            fit_gpu_seconds=("fit_gpu_seconds", "mean"),
+            devices=("device_name", lambda names: ", ".join(sorted({str(n) for n in names.dropna()}))),
             best_val_loss=("best_val_loss", "mean"), not_converged=("still_falling", "any")).reset_index()
         table = summary.merge(extra, on=GROUP, how="left")
         by_run = {run.name: run for run in runs}

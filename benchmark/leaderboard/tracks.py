@@ -30,15 +30,19 @@ TRACKS = (
 
 
 def cell_facts(meta: dict[str, Any]) -> dict[str, Any]:
-    """What the leaderboard reads from a cell's record besides its rows: budget, precision, parameters, fit
-    seconds and threads, the best validation loss and whether it was still falling."""
+    """What the leaderboard reads from a cell's record besides its rows: budget, precision, parameters, fit time
+    (on a CPU: seconds × threads, core-seconds; on a GPU: its seconds, which cores do not measure), the device, the
+    best validation loss and whether it was still falling."""
     budget = meta["config"].get("budget")
+    fit = float(meta.get("fit_seconds", 0.0))
+    on_gpu = str(meta.get("device") or "cpu").startswith("cuda")
     history = [h for h in meta.get("history") or [] if h.get("val_loss") is not None]
     val = [float(h["val_loss"]) for h in history]
     falling = len(val) >= 2 and val[-1] < val[-2] * (1 - STILL_FALLING)
     return {"mixtures_seen": budget["mixtures"] * budget["epochs"] if budget else 0,
             "precision": meta.get("precision"), "n_parameters": meta.get("n_parameters"),
-            "fit_core_seconds": float(meta.get("fit_seconds", 0.0)) * int(meta.get("threads", 1) or 1),
+            "fit_core_seconds": math.nan if on_gpu else fit * int(meta.get("threads", 1) or 1),
+            "fit_gpu_seconds": fit if on_gpu else math.nan, "device_name": meta.get("device_name"),
             "best_val_loss": min(val) if val else math.nan, "still_falling": bool(falling),
             "trains": budget is not None}
 

@@ -13,6 +13,7 @@ from sepbench import leaderboard
 from sepbench.grid import load_grid, parse_grid
 from sepbench.leaderboard import TRACKS, Track, track_name, write_leaderboard
 from sepbench.leaderboard.flops import count_training_flops, synthetic_batch, training_flops_per_mixture
+from sepbench.leaderboard.page import _fit_minutes
 from sepbench.plan import plan_grid
 from sepbench.registry import get_method
 from sepbench.report import write_report
@@ -39,6 +40,19 @@ def test_cells_join_the_track_of_their_exact_budget_and_precision():
     assert track_name({**facts, "precision": "bf16"}) == "other (60,000 mixtures, bf16)"
     assert track_name({**facts, "mixtures_seen": 480_000, "precision": "bf16"}) == "large"
     assert track_name({**facts, "trains": False}) is None  # a reference in every track
+
+
+def test_fit_time_is_core_seconds_on_a_cpu_and_gpu_seconds_on_a_gpu():
+    meta = {"config": {"budget": {"mixtures": 100, "epochs": 2}}, "precision": "fp32", "fit_seconds": 30.0,
+            "threads": 4, "device": "cpu", "device_name": "CPU: test"}
+    on_cpu = leaderboard.cell_facts(meta)
+    assert on_cpu["fit_core_seconds"] == 120.0 and math.isnan(on_cpu["fit_gpu_seconds"])
+    on_gpu = leaderboard.cell_facts({**meta, "device": "cuda:0", "device_name": "NVIDIA H200"})
+    assert on_gpu["fit_gpu_seconds"] == 30.0 and math.isnan(on_gpu["fit_core_seconds"])
+    assert on_gpu["device_name"] == "NVIDIA H200" and on_gpu["mixtures_seen"] == 200
+    row = pd.Series({"mixtures_seen": 200, "fit_core_seconds": math.nan, "fit_gpu_seconds": 30.0})
+    assert _fit_minutes(row) == "0.5 GPU-min"
+    assert _fit_minutes(row.replace({math.nan: 120.0})) == "2.0; 0.5 GPU-min"  # seeds on both kinds of device
 
 
 def test_the_packaged_track_grids_train_exactly_their_tracks_budget():
@@ -69,6 +83,7 @@ def test_tracks_seeds_conventions_and_ranks(tiny_run, tmp_path, monkeypatch):
     assert tiny["ssim_gauss_mean"].notna().all() and (tiny["ssim_gauss_mean"] != tiny["ssim_mean"]).all()
     assert tiny.loc["fcsae", "best_val_loss"] > 0 and pd.isna(tiny.loc["average", "best_val_loss"])
     assert tiny.loc["fcsae", "mixtures_seen"] == 256 and tiny.loc["fcsae", "n_parameters"] > 0
+    assert tiny.loc["fcsae", "devices"].startswith("CPU") and tiny.loc["fcsae", "fit_core_seconds"] > 0
     assert (tiny["rank_low"] <= tiny["rank_high"]).all() and tiny["rank_low"].min() == 1
     tests = pd.read_csv(tmp_path / "lb" / "tests-tiny.csv")
     assert {"p_t", "p_holm", "outcome"} <= set(tests.columns) and (tests["p_holm"] >= tests["p_t"] - 1e-12).all()
