@@ -221,17 +221,21 @@ def test_a_cell_trains_and_separates_without_tf32_and_restores_the_flags(monkeyp
             return torch.zeros(len(y), 2, 28, 28)
 
     monkeypatch.setitem(_REGISTRY, "tf32-probe", Probe)
-    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", True)
-    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)
-    grid = parse_grid({
-        "name": "tf32", "dataset": {"name": "mnist", "train_size": 500, "test_size": 100},
-        "scenarios": {"single": {"weights": [[1, 1]], "downsample": 2}}, "noise": [0.01], "seeds": [0],
-        "train": {"mixtures": 64, "epochs": 1, "batch_size": 32}, "test": {"mixtures": 20}, "methods": ["tf32-probe"],
-    })
-    (cell,) = plan_grid(grid).cells
-    assert run_cell(cell, device=torch.device("cpu")).status == "done"
-    assert seen == [("fit", False, False), ("separate", False, False)]
-    assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32  # as they were
-    with pytest.raises(RuntimeError), no_tf32():  # restored after an error too
-        raise RuntimeError
-    assert torch.backends.cudnn.allow_tf32
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32  # torch's own setters, not
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True  # monkeypatch's (no delattr)
+    try:
+        grid = parse_grid({
+            "name": "tf32", "dataset": {"name": "mnist", "train_size": 500, "test_size": 100},
+            "scenarios": {"single": {"weights": [[1, 1]], "downsample": 2}}, "noise": [0.01], "seeds": [0],
+            "train": {"mixtures": 64, "epochs": 1, "batch_size": 32}, "test": {"mixtures": 20},
+            "methods": ["tf32-probe"],
+        })
+        (cell,) = plan_grid(grid).cells
+        assert run_cell(cell, device=torch.device("cpu")).status == "done"
+        assert seen == [("fit", False, False), ("separate", False, False)]
+        assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32  # as they were
+        with pytest.raises(RuntimeError), no_tf32():  # restored after an error too
+            raise RuntimeError
+        assert torch.backends.cudnn.allow_tf32
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
