@@ -183,18 +183,21 @@ def test_a_method_registered_in_the_driver_by_hand_runs_in_the_child(tmp_path, w
     assert process_tree(os.getpid()) == []
 
 
+@pytest.mark.parametrize("children", [["--cell-timeout", "600"], ["--jobs", "2"]], ids=["limited", "jobs-2"])
 @pytest.mark.parametrize(("signum", "status", "word"), [(signal.SIGINT, 130, "interrupted"),
                                                         (signal.SIGTERM, 143, "terminated")])
-def test_a_signal_ends_a_limited_local_run_keeps_finished_cells_and_stops_the_child(tmp_path, write_grid, signum,
-                                                                                    status, word):
+def test_a_signal_ends_a_local_run_in_children_keeps_finished_cells_and_stops_them(tmp_path, write_grid, signum,
+                                                                                    status, word, children):
+    """A limited cell runs in one child process, ``--jobs 2`` in two side by side: either way a signal ends the
+    run with its status, the finished cell kept and every child stopped."""
     entry, plugin_env, hold = gated(tmp_path)  # seed 0's cell finishes, the others are held in fit
     grid = write_grid({"scenarios": DUAL, "noise": [0.1], "seeds": [0, 1, 2], "methods": [entry],
                        "plugins": ["gated_demo"]})
     out = tmp_path / "run"
     env = {**marker(), **plugin_env}
     log = tmp_path / "run.log"
-    proc = popen_bench("run", "--grid", str(grid), "--out", str(out), "--executor", "local", "--cell-timeout",
-                       "600", cwd=tmp_path, env=env, log=log)
+    proc = popen_bench("run", "--grid", str(grid), "--out", str(out), "--executor", "local", *children,
+                       cwd=tmp_path, env=env, log=log)
     try:
         wait_for(lambda: list((out / "cells").glob("*.parquet")) if (out / "cells").exists() else [], 180,
                  "a finished cell", proc)
@@ -204,7 +207,7 @@ def test_a_signal_ends_a_limited_local_run_keeps_finished_cells_and_stops_the_ch
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert_nothing_left(env)  # the child held in fit was stopped by PID
+    assert_nothing_left(env)  # the children held in fit were stopped by PID
     text = log.read_text()
     assert word in text and "Traceback" not in text, text
     assert len(mtimes(out)) == 1, text

@@ -1,6 +1,6 @@
 """``bench run --executor local --jobs N``: cells side by side in child processes, without Ray. The same rows as one
-job, each cell in a child of its own share of the threads, the longest cells first; Ctrl-C and SIGTERM end the run
-with finished cells kept and no process left; bad input is one line and exit status 2.
+job, each cell in a child of its own share of the threads, the longest cells first; bad input is one line and exit
+status 2. (Ctrl-C and SIGTERM with several jobs: test_cell_timeout.py, beside the one-child case.)
 """
 
 from __future__ import annotations
@@ -8,7 +8,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import signal
 import sys
 from pathlib import Path
 
@@ -19,7 +18,6 @@ import torch
 from sepbench.executors.processes import process_tree
 from sepbench.grid import load_grid
 from sepbench.runner import run_grid
-from tests.benchmark.test_ray_executor import DUAL, assert_nothing_left, gated, marker, mtimes, popen_bench, wait_for
 from tests.conftest import bench_here
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")
@@ -53,34 +51,6 @@ def test_two_jobs_write_the_rows_one_job_writes(tmp_path, write_grid):
     assert {record["threads"] for record in two.values()} == {share}
     text = stream.getvalue()
     assert text.count("epoch 1/1") == 4 and "[6/6]" in text  # every epoch and every cell said, once
-
-
-@pytest.mark.parametrize(("signum", "status", "word"), [(signal.SIGINT, 130, "interrupted"),
-                                                        (signal.SIGTERM, 143, "terminated")])
-def test_a_signal_ends_a_run_of_several_jobs_keeps_finished_cells_and_stops_the_children(tmp_path, write_grid,
-                                                                                         signum, status, word):
-    entry, plugin_env, hold = gated(tmp_path)  # seed 0's cell finishes, the others are held in fit
-    grid = write_grid({"scenarios": DUAL, "noise": [0.1], "seeds": [0, 1, 2], "methods": [entry],
-                       "plugins": ["gated_demo"]})
-    out = tmp_path / "run"
-    env = {**marker(), **plugin_env}
-    log = tmp_path / "run.log"
-    proc = popen_bench("run", "--grid", str(grid), "--out", str(out), "--executor", "local", "--jobs", "2",
-                       cwd=tmp_path, env=env, log=log)
-    try:
-        wait_for(lambda: list((out / "cells").glob("*.parquet")) if (out / "cells").exists() else [], 180,
-                 "a finished cell", proc)
-        proc.send_signal(signum)
-        assert proc.wait(60) == status, log.read_text()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert_nothing_left(env)  # the children held in fit were stopped by PID
-    text = log.read_text()
-    assert word in text and "Traceback" not in text, text
-    assert len(mtimes(out)) == 1, text  # the finished cell is kept; the held ones left nothing behind
-    hold.unlink()
 
 
 @pytest.mark.parametrize(("args", "fragment"), [(["--jobs", "0"], "--jobs: expected a whole number ≥ 1, got 0"),
