@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,15 @@ import pytest
 import yaml
 
 os.environ.setdefault("SEPBENCH_CALIBRATION", "1.0")  # tests measure no machine speed unless they test it
+
+
+def pytest_configure(config):
+    """A suite started as a background job of a shell without job control (``pytest &`` in a script, ``(... &)``)
+    inherits SIGINT ignored: Python then installs no KeyboardInterrupt handler, and every ``bench`` the tests start
+    ignores the Ctrl-C they send it. Take back what an interactive start has; the children inherit a handled
+    signal as its default."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 TINY_GRID = {
     "name": "tiny",
