@@ -26,6 +26,7 @@ from sepbench.api import FitContext, TrainBudget
 from sepbench.cell_guards import nonfinite_reason
 from sepbench.datasets.mixtures import TrainingData, make_test_set, recipe_fingerprint
 from sepbench.devices import Placement, place
+from sepbench.integrity import seconds_before_resume
 from sepbench.metrics import score, ssim_fast, ssim_gaussian
 from sepbench.paper_protocol import paper_protocol
 from sepbench.plan import Cell
@@ -109,6 +110,7 @@ def run_cell(cell: Cell, data_dir: str | Path | None = None, device: torch.devic
                             "torch": torch.__version__, "started": started, "threads": torch.get_num_threads(),
                             "pid": os.getpid()}
     logger = logging.getLogger(f"sepbench.cell.{cell.id}")
+    before = 0.0  # seconds of training before an interruption, for a cell resumed from its checkpoint
     try:
         images = cell_images(data_dir, cell.dataset, cell.scenario.sources)  # one set, or one per source
         sources = images.first
@@ -138,8 +140,10 @@ def run_cell(cell: Cell, data_dir: str | Path | None = None, device: torch.devic
         with no_tf32():  # 'fp32' is fp32 on a GPU too (PyTorch's default lets convolutions use TF32)
             method.fit(data, ctx)
         meta["fit_seconds"] = time.perf_counter() - t0
-        if ctx.resumed_from_epoch is not None:
-            meta["resumed_from_epoch"] = ctx.resumed_from_epoch
+        if ctx.resumed_from_epoch is not None:  # the epochs before the interruption count: the training took them
+            before = seconds_before_resume(method.history_, ctx.resumed_from_epoch)
+            meta.update(resumed_from_epoch=ctx.resumed_from_epoch, fit_seconds_before_resume=before,
+                        fit_seconds=meta["fit_seconds"] + before)
         t0 = time.perf_counter()
         with no_tf32():
             estimates = method.separate(test.y.to(device, copy=True))  # a copy: test.y is scored and kept below
@@ -180,7 +184,7 @@ def run_cell(cell: Cell, data_dir: str | Path | None = None, device: torch.devic
         rows.insert(3, "scenario", cell.scenario.name)
         rows.insert(4, "sigma", cell.sigma)
         rows.insert(5, "seed", cell.seed)
-        meta.update(status="done", seconds=time.time() - started, mse=float(rows["mse"].mean()),
+        meta.update(status="done", seconds=time.time() - started + before, mse=float(rows["mse"].mean()),
                     ssim=float(rows["ssim"].mean()))
         result = CellResult(cell.id, "done", meta, rows, examples)
         if cell.keep_model:  # the fitted state and its card travel back with the result: the driver writes them
@@ -189,6 +193,6 @@ def run_cell(cell: Cell, data_dir: str | Path | None = None, device: torch.devic
             result.model = kept_model(cell, method, meta, rows)
         return result
     except Exception as exc:  # a failing method must not take the run down
-        meta.update(status="failed", seconds=time.time() - started, error=f"{type(exc).__name__}: {exc}",
+        meta.update(status="failed", seconds=time.time() - started + before, error=f"{type(exc).__name__}: {exc}",
                     traceback=traceback.format_exc())
         return CellResult(cell.id, "failed", meta)

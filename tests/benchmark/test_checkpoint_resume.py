@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from sepbench import leaderboard
 from sepbench.cell import checkpoint_file, checkpoint_key
 from sepbench.grid import parse_grid
 from sepbench.plan import plan_grid
@@ -84,6 +85,10 @@ def test_a_killed_run_resumes_its_cell_from_the_checkpoint_and_scores_as_an_unin
                 _killed_and_rerun(tmp_path, grid, "limited", "--cell-timeout", "600")):
         record = _record(run)
         assert 1 <= record["resumed_from_epoch"] < GRID["train"]["epochs"]
+        # the training time counts the epochs before the kill: the history's elapsed time at the resumed epoch
+        before = record["history"][record["resumed_from_epoch"] - 1]["elapsed"]
+        assert record["fit_seconds_before_resume"] == before > 0
+        assert record["fit_seconds"] >= record["history"][-1]["elapsed"] and record["seconds"] >= record["fit_seconds"]
         assert record["mse"] == reference["mse"]
         assert [h["val_loss"] for h in record["history"]] == [h["val_loss"] for h in reference["history"]]
         rows = pd.read_parquet(next((run / "cells").glob("*.parquet")))
@@ -91,6 +96,17 @@ def test_a_killed_run_resumes_its_cell_from_the_checkpoint_and_scores_as_an_unin
         assert not (run / "checkpoints").exists()  # deleted once the cell was recorded, the empty folder too
     report = bench("report", str(run), cwd=tmp_path)
     assert report.returncode == 0, report.stderr
+    # a record written before the earlier epochs were counted (the last attempt's seconds only) is read with them
+    path = next((run / "cells").glob("*.json"))
+    legacy = {k: v for k, v in record.items() if k != "fit_seconds_before_resume"}
+    legacy.update(fit_seconds=record["fit_seconds"] - before, seconds=record["seconds"] - before)
+    path.write_text(json.dumps(legacy))
+    read = RunStore(run).read_record(record["id"])
+    assert read["fit_seconds_before_resume"] == before
+    assert read["fit_seconds"] == pytest.approx(record["fit_seconds"])
+    assert read["seconds"] == pytest.approx(record["seconds"])
+    facts = leaderboard.cell_facts(read)
+    assert facts["fit_core_seconds"] == pytest.approx(record["fit_seconds"] * record["threads"])
 
 
 def test_checkpoints_of_cells_no_run_will_resume_are_deleted_and_the_folder_does_not_make_a_run_dir_foreign(
