@@ -29,8 +29,9 @@ EXPLAIN = ("Columns: rank by mean MSE with its 95 % interval (bootstrap over see
            "seed-to-seed std of the MSE; PSNR as the mean of per-image values and as the PSNR of the mean MSE; SSIM "
            "with scikit-image's 7×7 window and with the Gaussian window (σ 1.5) of Wang et al.; the best validation "
            "loss (held-out training images); fit core-minutes per seed (a cell trained on a GPU: its GPU-minutes, "
-           "marked; the devices are in the CSV); training TFLOP of the whole budget "
-           "(matmuls, convolutions and attention of the training steps, counted; – where they cannot be). Entries "
+           "marked; the devices are in the CSV); training TFLOP of the whole budget (matmuls, convolutions and "
+           "attention of the training steps, counted; – where they cannot be, or the method's code changed since "
+           "the cell trained). Entries "
            "of one setting scored on other test mixtures (their test fingerprints differ) are never ranked together: "
            "the test set met first keeps the setting's name, the others form tables named 'test set 2', ….")
 

@@ -32,7 +32,11 @@ def _facts_frame(runs: Sequence[RunData]) -> pd.DataFrame:
 
 def training_flops(run: RunData, cell_id: str) -> float:
     """The training FLOPs of a cell's whole budget (per mixture × mixtures seen), NaN where they cannot be
-    counted: the cell is rebuilt from its record as ``bench verify`` rebuilds it, for its task and parameters."""
+    counted: the cell is rebuilt from its record as ``bench verify`` rebuilds it, for its task and parameters, and
+    counted with today's network, so only while the method's code is the code that trained the cell (its recorded
+    provenance; a changed network would be another network's FLOPs)."""
+    from sepbench.provenance import code_fingerprint
+    from sepbench.registry import get_method
     from sepbench.verify.sample import Committed, rebuild
 
     meta = run.meta[cell_id]
@@ -41,6 +45,8 @@ def training_flops(run: RunData, cell_id: str) -> float:
         return math.nan
     try:
         cell, _ = rebuild(Committed(cell_id, meta), run.root)
+        if code_fingerprint(get_method(cell.method))[0] != (meta.get("provenance") or {}).get("code"):
+            return math.nan
     except Exception:  # noqa: BLE001 — a method no longer installed, a scenario it no longer serves: unknown
         return math.nan
     per_mixture = training_flops_per_mixture(cell.method, cell.params, cell.task, budget["batch_size"])

@@ -14,9 +14,11 @@ from sepbench.grid import load_grid, parse_grid
 from sepbench.leaderboard import TRACKS, Track, track_name, write_leaderboard
 from sepbench.leaderboard.flops import count_training_flops, synthetic_batch, training_flops_per_mixture
 from sepbench.leaderboard.page import _fit_minutes
+from sepbench.leaderboard.tables import training_flops
 from sepbench.plan import plan_grid
 from sepbench.registry import get_method
 from sepbench.report import write_report
+from sepbench.report.load import load_runs
 from sepbench.runner import run_grid
 from tests.conftest import TINY_GRID, bench_here
 
@@ -102,6 +104,14 @@ def test_tracks_seeds_conventions_and_ranks(tiny_run, tmp_path, monkeypatch):
     html = (tmp_path / "lb" / "leaderboard.html").read_text()
     assert html.startswith("<!DOCTYPE html>") and "Track tiny: 256 training mixtures seen, fp32" in html
     assert html.count("<table>") == text.count("| rank | entry |") == 2
+
+
+def test_flops_are_counted_only_while_the_method_code_is_the_cells(tiny_run):
+    (run,) = load_runs([tiny_run])
+    cell_id = next(c for c, m in run.meta.items() if m["config"]["label"] == "fcsae")
+    assert training_flops(run, cell_id) > 0
+    run.meta[cell_id]["provenance"]["code"] = "0" * 16  # trained by other code: today's network is not its network
+    assert math.isnan(training_flops(run, cell_id))
 
 
 def test_flops_of_a_known_network_are_counted_exactly():
