@@ -26,13 +26,13 @@ from sepbench.api import FitContext, TrainBudget
 from sepbench.cell_guards import nonfinite_reason
 from sepbench.datasets.mixtures import TrainingData, make_test_set, recipe_fingerprint
 from sepbench.devices import Placement, place
-from sepbench.integrity import seconds_before_resume
 from sepbench.metrics import score, ssim_fast, ssim_gaussian
 from sepbench.paper_protocol import paper_protocol
 from sepbench.plan import Cell
 from sepbench.precision import no_tf32
 from sepbench.provenance import provenance
 from sepbench.recognise import recognise_outputs
+from sepbench.record_times import seconds_before_resume
 from sepbench.registry import get_method, import_plugins, method_origin
 from sepbench.source_sets import cell_images
 from sepbench.sources import load_sources

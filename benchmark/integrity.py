@@ -18,6 +18,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from sepbench.files import read_json_file
+from sepbench.record_times import count_time_before_resume
 
 DAMAGED_DIR = "damaged"
 CELL_ID = re.compile(r"[0-9a-f]{12}")  # sepbench.plan.Cell.id: the first 12 hex digits of a SHA-256
@@ -58,34 +59,6 @@ def read_record(path: Path) -> dict[str, Any]:
     if why is not None:
         raise ValueError(f"not a cell record ({why})")
     return count_time_before_resume(record)
-
-
-def seconds_before_resume(history: Any, epoch: Any) -> float:
-    """The training seconds a resumed cell had spent before its interruption: its history's ``elapsed`` at the
-    epoch it resumed after (the checkpoint carries the history); 0 where the history does not say."""
-    for entry in history if isinstance(history, list) else []:
-        if isinstance(entry, dict) and entry.get("epoch") == epoch:
-            value = entry.get("elapsed")
-            if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
-                return float(value)
-    return 0.0
-
-
-def count_time_before_resume(record: dict[str, Any]) -> dict[str, Any]:
-    """A resumed cell's ``fit_seconds`` and ``seconds`` count the epochs trained before the interruption, and
-    ``fit_seconds_before_resume`` says how much of them that was. Records written before sepbench counted them
-    (until 2026-12-04: the last attempt's time only, a third of the training for a cell resumed after epoch 2 of
-    3) get them added here, as a record of today has them."""
-    epoch = record.get("resumed_from_epoch")
-    if epoch is None or "fit_seconds_before_resume" in record:
-        return record
-    before = seconds_before_resume(record.get("history"), epoch)
-    record["fit_seconds_before_resume"] = before
-    for key in ("fit_seconds", "seconds"):
-        value = record.get(key)
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            record[key] = float(value) + before
-    return record
 
 
 _CONFIG_TYPES = {"method": str, "label": str, "sigma": int | float, "seed": int, "test_mixtures": int}
