@@ -5,7 +5,7 @@
 # like any run, stops it with SIGTERM after $LIMIT seconds (finished cells are kept; a stopped cell restarts
 # next time), and packs the run directory without its checkpoints into OUTDIR/run.tar.gz to bring back; unpack it
 # into $RUN_DIR here and commit. Exit status: bench run's, or 124 when the limit stopped it.
-#   GRID        the grid (default leaderboard-large: bf16, which CPUs without bf16 instructions only emulate)
+#   GRID        the grid (default leaderboard-large)
 #   RUN_DIR     the run directory (default reports/leaderboard/large)
 #   BENCH_DATA  folder with the 4 MNIST IDX files (python -m sepbench.datasets.idx_export DIR)
 #   JOBS        cells side by side (default 6: the built-ins take 1/8 to 1/4 of an H200 each)

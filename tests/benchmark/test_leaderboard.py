@@ -40,7 +40,8 @@ def test_cells_join_the_track_of_their_exact_budget_and_precision():
     facts = {"trains": True, "mixtures_seen": 60_000, "precision": "fp32"}
     assert track_name(facts) == "small"
     assert track_name({**facts, "precision": "bf16"}) == "other (60,000 mixtures, bf16)"
-    assert track_name({**facts, "mixtures_seen": 480_000, "precision": "bf16"}) == "large"
+    assert track_name({**facts, "mixtures_seen": 480_000}) == "large"
+    assert track_name({**facts, "mixtures_seen": 480_000, "precision": "bf16"}) == "other (480,000 mixtures, bf16)"
     assert track_name({**facts, "trains": False}) is None  # a reference in every track
 
 
