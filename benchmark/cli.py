@@ -35,8 +35,12 @@ def bench() -> None:
 @click.option("--jobs", type=int, default=1, show_default=True, metavar="N",
               help="With --executor local: cells side by side, each in a child process (CPU threads shared "
                    "equally; several GPUs handed out in turn).")
+@click.option("--only", "only", multiple=True, metavar="KEY=VALUE[,VALUE...]",
+              help="Run only the cells that match (KEY: method, scenario, sigma or seed; repeat for several keys); the "
+                   "others wait for a later run, their checkpoints kept. E.g. --only scenario=paper --only seed=0,1.")
 def run(grid_name: str, out: str | None, executor: str, address: str | None, data_dir: str | None,
-        gpu_share: float | None, keep_stale: bool, cell_timeout: float | None, keep_models: bool, jobs: int) -> None:
+        gpu_share: float | None, keep_stale: bool, cell_timeout: float | None, keep_models: bool, jobs: int,
+        only: tuple[str, ...]) -> None:
     """Train and score every method × scenario × σ × seed of a grid; resumes an interrupted run.
 
     A finished cell is reused only if its files are intact and its method's code, sepbench, torch and the
@@ -64,7 +68,8 @@ def run(grid_name: str, out: str | None, executor: str, address: str | None, dat
         raise UserError("--jobs is for --executor local (Ray puts as many cells side by side as resources allow)")
     grid = load_grid(grid_name)
     sys.exit(run_grid(grid, out=out, executor=executor, address=address, data_dir=data_dir, gpu_share=gpu_share,
-                      keep_stale=keep_stale, cell_timeout=cell_timeout, keep_models=keep_models, jobs=jobs))
+                      keep_stale=keep_stale, cell_timeout=cell_timeout, keep_models=keep_models, jobs=jobs,
+                      only=only))
 
 
 @bench.command()

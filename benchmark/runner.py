@@ -29,6 +29,7 @@ from sepbench.precision import EMULATED_BF16_SPEED, cpu_has_bf16
 from sepbench.progress import RunProgress, format_duration
 from sepbench.registry import get_method
 from sepbench.resume import describe, grid_history, read_previous_manifest, triage
+from sepbench.selection import parse_selection
 from sepbench.signals import EXIT_TERMINATED, forget_termination, is_termination
 from sepbench.sources import load_sources, set_aside_missing
 from sepbench.store import RunStore
@@ -64,7 +65,7 @@ def default_run_dir(grid: Grid) -> Path:
 def run_grid(grid: Grid, *, out: str | Path | None = None, executor: str = "ray", address: str | None = None,
              data_dir: str | Path | None = None, progress_stream: Any = None, gpu_share: float | None = None,
              keep_stale: bool = False, cell_timeout: float | None = None, keep_models: bool = False,
-             jobs: int = 1) -> int:
+             jobs: int = 1, only: Sequence[str] = ()) -> int:
     """Run every missing, failed, damaged or stale cell of ``grid``; returns the exit status (0, 1, 130 or 143; 3
     when the disk filled up, 2 when the run directory could not be written otherwise; bad input raises).
     ``keep_stale`` keeps cells whose code, versions or device changed (marked in the manifest).
@@ -72,9 +73,12 @@ def run_grid(grid: Grid, *, out: str | Path | None = None, executor: str = "ray"
     ``gpu_share``: the share of a GPU each GPU cell takes in this run (overrides the grid and the methods);
     ``cell_timeout``: seconds a cell may run before it is ended and recorded as failed (a grid entry's own
     ``timeout`` wins); ``keep_models``: every cell whose method can be kept stores its fitted method (finished ones
-    lacking it rerun); ``jobs``: cells the local executor runs side by side (child processes; Ray: 1)."""
+    lacking it rerun); ``jobs``: cells the local executor runs side by side (child processes; Ray: 1); ``only``:
+    ``--only`` terms (:mod:`sepbench.selection`): only the cells they select run now, the others wait for a later
+    run (their checkpoints kept)."""
     forget_termination()
     plan = plan_grid(grid, gpu_share, cell_timeout, keep_models=keep_models)
+    selection = parse_selection(only, plan.cells)  # a term that names nothing of the grid: one line, exit 2
     store = RunStore(out or default_run_dir(grid))
     stream = progress_stream or sys.stderr
     with store.lock():
@@ -89,8 +93,9 @@ def run_grid(grid: Grid, *, out: str | Path | None = None, executor: str = "ray"
         found = triage(plan, store, keep_stale=keep_stale,
                        device_kind=lambda cell: None if address else place(cell.resources.gpu).device.type,
                        explicit={entry.label: set(entry.params) for entry in grid.methods})
-        pending = found.pending
-        store.prune_checkpoints({c.id for c in pending})  # what no cell of this run will resume
+        store.prune_checkpoints({c.id for c in found.pending})  # what no cell of this grid will resume
+        pending = [c for c in found.pending if selection.matches(c)]
+        deferred = [c for c in found.pending if not selection.matches(c)]  # --only: left for a later run
         store.write_grid(grid.to_dict())
         started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         manifest: dict[str, Any] = {
@@ -110,6 +115,7 @@ def run_grid(grid: Grid, *, out: str | Path | None = None, executor: str = "ray"
             "executor": executor,
             "gpu_share": gpu_share,
             "cell_timeout": cell_timeout,
+            **({"only": selection.describe(), "deferred": [c.id for c in deferred]} if selection else {}),
             "started": started,
             "ended": None,
         }
@@ -136,11 +142,14 @@ def run_grid(grid: Grid, *, out: str | Path | None = None, executor: str = "ray"
         scored = _labelled_sources(pending, data_dir)
         untrained = [s for s in scored if not recognise.is_cached(data_dir, s)]
         classifier = sum(recognise.training_estimate(data_dir, say=progress.line, sources=s) for s in untrained)
-        progress.line(f"{grid.name}: {len(plan.cells)} cells planned, {len(plan.cells) - len(pending)} already "
+        progress.line(f"{grid.name}: {len(plan.cells)} cells planned, {len(plan.cells) - len(found.pending)} already "
                       f"done, {len(pending)} to run, {len(plan.skipped)} (method, scenario) pairs skipped → "
                       f"{store.root}")
         for line in ([manifest_damage] if manifest_damage else []) + describe(found, plan, keep_stale):
             progress.line(line)
+        if selection:
+            progress.line(f"  --only {' '.join(selection.describe())}: {len(deferred)} more cells of the grid wait "
+                          "for a later run (their checkpoints are kept)")
         for gone in missing:
             progress.line(f"  skipped the {gone.cells} cells on dataset {gone.name}: {gone.message}")
         for skip in plan.skipped:
@@ -198,7 +207,7 @@ def run_grid(grid: Grid, *, out: str | Path | None = None, executor: str = "ray"
             manifest["stopped"] = describe_os_error(exc)
         manifest["ended"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         if status == EXIT_OK:  # every cell recorded: no checkpoint is needed again (an empty folder goes too)
-            store.prune_checkpoints(set())
+            store.prune_checkpoints({c.id for c in deferred})  # --only: those of the cells left for later stay
         try:
             store.write_manifest(manifest)
         except OSError as exc:
@@ -213,6 +222,9 @@ def run_grid(grid: Grid, *, out: str | Path | None = None, executor: str = "ray"
                 meta = store.cells / f"{cell_id}.json"
                 progress.line(f"  {cell_id} {by_id[cell_id].describe()} → see {meta}")
             status = EXIT_FAILED
+        if deferred and status in (EXIT_OK, EXIT_FAILED):
+            progress.line(f"{len(deferred)} cells of the grid not run (--only): rerun without --only, or with "
+                          "other terms, to complete it")
         return status
 
 
