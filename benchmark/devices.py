@@ -27,8 +27,12 @@ class Placement:
     name: str = field(default="")
 
     def record(self) -> dict[str, Any]:
-        """The cell record's fields: ``device`` (as torch names it), ``device_name``, ``gpu_ids``, ``device_note``."""
+        """The cell record's fields: ``device`` (as torch names it), ``device_name``, ``gpu_ids``, ``device_note``;
+        on a CPU also ``cpu_capability`` (the vector instructions torch's kernels use: ``AVX512``, ``AVX2``, …) and
+        ``cpu_bf16`` (native bf16 instructions), which a CPU model's name alone does not tell apart."""
         found: dict[str, Any] = {"device": str(self.device), "device_name": self.name or device_name(self.device)}
+        if self.device.type == "cpu":
+            found.update(cpu_capabilities())
         if self.gpu_ids:
             found["gpu_ids"] = list(self.gpu_ids)
         if self.note:
@@ -74,6 +78,19 @@ def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return f"CPU: {cpu_model()}" if cpu_model() else "CPU"
+
+
+@functools.cache
+def cpu_capabilities() -> dict[str, Any]:
+    """``cpu_capability``: the instruction set torch dispatches its CPU kernels to (``AVX512``, ``AVX2``, ``DEFAULT``,
+    …; None where this torch cannot say); ``cpu_bf16``: whether the CPU has bf16 instructions oneDNN uses."""
+    from sepbench.precision import cpu_has_bf16
+
+    try:
+        capability: str | None = str(torch.backends.cpu.get_cpu_capability())
+    except (AttributeError, RuntimeError):
+        capability = None
+    return {"cpu_capability": capability, "cpu_bf16": cpu_has_bf16()}
 
 
 @functools.cache

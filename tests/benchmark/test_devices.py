@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from sepbench.devices import local_cuda_index, place
+from sepbench.precision import cpu_has_bf16
 from tests.conftest import bench_here
 
 
@@ -41,6 +42,9 @@ def test_a_given_gpu_without_cuda_runs_on_the_cpu_and_says_so():
 def test_cpu_cells_name_the_cpu():
     record = place(0, None, cuda_count=1, visible="").record()
     assert record["device"] == "cpu" and "gpu_ids" not in record and "device_note" not in record
+    assert record["cpu_capability"] in ("DEFAULT", "AVX2", "AVX512", "ZVECTOR", "VSX", "SVE256") \
+        and record["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert record["cpu_bf16"] is cpu_has_bf16()
     assert "ran on the CPU" in place(0.5, None, cuda_count=0, visible="").note
 
 
@@ -55,6 +59,9 @@ def test_a_local_run_records_the_device_of_every_cell(tmp_path, write_grid):
                                                 for p in (tmp_path / "run" / "cells").glob("*.json"))}
     assert {m["device"] for m in metas.values()} == {"cpu"}
     assert all(m["device_name"].startswith("CPU") for m in metas.values())
+    # the instruction set torch's kernels ran on, which the CPU's model name does not tell (AVX2 or AVX512 EPYCs)
+    assert {m["cpu_capability"] for m in metas.values()} == {str(torch.backends.cpu.get_cpu_capability())}
+    assert {m["cpu_bf16"] for m in metas.values()} == {cpu_has_bf16()}
     assert "device_note" not in metas["average"]  # asks for no GPU
     assert metas["fcsae"]["device_note"] == "asked for 0.0625 GPU; no CUDA device here: ran on the CPU"
 
