@@ -2,7 +2,7 @@
 
 A **track** fixes the training budget in mixtures seen (``mixtures × epochs``, hardware independent) and the
 precision; an entry belongs to the track whose budget it trained on exactly (:data:`TRACKS`), and entries that
-train nothing (``average``, ``ica``, …) stand in every track as references. Anything else is its own
+train nothing (``average``, ``ica``, …) stand in every track as references (once each). Anything else is its own
 ``other`` track, labelled with its budget, so that no table mixes budgets. Per track and setting (scenario · σ,
 with its dataset), one row per entry:
 

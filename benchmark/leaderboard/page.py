@@ -88,7 +88,8 @@ def page_blocks(tables: dict[str, pd.DataFrame], runs: Sequence[str | Path]) -> 
             Block("p", f"From {', '.join(f'`{r}`' for r in runs)} (`bench leaderboard`). Every number is "
                        "sepbench's protocol: all test mixtures, both sources, the best output→source assignment. "
                        "Entries are compared within a track only (equal training budget and precision); entries "
-                       "that train nothing stand in every track."),
+                       "that train nothing stand in every track, once (from the track's own run where several "
+                       "runs have them)."),
             Block("p", EXPLAIN), *leaderboard_blocks(tables)]
 
 

@@ -83,6 +83,21 @@ def apart_by_test_set(rows: pd.DataFrame) -> pd.DataFrame:
     return rows
 
 
+def _one_reference_each(part: pd.DataFrame, track: str) -> pd.DataFrame:
+    """A reference (a method that trains nothing) that several runs scored on the same test set stands once in a
+    track: from the first run that has entries of the track, else from the first run given. Nothing was trained, the
+    test mixtures are the same, so the copies are the same numbers; twice in a table they would only tie each other
+    for a rank and add a pair to the tests."""
+    references = part[part["track"].isna()]
+    if references.empty:
+        return part
+    own = set(part.loc[part["track"] == track, "run"])
+    same = references[["label", "dataset", "scenario", "sigma", "testset"]].astype(str).agg("|".join, axis=1)
+    keep = {key: next((run for run in runs if run in own), runs[0])
+            for key, runs in references.groupby(same, sort=False)["run"].unique().items()}
+    return part.drop(index=references.index[references["run"] != same.map(keep)])
+
+
 def tables_of(runs: Sequence[RunData], required: bool = True, named_only: bool = False
               ) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame]]:
     """:func:`track_tables` of loaded runs; with ``required`` False, runs of which no cell trains give no table
@@ -104,6 +119,7 @@ def tables_of(runs: Sequence[RunData], required: bool = True, named_only: bool =
         part = rows[(rows["track"] == track) | rows["track"].isna()].copy()
         settings = part.loc[part["track"] == track, ["scenario", "sigma"]].drop_duplicates()
         part = part.merge(settings, on=["scenario", "sigma"])  # references only where the track's entries are
+        part = _one_reference_each(part, track)
         summary = summarise(part)
         summary.insert(2, "entry", entry_names(summary, several=len(runs) > 1))
         summary = seed_columns(summary, part)

@@ -165,6 +165,26 @@ def test_runs_on_other_test_mixtures_are_never_ranked_together(tiny_run, tmp_pat
     assert "### single · test set 2 · σ = 0.01 · mnist" in (tmp_path / "lb" / "leaderboard.md").read_text()
 
 
+def test_a_reference_several_runs_scored_stands_once_per_track_from_the_tracks_own_run(tiny_run, tmp_path,
+                                                                                      monkeypatch):
+    monkeypatch.setattr(leaderboard.tracks, "TRACKS", (Track("tiny", 256, "fp32", "the tiny entries"),
+                                                       Track("short", 128, "fp32", "shorter")))
+    short = {**GRID, "seeds": [0], "methods": ["average", {"method": "fcsae", "label": "fcsae-short",
+                                                           "params": {"hidden": 64}, "train": {"mixtures": 64}}]}
+    assert run_grid(parse_grid(short, "short.yaml"), out=tmp_path / "short", executor="local",
+                    progress_stream=io.StringIO()) == 0
+    write_leaderboard([tiny_run, tmp_path / "short"], tmp_path / "lb")
+    table = pd.read_csv(tmp_path / "lb" / "leaderboard.csv")
+    entries = {track: sorted(part["run"] + ": " + part["label"]) for track, part in table.groupby("track")}
+    assert entries == {"tiny": ["run: average", "run: fcsae", "run: fcsae-pit"],  # one `average`, the track's own
+                       "short": ["short: average", "short: fcsae-short"],
+                       "other (512 mixtures, fp32)": ["run: average", "run: fcsae-long"]}
+    averages = table[table["label"] == "average"]
+    assert averages["mse_mean"].nunique() == 1 and (averages["rank_low"] == averages["rank_high"]).all()
+    tests = pd.read_csv(tmp_path / "lb" / "tests-tiny.csv")
+    assert not (tests["a"].str.contains("short") | tests["b"].str.contains("short")).any()
+
+
 def test_bad_input_is_one_line_and_exit_status_2(tmp_path, tiny_run):
     absent = bench_here("leaderboard", str(tmp_path / "absent"), cwd=tmp_path)
     assert absent.returncode == 2 and absent.stderr.strip().splitlines() == [
