@@ -15,6 +15,18 @@ def format_duration(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
 
 
+def _share_done(info: Mapping[str, Any]) -> float:
+    """The share of what a cell trains *in this run* that an epoch report says is done: steps within the epoch
+    count, and a cell resumed after epoch k (``resumed_from``) has only its last ``epochs - k`` epochs to train."""
+    epochs, epoch = float(info["epochs"]), float(info["epoch"])
+    before = float(info.get("resumed_from") or 0)
+    steps = float(info.get("steps") or 0)
+    within = float(info.get("step") or 0) / steps if steps else 1.0
+    if epochs <= before:
+        return 1.0
+    return min(max((epoch - 1 + within - before) / (epochs - before), 0.0), 1.0)
+
+
 class RunProgress:
     """Counts cells and prints one line per finished cell with its headline metric and the run's ETA."""
 
@@ -78,9 +90,9 @@ class RunProgress:
         self.running = max(0, self.running - 1)
         started = self.begun.pop(description, None)
         self.fraction.pop(description, None)
-        if meta.get("status") == "done":
-            seconds = meta.get("seconds")
-            self.spent[description] = float(seconds) if seconds else (time.monotonic() - started if started else 0.0)
+        if meta.get("status") == "done":  # this run's seconds (a resumed cell's record counts the earlier epochs too)
+            seconds = float(meta.get("seconds") or 0.0) - float(meta.get("fit_seconds_before_resume") or 0.0)
+            self.spent[description] = seconds if seconds > 0 else (time.monotonic() - started if started else 0.0)
             self.done += 1
             outcome = f"MSE {meta['mse']:.4g}  SSIM {meta['ssim']:.3f}  ({format_duration(meta['seconds'])})"
             if meta.get("gpu_ids"):  # where an executor put it
@@ -101,7 +113,7 @@ class RunProgress:
                 self.line(f"    {description}: {str(info['notice']).strip()}")
                 return
             if info.get("epochs") and "epoch" in info and description in self.begun:
-                self.fraction[description] = min(float(info["epoch"]) / float(info["epochs"]), 1.0)
+                self.fraction[description] = _share_done(info)
             if "val_loss" in info:
                 eta = self.eta() if self.total else "ETA unknown"
                 self.line(f"    {description}: epoch {info['epoch']}/{info['epochs']} "

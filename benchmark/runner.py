@@ -19,6 +19,7 @@ import torch
 from sepbench import recognise
 from sepbench.calibration import ObservedSpeeds, fixed_speed, machine_speed, observed_path, speed_key
 from sepbench.calibration.observed import record as record_speed
+from sepbench.cell import checkpoint_epochs
 from sepbench.devices import place
 from sepbench.executors import make_executor
 from sepbench.files import describe_os_error, is_disk_full
@@ -136,6 +137,10 @@ def run_grid(grid: Grid, *, out: str | Path | None = None, executor: str = "ray"
             observed = None if fixed_speed() else ObservedSpeeds(observed_path(data_dir), speed_key(at_once))
             pending = [replace(c, expected_seconds=c.expected_seconds / (
                 observed.speed(c.method, speed)[0] if observed is not None else speed)) for c in pending]
+        resumed = {c.id: epochs for c in pending if c.budget and (epochs := checkpoint_epochs(
+            store.checkpoints, c, None if address else place(c.resources.gpu).device.type))}
+        pending = [replace(c, expected_seconds=c.expected_seconds * (1 - resumed[c.id] / c.budget.epochs))
+                   if c.id in resumed else c for c in pending]  # a resumed cell has only its last epochs to train
         progress = RunProgress(len(pending), stream, parallel=parallel,
                                expected={c.describe(): c.expected_seconds for c in pending} if on_cpu else None)
         # cells on a labelled dataset score recognisability with that dataset's classifier (trained once, here)
@@ -166,8 +171,9 @@ def run_grid(grid: Grid, *, out: str | Path | None = None, executor: str = "ray"
             seen = sorted({c.method for c in pending if observed is not None and c.method in observed.samples})
             basis = f"; {len(seen)} of its {len({c.method for c in pending})} methods timed as their cells ran " \
                     "here before" if seen else ""
+            again = f", {len(resumed)} of them resuming from their checkpoints" if resumed else ""
             progress.line(f"  no GPU found: expected about {format_duration(total)} on this CPU ({first}"
-                          f"{len(pending)} cells, {parallel:g} at a time{basis})")
+                          f"{len(pending)} cells{again}, {parallel:g} at a time{basis})")
             emulated = [c for c in pending if c.budget and c.budget.precision == "bf16"
                         and get_method(c.method).supports_bf16]
             if emulated and not cpu_has_bf16():

@@ -16,11 +16,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 from sepbench import leaderboard
-from sepbench.cell import checkpoint_file, checkpoint_key
+from sepbench.cell import checkpoint_epochs, checkpoint_file, checkpoint_key
 from sepbench.grid import parse_grid
 from sepbench.plan import plan_grid
+from sepbench.provenance import provenance
+from sepbench.registry import get_method
 from sepbench.store import RunStore, foreign_dir_problem
 from tests.conftest import TINY_GRID, bench
 
@@ -66,6 +69,7 @@ def _killed_and_rerun(tmp_path: Path, grid: Path, name: str, *options: str) -> P
     rerun = bench(*args, cwd=tmp_path, env=ONE_THREAD)
     assert rerun.returncode == 0, rerun.stderr
     assert "resumed from epoch" in rerun.stderr
+    assert "1 cells, 1 of them resuming from their checkpoints" in rerun.stderr  # the estimate counts what is left
     return run
 
 
@@ -148,3 +152,22 @@ def test_the_checkpoint_key_changes_with_provenance_and_precision() -> None:
     assert key != checkpoint_key(cell, {**origin, "code": "b"})
     assert key != checkpoint_key(cell, {**origin, "device": "cuda"})
     assert key != checkpoint_key(replace(cell, budget=replace(cell.budget, precision="bf16")), origin)
+
+
+def test_the_runs_estimate_reads_how_many_epochs_a_cells_checkpoint_holds(tmp_path: Path) -> None:
+    """What ``bench run`` counts a resumed cell's remaining work from: the epoch of a checkpoint the cell will
+    resume (its key), 0 for none, another's or a damaged one."""
+    (cell,) = plan_grid(parse_grid({**TINY_GRID, **GRID})).cells
+    key = checkpoint_key(cell, provenance(get_method(cell.method), cell.data, "cpu"))
+    path = tmp_path / f"{cell.id}.pt"
+    assert checkpoint_epochs(tmp_path, cell, "cpu") == 0  # none yet
+    torch.save({"key": key, "epoch": 12, "epochs": GRID["train"]["epochs"], "net": {"w": torch.zeros(3)}}, path)
+    assert checkpoint_epochs(tmp_path, cell, "cpu") == 12
+    assert checkpoint_epochs(tmp_path, cell, "cuda") == 0  # made on another kind of device: the cell restarts
+    assert checkpoint_epochs(tmp_path, cell, None) == 0  # the device is unknown (a cluster's): no guess
+    torch.save({"key": "another", "epoch": 12, "epochs": GRID["train"]["epochs"]}, path)
+    assert checkpoint_epochs(tmp_path, cell, "cpu") == 0
+    torch.save({"key": key, "epoch": 12, "epochs": 60}, path)  # another budget
+    assert checkpoint_epochs(tmp_path, cell, "cpu") == 0
+    path.write_bytes(b"truncated")
+    assert checkpoint_epochs(tmp_path, cell, "cpu") == 0

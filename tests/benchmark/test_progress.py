@@ -89,3 +89,29 @@ def test_a_running_cells_epoch_reports_steer_the_eta(clock):
     report({"notice": "waiting for the digit classifier"})
     assert out.getvalue().splitlines() == ["    unet: epoch 1/2 train 0.10000 val 0.20000 (100.0s) | ETA 1m40s",
                                            "    unet: waiting for the digit classifier"]
+
+
+def test_a_resumed_cells_eta_counts_only_the_epochs_it_trains_in_this_run(clock):
+    """Resumed after epoch 6 of 8: one epoch in 100 s of this run is half of what it has to do, not 7/8."""
+    progress = RunProgress(1, io.StringIO(), expected={"unet": 250.0}, parallel=1)
+    progress.started_cell("unet")
+    report = progress.epoch_reporter("unet")
+    clock.now += 50
+    report({"epoch": 7, "epochs": 8, "step": 50, "steps": 100, "train_loss": 0.1, "resumed_from": 6})
+    assert progress.eta() == "ETA 2m30s"  # a quarter done in 50 s: 150 s left (7/8 of the cell would say 7 s)
+    clock.now += 50
+    report({"epoch": 7, "epochs": 8, "step": 100, "steps": 100, "train_loss": 0.1, "val_loss": 0.2,
+            "seconds": 100.0, "resumed_from": 6})
+    assert progress.eta() == "ETA 1m40s"
+    report({"epoch": 8, "epochs": 8, "step": 50, "steps": 100, "train_loss": 0.1})  # no resume: 7.5 of 8 epochs
+    assert progress.eta() == "ETA 0m06s"  # 100 s × (0.5 / 7.5)
+
+
+def test_a_resumed_cell_scales_the_eta_by_this_runs_seconds(clock):
+    """A resumed cell's record counts the earlier epochs in `seconds`; the ETA's scale compares this run's."""
+    progress = RunProgress(2, io.StringIO(), expected={"resumed": 100.0, "next": 400.0}, parallel=1)
+    progress.started_cell("resumed")
+    clock.now += 100
+    progress.finished_cell("resumed", {"status": "done", "mse": 0.1, "ssim": 0.5, "seconds": 800.0,
+                                       "fit_seconds_before_resume": 700.0})
+    assert progress.eta() == "ETA 6m40s"  # its estimate was right (100 s): next keeps its 400 s, not 8× that
