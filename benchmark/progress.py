@@ -15,11 +15,12 @@ def format_duration(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
 
 
-def _share_done(info: Mapping[str, Any]) -> float:
+def _share_done(info: Mapping[str, Any], before: int = 0) -> float:
     """The share of what a cell trains *in this run* that an epoch report says is done: steps within the epoch
-    count, and a cell resumed after epoch k (``resumed_from``) has only its last ``epochs - k`` epochs to train."""
+    count, and a cell resumed after epoch ``before`` has only its last ``epochs - before`` epochs to train."""
     epochs, epoch = float(info["epochs"]), float(info["epoch"])
-    before = float(info.get("resumed_from") or 0)
+    if epoch <= before:  # it did not resume after all (its checkpoint turned out to be unusable): all epochs train
+        before = 0
     steps = float(info.get("steps") or 0)
     within = float(info.get("step") or 0) / steps if steps else 1.0
     if epochs <= before:
@@ -31,9 +32,10 @@ class RunProgress:
     """Counts cells and prints one line per finished cell with its headline metric and the run's ETA."""
 
     def __init__(self, total: int, stream: TextIO | None = None, expected: Mapping[str, float] | None = None,
-                 parallel: float = 1.0) -> None:
+                 parallel: float = 1.0, resumed: Mapping[str, int] | None = None) -> None:
         """``expected``: the plan's estimate of each pending cell's seconds, by description (only where the
-        estimates apply: CPU runs); ``parallel``: how many cells run at once."""
+        estimates apply: CPU runs); ``parallel``: how many cells run at once; ``resumed``: the epochs done of cells
+        that resume from a checkpoint, by description."""
         self.total = total
         self.done = 0
         self.failed = 0
@@ -45,6 +47,7 @@ class RunProgress:
         self.begun: dict[str, float] = {}  # running cells: when they started
         self.fraction: dict[str, float] = {}  # running cells: the share of their epochs done (from epoch reports)
         self.spent: dict[str, float] = {}  # finished cells: their seconds
+        self.resumed = dict(resumed or {})
 
     def line(self, text: str) -> None:
         print(text, file=self.stream, flush=True)
@@ -113,7 +116,7 @@ class RunProgress:
                 self.line(f"    {description}: {str(info['notice']).strip()}")
                 return
             if info.get("epochs") and "epoch" in info and description in self.begun:
-                self.fraction[description] = _share_done(info)
+                self.fraction[description] = _share_done(info, self.resumed.get(description, 0))
             if "val_loss" in info:
                 eta = self.eta() if self.total else "ETA unknown"
                 self.line(f"    {description}: epoch {info['epoch']}/{info['epochs']} "

@@ -142,6 +142,7 @@ def run_grid(grid: Grid, *, out: str | Path | None = None, executor: str = "ray"
         pending = [replace(c, expected_seconds=c.expected_seconds * (1 - resumed[c.id] / c.budget.epochs))
                    if c.id in resumed else c for c in pending]  # a resumed cell has only its last epochs to train
         progress = RunProgress(len(pending), stream, parallel=parallel,
+                               resumed={c.describe(): resumed[c.id] for c in pending if c.id in resumed},
                                expected={c.describe(): c.expected_seconds for c in pending} if on_cpu else None)
         # cells on a labelled dataset score recognisability with that dataset's classifier (trained once, here)
         scored = _labelled_sources(pending, data_dir)

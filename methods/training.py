@@ -145,7 +145,7 @@ def train_network(net: nn.Module, data: TrainingData, ctx: FitContext,
                         f"try a smaller lr than {budget.lr:g}"
                     )
                 ctx.progress({"epoch": epoch, "epochs": budget.epochs, "step": step,
-                              "steps": steps_per_epoch, "train_loss": mean, "resumed_from": first - 1})
+                              "steps": steps_per_epoch, "train_loss": mean})
         train_loss = float(running) / steps_per_epoch
         val_loss = evaluate(net, data.validation, loss_fn, eval_chunk)  # fp32 at every precision
         seconds = time.perf_counter() - started
@@ -155,8 +155,7 @@ def train_network(net: nn.Module, data: TrainingData, ctx: FitContext,
         history.append(record)
         ctx.logger.info("epoch %d/%d train %.5f val %.5f (%.1fs)", epoch, budget.epochs, train_loss, val_loss,
                         record["seconds"])
-        ctx.progress({**record, "epochs": budget.epochs, "step": steps_per_epoch, "steps": steps_per_epoch,
-                      "resumed_from": first - 1})
+        ctx.progress({**record, "epochs": budget.epochs, "step": steps_per_epoch, "steps": steps_per_epoch})
         if val_loss < best_loss:
             best_loss = val_loss
             best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}

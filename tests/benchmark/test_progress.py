@@ -93,18 +93,25 @@ def test_a_running_cells_epoch_reports_steer_the_eta(clock):
 
 def test_a_resumed_cells_eta_counts_only_the_epochs_it_trains_in_this_run(clock):
     """Resumed after epoch 6 of 8: one epoch in 100 s of this run is half of what it has to do, not 7/8."""
-    progress = RunProgress(1, io.StringIO(), expected={"unet": 250.0}, parallel=1)
+    progress = RunProgress(2, io.StringIO(), expected={"unet": 250.0, "fresh": 2000.0}, parallel=2,
+                           resumed={"unet": 6})
     progress.started_cell("unet")
     report = progress.epoch_reporter("unet")
     clock.now += 50
-    report({"epoch": 7, "epochs": 8, "step": 50, "steps": 100, "train_loss": 0.1, "resumed_from": 6})
-    assert progress.eta() == "ETA 2m30s"  # a quarter done in 50 s: 150 s left (7/8 of the cell would say 7 s)
+    report({"epoch": 7, "epochs": 8, "step": 50, "steps": 100, "train_loss": 0.1})
+    assert progress._left("unet", 250.0, clock.now) == 150.0  # a quarter done in 50 s (7/8 of the cell: 7 s)
     clock.now += 50
     report({"epoch": 7, "epochs": 8, "step": 100, "steps": 100, "train_loss": 0.1, "val_loss": 0.2,
-            "seconds": 100.0, "resumed_from": 6})
-    assert progress.eta() == "ETA 1m40s"
-    report({"epoch": 8, "epochs": 8, "step": 50, "steps": 100, "train_loss": 0.1})  # no resume: 7.5 of 8 epochs
-    assert progress.eta() == "ETA 0m06s"  # 100 s × (0.5 / 7.5)
+            "seconds": 100.0})
+    assert progress._left("unet", 250.0, clock.now) == 100.0
+    progress.started_cell("fresh")  # no checkpoint: its epochs count from the first
+    fresh = progress.epoch_reporter("fresh")
+    clock.now += 30
+    fresh({"epoch": 1, "epochs": 8, "step": 50, "steps": 100, "train_loss": 0.1})
+    assert progress._left("fresh", 2000.0, clock.now) == 30 * 7.5 / 0.5
+    progress.resumed["fresh"] = 6  # its checkpoint turned out unusable: epoch 1 reports mean it starts over
+    fresh({"epoch": 1, "epochs": 8, "step": 50, "steps": 100, "train_loss": 0.1})
+    assert progress._left("fresh", 2000.0, clock.now) == 30 * 7.5 / 0.5
 
 
 def test_a_resumed_cell_scales_the_eta_by_this_runs_seconds(clock):
