@@ -19,7 +19,7 @@ from sepbench.provenance import changes, provenance
 from sepbench.registry import get_method
 
 ROOT = Path(__file__).resolve().parents[2]
-CURRENT = ["reports/leaderboard/small", "reports/leaderboard/large", "reports/quick"]
+CURRENT = ["reports/leaderboard/small", "reports/leaderboard/large", "reports/quick", "reports/datasets"]
 
 
 @pytest.mark.parametrize("run", CURRENT)
