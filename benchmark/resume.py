@@ -33,6 +33,7 @@ class Triage:
     not_in_grid: list[dict[str, Any]] = field(default_factory=list)  # cells of an earlier grid version
     need_model: dict[str, str] = field(default_factory=dict)  # cell id → why: done, but its kept model is asked for
     notes: list[str] = field(default_factory=list)  # folders set aside, files that are not cell records
+    unfingerprinted: list[Cell] = field(default_factory=list)  # reused, recorded before cells had test_fingerprint
 
 
 def triage(plan: Plan, store: RunStore, *, keep_stale: bool, device_kind: Any,
@@ -58,6 +59,8 @@ def triage(plan: Plan, store: RunStore, *, keep_stale: bool, device_kind: Any,
         if missing:  # its scores are fine, but the fitted method is asked for and only training makes it
             out.need_model[cell.id] = missing
         (out.reused if (keep_stale or not reasons) and not missing else out.pending).append(cell)
+        if out.reused and out.reused[-1] is cell and not record.get("test_fingerprint"):
+            out.unfingerprinted.append(cell)
     by_place = {_place(c.config()): c for c in plan.cells}
     for cell_id in store.recorded_ids():
         if cell_id not in planned and store.cell_status(cell_id) in ("done", "failed"):
@@ -127,6 +130,11 @@ def describe(found: Triage, plan: Plan, keep_stale: bool) -> list[str]:
     for (label, why), count in changed.items():
         lines.append(f"  {count} earlier cell(s) of {label} no longer match the plan: {why}: run again under the "
                      "new settings; the old ones are kept but not part of this grid (listed in manifest.json)")
+    if found.unfingerprinted and found.pending:
+        labels = ", ".join(dict.fromkeys(c.label for c in found.unfingerprinted))
+        lines.append(f"  {len(found.unfingerprinted)} finished cell(s) of {labels} were recorded before cells "
+                     "carried the digest of their test mixtures (test_fingerprint): reports will not pair them with "
+                     "the cells run now; to remake them, move their cells/<id>.json and .parquet out of the run")
     dropped = sum(1 for cell in found.not_in_grid if not cell.get("changed"))
     if dropped:
         lines.append(f"  {dropped} cell(s) of an earlier version of the grid are kept but not part of "

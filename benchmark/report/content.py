@@ -185,7 +185,15 @@ def wilcoxon_tables(tests: pd.DataFrame, entries: Sequence[str]) -> list[Block]:
             rows.append(cells)
         blocks += [Block("h3", f"{scenario} · σ = {sigma:g}"),
                    Block("table", table=Table(["row vs column", *matrix.columns], rows, left=1))]
+    if any("not paired" in cells for block in blocks if block.table is not None for cells in block.table.rows):
+        blocks.append(Block("note", NOT_PAIRED))
     return blocks
+
+
+NOT_PAIRED = ("not paired: the two entries were not scored on the same test mixtures (their test keys differ: "
+              "other test pairs or test size, another forward model under the scenario's name, or a cell recorded "
+              "before cells carried the digest of their test mixtures, `test_fingerprint`, which pairs with no "
+              "newer cell until it is run again), so no paired test exists.")
 
 
 def recognition_blocks(summary: pd.DataFrame, ceilings: dict[tuple[str, float], dict[str, float]],

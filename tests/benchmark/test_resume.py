@@ -281,3 +281,25 @@ def test_a_changed_parameter_default_is_named_not_called_a_grid_change(tmp_path:
     # now the grid changes the parameter it sets: named as the grid's
     third = run(tmp_path, {**grid, "methods": ["average", {"method": "halves", "params": {"shift": 0.1}}]})
     assert "parameter shift 0.0 → 0.1 (set in the grid)" in third.stderr, third.stderr
+
+
+def test_a_cell_recorded_before_test_fingerprints_is_named_when_reused_and_its_pairs_are_explained(
+        tmp_path: Path) -> None:
+    """A run resumed after the upgrade that added ``test_fingerprint``: its old cells are reused, but no report pairs
+    them with the cells run now (their test keys differ); the run says so, and so does the report's paired table."""
+    grid = {**GRID, "noise": [0.01], "methods": ["average"], "plugins": []}
+    assert run(tmp_path, grid).returncode == 0
+    out = tmp_path / "run"
+    (old_id, record), = records(out).items()
+    del record["test_fingerprint"]  # as sepbench wrote it before 2026-12-04
+    (out / "cells" / f"{old_id}.json").write_text(json.dumps(record))
+    more = run(tmp_path, {**grid, "methods": ["average", {"method": "average", "label": "average-2"}]})
+    assert more.returncode == 0, more.stderr
+    assert "1 already done, 1 to run" in more.stderr
+    assert ("1 finished cell(s) of average were recorded before cells carried the digest of their test mixtures "
+            "(test_fingerprint): reports will not pair them with the cells run now") in more.stderr
+    assert bench_here("report", str(out), cwd=tmp_path).returncode == 0
+    page = (out / "report.md").read_text()
+    assert "| average |  | not paired |" in page and "*not paired: the two entries were not scored on the same" in page
+    again = run(tmp_path, {**grid, "methods": ["average", {"method": "average", "label": "average-2"}]})
+    assert "test_fingerprint" not in again.stderr  # nothing runs now: nothing to pair it with
