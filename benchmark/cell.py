@@ -79,21 +79,21 @@ def checkpoint_key(cell: Cell, origin: dict[str, Any]) -> str:
 
 def checkpoint_epochs(folder: str | Path, cell: Cell, device_kind: str | None) -> int:
     """The epochs of ``cell``'s training that its checkpoint in ``folder`` holds, if the cell will resume from it
-    (its key is the one the cell computes on a ``device_kind`` device); 0 where there is none, it is another's or it
-    cannot be read. For the run's estimate only: the cell itself decides when it starts (``train_network``)."""
+    (read as ``train_network`` reads it, with the key the cell computes on a ``device_kind`` device); 0 where there
+    is none, it is another's or it cannot be read. For the run's estimate only: the cell itself decides."""
     path = Path(folder) / f"{cell.id}.pt"
     if cell.budget is None or not cell.data or device_kind is None or not path.is_file():
         return 0
+    from sepbench.methods.training import _read_checkpoint  # the one definition of a resumable checkpoint
+
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)  # the tensors are not read
         key = checkpoint_key(cell, provenance(get_method(cell.method), cell.data, device_kind))
-        epoch = state["epoch"]
-        if state["key"] == key and state["epochs"] == cell.budget.epochs and isinstance(epoch, int) \
-                and 0 <= epoch <= cell.budget.epochs:
-            return epoch
-    except Exception:  # noqa: BLE001 — damaged, another format, a method gone: the cell starts at epoch 1
-        pass
-    return 0
+    except Exception:  # noqa: BLE001 — a method no longer installed: the cell will say so when it runs
+        return 0
+    quiet = logging.getLogger("sepbench.plan.checkpoints")  # an ignored checkpoint is said by its cell, once
+    quiet.disabled = True
+    state = _read_checkpoint(FitContext(budget=cell.budget, logger=quiet, checkpoint=path, checkpoint_key=key))
+    return 0 if state is None else int(state["epoch"])
 
 
 def checkpoint_file(folder: str | Path, cell_id: str, logger: logging.Logger) -> Path | None:

@@ -58,8 +58,9 @@ def triage(plan: Plan, store: RunStore, *, keep_stale: bool, device_kind: Any,
         missing = model_problem(store.root, cell.id, record) if cell.keep_model else None
         if missing:  # its scores are fine, but the fitted method is asked for and only training makes it
             out.need_model[cell.id] = missing
-        (out.reused if (keep_stale or not reasons) and not missing else out.pending).append(cell)
-        if out.reused and out.reused[-1] is cell and not record.get("test_fingerprint"):
+        reuse = (keep_stale or not reasons) and not missing
+        (out.reused if reuse else out.pending).append(cell)
+        if reuse and not record.get("test_fingerprint"):
             out.unfingerprinted.append(cell)
     by_place = {_place(c.config()): c for c in plan.cells}
     for cell_id in store.recorded_ids():

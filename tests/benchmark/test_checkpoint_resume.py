@@ -21,6 +21,7 @@ import torch
 from sepbench import leaderboard
 from sepbench.cell import checkpoint_epochs, checkpoint_file, checkpoint_key
 from sepbench.grid import parse_grid
+from sepbench.methods.training import CHECKPOINT_FORMAT
 from sepbench.plan import plan_grid
 from sepbench.provenance import provenance
 from sepbench.registry import get_method
@@ -161,13 +162,16 @@ def test_the_runs_estimate_reads_how_many_epochs_a_cells_checkpoint_holds(tmp_pa
     key = checkpoint_key(cell, provenance(get_method(cell.method), cell.data, "cpu"))
     path = tmp_path / f"{cell.id}.pt"
     assert checkpoint_epochs(tmp_path, cell, "cpu") == 0  # none yet
-    torch.save({"key": key, "epoch": 12, "epochs": GRID["train"]["epochs"], "net": {"w": torch.zeros(3)}}, path)
+    saved = {"format": CHECKPOINT_FORMAT, "key": key, "epoch": 12, "epochs": GRID["train"]["epochs"],
+             "net": {"w": torch.zeros(3)}, "optimiser": {}, "schedule": None, "best_loss": 0.5, "best_state": None,
+             "history": [], "elapsed": 1.0, "rng": {}}
+    torch.save(saved, path)
     assert checkpoint_epochs(tmp_path, cell, "cpu") == 12
     assert checkpoint_epochs(tmp_path, cell, "cuda") == 0  # made on another kind of device: the cell restarts
     assert checkpoint_epochs(tmp_path, cell, None) == 0  # the device is unknown (a cluster's): no guess
-    torch.save({"key": "another", "epoch": 12, "epochs": GRID["train"]["epochs"]}, path)
+    torch.save({**saved, "key": "another"}, path)
     assert checkpoint_epochs(tmp_path, cell, "cpu") == 0
-    torch.save({"key": key, "epoch": 12, "epochs": 60}, path)  # another budget
+    torch.save({**saved, "epochs": 60}, path)  # another budget
     assert checkpoint_epochs(tmp_path, cell, "cpu") == 0
     path.write_bytes(b"truncated")
     assert checkpoint_epochs(tmp_path, cell, "cpu") == 0
