@@ -36,6 +36,7 @@ from sepbench.record_times import seconds_before_resume
 from sepbench.registry import get_method, import_plugins, method_origin
 from sepbench.source_sets import cell_images
 from sepbench.sources import load_sources
+from sepbench.training_machines import note_attempt, read_attempts, trained_on
 
 N_EXAMPLES = 5  # the first test mixtures, kept per cell for example figures
 __all__ = ["CellResult", "load_sources", "run_cell", "score_sources"]
@@ -84,15 +85,21 @@ def checkpoint_epochs(folder: str | Path, cell: Cell, device_kind: str | None) -
     path = Path(folder) / f"{cell.id}.pt"
     if cell.budget is None or not cell.data or device_kind is None or not path.is_file():
         return 0
-    from sepbench.methods.training import _read_checkpoint  # the one definition of a resumable checkpoint
-
     try:
         key = checkpoint_key(cell, provenance(get_method(cell.method), cell.data, device_kind))
     except Exception:  # noqa: BLE001 — a method no longer installed: the cell will say so when it runs
         return 0
+    return _resumable_epochs(path, key, cell.budget)
+
+
+def _resumable_epochs(path: Path, key: str, budget: TrainBudget) -> int:
+    """The epochs a checkpoint with ``key`` at ``path`` holds, read as ``train_network`` will read it; 0 where it
+    will not resume from it."""
+    from sepbench.methods.training import _read_checkpoint  # the one definition of a resumable checkpoint
+
     quiet = logging.getLogger("sepbench.plan.checkpoints")  # an ignored checkpoint is said by its cell, once
     quiet.disabled = True
-    state = _read_checkpoint(FitContext(budget=cell.budget, logger=quiet, checkpoint=path, checkpoint_key=key))
+    state = _read_checkpoint(FitContext(budget=budget, logger=quiet, checkpoint=path, checkpoint_key=key))
     return 0 if state is None else int(state["epoch"])
 
 
@@ -154,6 +161,10 @@ def run_cell(cell: Cell, data_dir: str | Path | None = None, device: torch.devic
         if checkpoint_dir is not None and cell.budget is not None:
             ctx.checkpoint = checkpoint_file(checkpoint_dir, cell.id, logger)
             ctx.checkpoint_key = checkpoint_key(cell, meta["provenance"])
+            if ctx.checkpoint is not None:  # which machine trains the epochs after the checkpoint's (if it resumes)
+                note_attempt(ctx.checkpoint, ctx.checkpoint_key,
+                             _resumable_epochs(ctx.checkpoint, ctx.checkpoint_key, cell.budget)
+                             if ctx.checkpoint.is_file() else 0, meta)
         torch.manual_seed(cell.seed)
         t0 = time.perf_counter()
         with no_tf32():  # 'fp32' is fp32 on a GPU too (PyTorch's default lets convolutions use TF32)
@@ -163,6 +174,9 @@ def run_cell(cell: Cell, data_dir: str | Path | None = None, device: torch.devic
             before = seconds_before_resume(method.history_, ctx.resumed_from_epoch)
             meta.update(resumed_from_epoch=ctx.resumed_from_epoch, fit_seconds_before_resume=before,
                         fit_seconds=meta["fit_seconds"] + before)
+            if ctx.checkpoint is not None:
+                meta["trained_on"] = trained_on(read_attempts(ctx.checkpoint), ctx.checkpoint_key,
+                                                ctx.resumed_from_epoch, ctx.budget.epochs, meta)
         t0 = time.perf_counter()
         with no_tf32():
             estimates = method.separate(test.y.to(device, copy=True))  # a copy: test.y is scored and kept below

@@ -3,6 +3,7 @@
     <run>/grid.yaml  manifest.json  run.log  cells/<id>.parquet  cells/<id>.json  examples/<id>.npz
     <run>/models/<id>.safetensors  models/<id>.json   (kept models, when asked for: sepbench.models)
     <run>/checkpoints/<id>.pt   (a training cell's checkpoint while it runs: deleted once its result is written)
+    <run>/checkpoints/<id>.machines.json   (which machine trained after which epoch: sepbench.training_machines)
 
 A run writes only into a new or empty directory or an earlier run's (:func:`foreign_dir_problem`): ``--out .``
 beside a user's own grid.yaml must not rewrite it.
@@ -30,6 +31,7 @@ from sepbench.integrity import CellFiles, damage, is_cell_id, move_aside, read_r
 from sepbench.manifest import read_manifest
 from sepbench.models.files import write_model
 from sepbench.signals import signals_deferred as interrupts_deferred
+from sepbench.training_machines import SUFFIX as MACHINES_SUFFIX
 
 ROW_COLUMNS = ["run", "cell", "method", "label", "scenario", "sigma", "seed", "mixture", "source",
                "mse", "psnr", "ssim", "perm"]
@@ -133,8 +135,9 @@ class RunStore:
     def remove_checkpoint(self, cell_id: str) -> None:
         """Delete a cell's training checkpoint (its result is written: it is not needed again); never fails."""
         if is_cell_id(cell_id):
-            with contextlib.suppress(OSError):
-                (self.checkpoints / f"{cell_id}.pt").unlink(missing_ok=True)
+            for name in (f"{cell_id}.pt", f"{cell_id}{MACHINES_SUFFIX}"):  # the checkpoint, the machines it saw
+                with contextlib.suppress(OSError):
+                    (self.checkpoints / name).unlink(missing_ok=True)
 
     def prune_checkpoints(self, keep: set[str]) -> int:
         """Delete the checkpoints of cells not in ``keep`` (finished, or no longer in the grid), and the folder if it
@@ -148,6 +151,10 @@ class RunStore:
                 if is_cell_id(path.stem) and path.stem not in keep and (path.is_file() or path.is_symlink()):
                     path.unlink(missing_ok=True)
                     count += 1
+            for path in folder.glob(f"*{MACHINES_SUFFIX}"):  # the machines of a checkpoint go with it
+                cell_id = path.name.removesuffix(MACHINES_SUFFIX)
+                if is_cell_id(cell_id) and cell_id not in keep and (path.is_file() or path.is_symlink()):
+                    path.unlink(missing_ok=True)
             if not any(folder.iterdir()):
                 folder.rmdir()
         return count

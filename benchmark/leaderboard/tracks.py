@@ -7,6 +7,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from sepbench.training_machines import machine_names
+
 STILL_FALLING = 0.01  # the last epoch's validation loss below the one before by more than this: not converged
 
 
@@ -31,8 +33,9 @@ TRACKS = (
 
 def cell_facts(meta: dict[str, Any]) -> dict[str, Any]:
     """What the leaderboard reads from a cell's record besides its rows: budget, precision, parameters, fit time
-    (on a CPU: seconds × threads, core-seconds; on a GPU: its seconds, which cores do not measure), the device, the
-    best validation loss and whether it was still falling."""
+    (on a CPU: seconds × threads, core-seconds; on a GPU: its seconds, which cores do not measure), the device (each
+    one, for a cell resumed on another machine: ``trained_on``), the best validation loss and whether it was still
+    falling."""
     budget = meta["config"].get("budget")
     fit = float(meta.get("fit_seconds", 0.0))
     on_gpu = str(meta.get("device") or "cpu").startswith("cuda")
@@ -42,7 +45,7 @@ def cell_facts(meta: dict[str, Any]) -> dict[str, Any]:
     return {"mixtures_seen": budget["mixtures"] * budget["epochs"] if budget else 0,
             "precision": meta.get("precision"), "n_parameters": meta.get("n_parameters"),
             "fit_core_seconds": math.nan if on_gpu else fit * int(meta.get("threads", 1) or 1),
-            "fit_gpu_seconds": fit if on_gpu else math.nan, "device_name": meta.get("device_name"),
+            "fit_gpu_seconds": fit if on_gpu else math.nan, "device_name": machine_names(meta),
             "best_val_loss": min(val) if val else math.nan, "still_falling": bool(falling),
             "trains": budget is not None}
 

@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 import torch
 
-from sepbench import leaderboard
+from sepbench import leaderboard, training_machines
 from sepbench.cell import checkpoint_epochs, checkpoint_file, checkpoint_key
 from sepbench.grid import parse_grid
 from sepbench.methods.training import CHECKPOINT_FORMAT
@@ -51,8 +51,17 @@ def _wait_for_checkpoint(run: Path, proc: subprocess.Popen, timeout: float = 120
     raise AssertionError("no checkpoint was written")
 
 
-def _killed_and_rerun(tmp_path: Path, grid: Path, name: str, *options: str) -> Path:
-    """A run killed (SIGKILL) as soon as its cell has written a checkpoint, then run again to the end."""
+def _moved_to_another_machine(checkpoint: Path) -> None:
+    """The run's first attempt is said to have been on another CPU (as a checkpoint carried to another machine)."""
+    machines = checkpoint.with_name(checkpoint.stem + ".machines.json")
+    (attempt,) = json.loads(machines.read_text())
+    assert attempt["from_epoch"] == 0 and attempt["device_name"] and attempt["host"]  # it trained from epoch 1
+    machines.write_text(json.dumps([{**attempt, "device_name": "CPU: elsewhere", "cpu_capability": "AVX2"}]))
+
+
+def _killed_and_rerun(tmp_path: Path, grid: Path, name: str, *options: str, between=None) -> Path:
+    """A run killed (SIGKILL) as soon as its cell has written a checkpoint, then run again to the end
+    (``between(checkpoint)`` before it is)."""
     run = tmp_path / name
     args = ["run", "--grid", str(grid), "--executor", "local", "--out", str(run), *options]
     with open(tmp_path / f"{name}.log", "wb") as log:
@@ -67,6 +76,8 @@ def _killed_and_rerun(tmp_path: Path, grid: Path, name: str, *options: str) -> P
             proc.kill()
             proc.wait()
     assert checkpoint.is_file() and not list((run / "cells").glob("*.json"))
+    if between is not None:
+        between(checkpoint)
     rerun = bench(*args, cwd=tmp_path, env=ONE_THREAD)
     assert rerun.returncode == 0, rerun.stderr
     assert "resumed from epoch" in rerun.stderr
@@ -86,10 +97,19 @@ def test_a_killed_run_resumes_its_cell_from_the_checkpoint_and_scores_as_an_unin
     assert "resumed_from_epoch" not in reference
     reference_rows = pd.read_parquet(next((tmp_path / "whole" / "cells").glob("*.parquet")))
     # in the driver's process, and in the child process that runs a cell with a time limit
-    for run in (_killed_and_rerun(tmp_path, grid, "run"),
+    for run in (_killed_and_rerun(tmp_path, grid, "run", between=_moved_to_another_machine),
                 _killed_and_rerun(tmp_path, grid, "limited", "--cell-timeout", "600")):
         record = _record(run)
-        assert 1 <= record["resumed_from_epoch"] < GRID["train"]["epochs"]
+        epoch, epochs = record["resumed_from_epoch"], GRID["train"]["epochs"]
+        assert 1 <= epoch < epochs
+        # which epochs ran where: the first attempt's machine up to the checkpoint, this one's after it
+        elsewhere = run.name == "run"
+        assert [(s["epochs"], s["device_name"], s["cpu_capability"]) for s in record["trained_on"]] == [
+            ([1, epoch], "CPU: elsewhere" if elsewhere else record["device_name"],
+             "AVX2" if elsewhere else record["cpu_capability"]),
+            ([epoch + 1, epochs], record["device_name"], record["cpu_capability"])]
+        assert leaderboard.cell_facts(record)["device_name"] == (
+            f"CPU: elsewhere + {record['device_name']}" if elsewhere else record["device_name"])
         # the training time counts the epochs before the kill: the history's elapsed time at the resumed epoch
         before = record["history"][record["resumed_from_epoch"] - 1]["elapsed"]
         assert record["fit_seconds_before_resume"] == before > 0
@@ -175,3 +195,40 @@ def test_the_runs_estimate_reads_how_many_epochs_a_cells_checkpoint_holds(tmp_pa
     assert checkpoint_epochs(tmp_path, cell, "cpu") == 0
     path.write_bytes(b"truncated")
     assert checkpoint_epochs(tmp_path, cell, "cpu") == 0
+
+
+def test_which_epochs_ran_where_is_read_back_from_the_last_attempt_to_the_first(tmp_path: Path) -> None:
+    """An attempt's epochs are those its successors did not train again; another key's attempts (a checkpoint of
+    other code, not resumed) and a missing or damaged file leave epochs unaccounted for, said as such."""
+    checkpoint = tmp_path / "0123456789ab.pt"
+    assert training_machines.read_attempts(checkpoint) == []
+    here = {"device": "cpu", "device_name": "CPU: here", "host": "h", "threads": 1, "status": "not a machine field"}
+    amd, intel = {**here, "device_name": "CPU: AMD"}, {**here, "device_name": "CPU: Intel"}
+    for key, start, machine in (("old", 0, here), ("k", 0, amd), ("k", 3, intel), ("k", 5, amd), ("k", 5, intel)):
+        training_machines.note_attempt(checkpoint, key, start, machine)
+    attempts = training_machines.read_attempts(checkpoint)
+    assert [(a["key"], a["from_epoch"], a["device_name"]) for a in attempts][-2:] == [("k", 5, "CPU: AMD"),
+                                                                                    ("k", 5, "CPU: Intel")]
+    assert "status" not in attempts[0] and attempts[0]["started"]
+    spans = training_machines.trained_on(attempts, "k", 5, 8, here)  # the attempt from 5 on AMD trained nothing
+    assert [(s["epochs"], s["device_name"]) for s in spans] == [([1, 3], "CPU: AMD"), ([4, 5], "CPU: Intel"),
+                                                                ([6, 8], "CPU: here")]
+    assert training_machines.machine_names({"device_name": "CPU: here", "trained_on": spans}) == (
+        "CPU: AMD + CPU: Intel + CPU: here")
+    assert training_machines.machine_names({"device_name": "CPU: here"}) == "CPU: here"
+    unknown = training_machines.trained_on(attempts, "other key", 5, 8, here)
+    assert [(s["epochs"], s["device_name"]) for s in unknown] == [([1, 5], None), ([6, 8], "CPU: here")]
+    assert "not recorded" in unknown[0]["note"]
+    assert training_machines.machine_names({"trained_on": unknown}) == "unrecorded + CPU: here"
+    training_machines.attempts_file(checkpoint).write_text("{damaged")
+    assert training_machines.read_attempts(checkpoint) == []
+    training_machines.note_attempt(checkpoint, "k", 7, here)  # a damaged file is started again, never a crash
+    assert [a["from_epoch"] for a in training_machines.read_attempts(checkpoint)] == [7]
+    store = RunStore(tmp_path / "run")
+    store.root.mkdir()
+    store.checkpoint_folder()
+    for name in ("0123456789ab.pt", "0123456789ab.machines.json", "ba9876543210.pt", "ba9876543210.machines.json"):
+        (store.checkpoints / name).write_bytes(b"x")
+    store.remove_checkpoint("0123456789ab")  # the machines go with their checkpoint
+    assert sorted(p.name for p in store.checkpoints.iterdir()) == ["ba9876543210.machines.json", "ba9876543210.pt"]
+    assert store.prune_checkpoints(set()) == 1 and not store.checkpoints.exists()
