@@ -17,6 +17,7 @@ from sepbench.grid import load_grid
 from sepbench.plan import plan_grid
 from sepbench.provenance import changes, provenance
 from sepbench.registry import get_method
+from sepbench.training_machines import read_attempts, trained_on
 
 ROOT = Path(__file__).resolve().parents[2]
 CURRENT = ["reports/leaderboard/small", "reports/leaderboard/large", "reports/quick", "reports/datasets"]
@@ -53,3 +54,7 @@ def test_the_large_tracks_committed_checkpoints_resume() -> None:
         saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True)["epoch"]
         assert not (root / "cells" / f"{cell.id}.json").is_file()  # a finished cell's checkpoint is deleted
         assert checkpoint_epochs(root / "checkpoints", cell, "cpu") == saved >= 1, path.name
+        # and which machine trained each of its epochs: the record of the cell that resumes it will say so
+        key = torch.load(path, map_location="cpu", weights_only=True, mmap=True)["key"]
+        spans = trained_on(read_attempts(path), key, saved, saved, {})
+        assert [s["epochs"][0] for s in spans][0] == 1 and all(s["device_name"] for s in spans), (path.name, spans)
