@@ -26,6 +26,7 @@ from sepbench.provenance import changes, provenance
 from sepbench.registry import get_method
 from sepbench.sources import set_aside_missing
 from sepbench.store import RunStore
+from sepbench.training_machines import machine_names
 from sepbench.verify.sample import Committed, choose, finished_cells, rebuild
 from sepbench.verify.tolerance import KINDS, METRICS, Tolerance, cell_kind, tolerances_for
 
@@ -110,6 +111,19 @@ def _test_set_line(committed: Committed, rerun: dict[str, Any], failed: list[str
     return f"  test mixtures: identical to the committed ones (fingerprint {old})"
 
 
+def _machine_line(committed: dict[str, Any], rerun: dict[str, Any]) -> str:
+    """Where the committed cell and the rerun ran (device, CPU instruction set): the tolerances bound a rerun on
+    another CPU, and a difference of exactly 0 is expected only on the same one."""
+    def where(record: dict[str, Any]) -> str:
+        name = machine_names(record) or record.get("device") or "unknown"
+        return f"{name} ({record['cpu_capability']})" if record.get("cpu_capability") else str(name)
+
+    old, new = where(committed), where(rerun)
+    if old == new:
+        return f"  machine: {new}, as for the committed cell"
+    return f"  machine: rerun on {new}; the committed cell ran on {old}"
+
+
 def verify_run(run: str | Path, *, count: int | None = None, named: tuple[str, ...] = (), seed: int = 0,
                executor: str = "local", data_dir: str | Path | None = None,
                overrides: dict[str, float] | None = None, out: TextIO | None = None,
@@ -156,6 +170,7 @@ def verify_run(run: str | Path, *, count: int | None = None, named: tuple[str, .
             committed_rows = pd.read_parquet(store.cells / f"{committed.cell_id}.parquet")
             lines, failed = compare(committed, committed_rows, rows, tolerances[committed.cell_id])
             lines.insert(0, _test_set_line(committed, meta, failed))
+            lines.insert(0, _machine_line(committed.record, meta))
             for line in lines:
                 say(line)
             if failed:

@@ -1,7 +1,11 @@
 """How far a rerun's scores may be from the committed ones: one table, by kind of cell, overridable per metric.
 
-The trained rows come from reruns on other CPUs (issue 24): an fp32 ``fcsae-pit`` cell moved +0.13 % in MSE, a
-bf16 ``ligt-spatial-pit`` cell +3.0 % (SSIM −0.013); a cell that trains nothing was bit-identical.
+Every row is a bound for a rerun on another CPU (the test mixtures' floats may differ there by an ulp). The trained
+rows come from such reruns (issue 24): an fp32 ``fcsae-pit`` cell moved +0.13 % in MSE, a bf16 ``ligt-spatial-pit``
+cell +3.0 % (SSIM −0.013). Cells that train nothing were first held to 10⁻⁹ relative, from reruns where they were
+bit-identical (same CPU family); on an Intel Xeon, ``reports/quick`` (made on an AMD EPYC) moved: ``average`` on the
+dual scenario by 1.3·10⁻⁹ relative (Gaussian SSIM), ``ica`` (FastICA: iterations over BLAS) by 6.1·10⁻⁵ relative
+in MSE, 0.0002 dB and 0.0004 in SSIM — so the untrained row bounds them at 0.1 %, 0.01 dB and 0.002 (5–50× those).
 """
 
 from __future__ import annotations
@@ -45,9 +49,8 @@ class Tolerance:
 # recognised: the shipped digit classifier's float32 logits may differ by an ulp between CPUs, so a near-tie can flip
 # and even a cell that trains nothing may see its rate move by a few mixtures (0.01 = 5 of 500)
 TOLERANCES: dict[str, dict[str, Tolerance]] = {
-    "untrained": {"mse": Tolerance(1e-9, relative=True), "psnr": Tolerance(1e-9, relative=True),
-                  "ssim": Tolerance(1e-9, relative=True), "ssim_gauss": Tolerance(1e-9, relative=True),
-                  "recognised": Tolerance(0.01)},
+    "untrained": {"mse": Tolerance(1e-3, relative=True), "psnr": Tolerance(0.01, unit="dB"),
+                  "ssim": Tolerance(0.002), "ssim_gauss": Tolerance(0.002), "recognised": Tolerance(0.01)},
     "fp32": {"mse": Tolerance(0.01, relative=True), "psnr": Tolerance(0.05, unit="dB"),
              "ssim": Tolerance(0.005), "ssim_gauss": Tolerance(0.005), "recognised": Tolerance(0.01)},
     "bf16": {"mse": Tolerance(0.05, relative=True), "psnr": Tolerance(0.25, unit="dB"),

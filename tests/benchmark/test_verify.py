@@ -72,7 +72,9 @@ def test_verify_passes_a_trained_and_an_untrained_cell_and_leaves_the_run_alone(
             assert f"  ok   {ids[label]} {label} · single · σ=0.01 · seed 0 {metric}: committed " in out
     assert out.count("code and versions: as committed") == 2
     assert out.count("  test mixtures: identical to the committed ones (fingerprint ") == 2
-    assert "mse 1e-09 relative" in out and "mse 1 % relative, psnr 0.05 dB absolute, ssim 0.005 absolute" in out
+    assert "mse 0.1 % relative, psnr 0.01 dB absolute, ssim 0.002 absolute" in out
+    assert "mse 1 % relative, psnr 0.05 dB absolute, ssim 0.005 absolute" in out
+    assert out.count("  machine: CPU") == 2 and out.count(", as for the committed cell") == 2  # same machine here
     assert "FAIL" not in out
     assert out.strip().endswith("verify: all 2 cell(s) reproduce within tolerance")
     # one progress line as each cell starts and as it ends
@@ -143,9 +145,10 @@ def test_the_gaussian_ssim_is_compared_where_the_committed_cell_has_it(run_copy,
     assert f"{where} ssim_gauss" not in older.stdout and f"  ok   {where} ssim: committed " in older.stdout
 
 
-def test_an_untrained_cell_must_reproduce_exactly_and_changed_code_is_said(run_copy, tmp_path):
+def test_an_untrained_cell_is_held_closer_than_a_trained_one_and_changed_code_is_said(run_copy, tmp_path):
     run, ids = run_copy
-    forge(run, ids["average"], "ssim", 1 + 1e-6)  # far inside any trained tolerance, not within 1e-9
+    ssim = json.loads((run / "cells" / f"{ids['average']}.json").read_text())["ssim"]
+    forge(run, ids["average"], "ssim", 1 + 0.0035 / ssim)  # +0.0035: inside the fp32 tolerance, not within 0.002
     meta_path = run / "cells" / f"{ids['average']}.json"
     record = json.loads(meta_path.read_text())
     record["provenance"]["code"] = "0000000000000000"
@@ -155,7 +158,8 @@ def test_an_untrained_cell_must_reproduce_exactly_and_changed_code_is_said(run_c
     assert "code and versions DIFFER from the committed cell (a verification against changed code): method code " \
            "0000000000000000 → " in result.stdout
     assert f"  FAIL {ids['average']} average · single · σ=0.01 · seed 0 ssim: " in result.stdout
-    assert "(tolerance 1e-09 relative)" in result.stdout
+    assert "difference 0.0035 (tolerance 0.002 absolute)" in result.stdout
+    assert "  machine: CPU" in result.stdout and "as for the committed cell" in result.stdout
     assert result.stdout.strip().endswith(f"{ids['average']} average · single · σ=0.01 · seed 0: ssim")
 
 
@@ -253,8 +257,12 @@ def test_a_cell_whose_dataset_is_not_here_is_one_line_and_exit_status_2(run_copy
 
 
 def test_the_tolerance_table_and_overrides():
-    assert TOLERANCES["untrained"]["mse"].holds(0.04, 0.04 * (1 + 5e-10))
-    assert not TOLERANCES["untrained"]["mse"].holds(0.04, 0.04 * (1 + 2e-9))
+    # the measurements behind the untrained row: ica from an AMD EPYC to an Intel Xeon (reports/quick)
+    assert TOLERANCES["untrained"]["mse"].holds(0.0770452, 0.0770499)
+    assert TOLERANCES["untrained"]["ssim"].holds(0.240124, 0.239715)
+    assert TOLERANCES["untrained"]["psnr"].holds(11.3061, 11.3059)
+    assert not TOLERANCES["untrained"]["mse"].holds(0.04, 0.04 * 1.0013)  # what an fp32 trained cell may move
+    assert not TOLERANCES["untrained"]["ssim"].holds(0.717, 0.7135)
     # the measurements behind the trained rows (issue 24): fp32 +0.13 % and bf16 +3.0 % pass, bf16's 3 % fails fp32
     assert TOLERANCES["fp32"]["mse"].holds(0.02275, 0.02275 * 1.0013)
     assert TOLERANCES["bf16"]["mse"].holds(0.02275, 0.02343) and not TOLERANCES["fp32"]["mse"].holds(0.02275, 0.02343)
@@ -262,3 +270,16 @@ def test_the_tolerance_table_and_overrides():
     assert Tolerance(0.05, unit="dB").holds(float("inf"), float("inf"))
     assert not Tolerance(0.05, unit="dB").holds(20.0, float("nan"))
     assert parse_tolerances(["mse=0.02", "psnr=0.1"]) == {"mse": 0.02, "psnr": 0.1}
+
+
+def test_the_machine_line_says_where_the_committed_cell_and_the_rerun_ran():
+    from sepbench.verify.command import _machine_line
+
+    intel = {"device": "cpu", "device_name": "CPU: Intel Xeon", "cpu_capability": "AVX512"}
+    amd = {**intel, "device_name": "CPU: AMD EPYC"}
+    assert _machine_line(intel, intel) == "  machine: CPU: Intel Xeon (AVX512), as for the committed cell"
+    assert _machine_line(amd, intel) == ("  machine: rerun on CPU: Intel Xeon (AVX512); the committed cell ran on "
+                                         "CPU: AMD EPYC (AVX512)")
+    resumed = {**intel, "trained_on": [{"epochs": [1, 4], **amd}, {"epochs": [5, 8], **intel}]}  # a resumed cell
+    assert _machine_line(resumed, intel).endswith("the committed cell ran on CPU: AMD EPYC + CPU: Intel Xeon (AVX512)")
+    assert _machine_line({"device": "cuda:0", "device_name": "NVIDIA H200"}, intel).endswith("ran on NVIDIA H200")
