@@ -12,6 +12,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -111,6 +112,24 @@ def _test_set_line(committed: Committed, rerun: dict[str, Any], failed: list[str
     return f"  test mixtures: identical to the committed ones (fingerprint {old})"
 
 
+def pinned_precision(cell: Cell, record: dict[str, Any]) -> Cell:
+    """The cell to rerun: a grid's 'auto' precision pinned to what it resolved to for the committed cell (fp32 on
+    a CPU without bf16 instructions, bf16 with them), so that a rerun on another kind of CPU repeats the committed
+    computation instead of another one."""
+    resolved = record.get("precision")
+    if cell.budget is None or cell.budget.precision != "auto" or resolved not in ("fp32", "bf16"):
+        return cell
+    return replace(cell, budget=replace(cell.budget, precision=resolved))
+
+
+def _precision_line(record: dict[str, Any], cell: Cell) -> str | None:
+    configured = ((record.get("config") or {}).get("budget") or {}).get("precision")
+    if configured != "auto" or cell.budget is None:
+        return None
+    return (f"  precision: the grid asks 'auto', which resolved to {record.get('precision')} for the committed cell; "
+            f"the rerun trains in {cell.budget.precision}")
+
+
 def _machine_line(committed: dict[str, Any], rerun: dict[str, Any]) -> str:
     """Where the committed cell and the rerun ran (device, CPU instruction set): the tolerances bound a rerun on
     another CPU, and a difference of exactly 0 is expected only on the same one."""
@@ -138,6 +157,7 @@ def verify_run(run: str | Path, *, count: int | None = None, named: tuple[str, .
     store.read_manifest()  # not a run directory: UserError
     chosen = choose(store, count, named, seed)
     rebuilt = [(committed, *rebuild(committed, store.root)) for committed in chosen]  # errors before any work
+    rebuilt = [(committed, pinned_precision(cell, committed.record), notes) for committed, cell, notes in rebuilt]
     try:  # the source images each cell needs, here (a dataset that is not: one line, exit 2)
         _, missing = set_aside_missing(Plan(tuple(cell for _, cell, _ in rebuilt), ()), data_dir)
     except UserError as exc:
@@ -159,6 +179,8 @@ def verify_run(run: str | Path, *, count: int | None = None, named: tuple[str, .
         row = ", ".join(f"{m} {t.describe()}" for m, t in tolerances[committed.cell_id].items())
         say(f"cell {committed.cell_id} {committed.describe()}: {KINDS[kind]}; tolerances: {row}")
         say(_provenance_line(committed, cell, notes))
+        if (line := _precision_line(committed.record, cell)) is not None:
+            say(line)
     with tempfile.TemporaryDirectory(prefix="bench-verify-") as tmp:
         results = _rerun([cell for _, cell, _ in rebuilt], Path(tmp) / "run", executor, data_dir, progress_stream)
         for committed, cell, _ in rebuilt:

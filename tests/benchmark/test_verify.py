@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from sepbench.grid import parse_grid
+from sepbench.plan import plan_grid
 from sepbench.runner import run_grid
 from sepbench.store import RunStore
 from sepbench.verify.sample import choose
@@ -283,3 +284,27 @@ def test_the_machine_line_says_where_the_committed_cell_and_the_rerun_ran():
     resumed = {**intel, "trained_on": [{"epochs": [1, 4], **amd}, {"epochs": [5, 8], **intel}]}  # a resumed cell
     assert _machine_line(resumed, intel).endswith("the committed cell ran on CPU: AMD EPYC + CPU: Intel Xeon (AVX512)")
     assert _machine_line({"device": "cuda:0", "device_name": "NVIDIA H200"}, intel).endswith("ran on NVIDIA H200")
+
+
+def test_a_cell_of_auto_precision_is_rerun_at_the_precision_it_resolved_to(tmp_path):
+    """'auto' resolves to bf16 on a CPU with bf16 instructions and to fp32 without: the rerun repeats the committed
+    cell's resolved precision, not this CPU's (a run committed from a CPU without bf16, verified on one with it)."""
+    from sepbench.verify.command import pinned_precision
+
+    grid = {**GRID, "methods": [{"method": "fcsae", "params": {"hidden": 64}, "train": {"precision": "auto"}}]}
+    out = tmp_path / "run"
+    assert run_grid(parse_grid(grid, "auto.yaml"), out=out, executor="local", progress_stream=io.StringIO()) == 0
+    (cell_id,) = [c["id"] for c in json.loads((out / "manifest.json").read_text())["cells"]]
+    resolved = json.loads((out / "cells" / f"{cell_id}.json").read_text())["precision"]
+    assert resolved in ("fp32", "bf16")
+    result = bench_here("verify", str(out), "--cell", cell_id, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (f"  precision: the grid asks 'auto', which resolved to {resolved} for the committed cell; the rerun "
+            f"trains in {resolved}") in result.stdout
+    (cell,) = plan_grid(parse_grid(grid, "auto.yaml")).cells
+    assert cell.budget.precision == "auto"
+    for committed in ("fp32", "bf16"):
+        assert pinned_precision(cell, {"precision": committed}).budget.precision == committed
+    assert pinned_precision(cell, {}).budget.precision == "auto"  # a record that does not say: as configured
+    (untrained,) = plan_grid(parse_grid({**GRID, "methods": ["average"]}, "avg.yaml")).cells
+    assert pinned_precision(untrained, {"precision": None}) is untrained
