@@ -22,6 +22,7 @@ from sepbench.devices import place
 from sepbench.errors import UserError
 from sepbench.executors import make_executor
 from sepbench.plan import Cell, Plan
+from sepbench.precision import bf16_supported
 from sepbench.progress import RunProgress
 from sepbench.provenance import changes, provenance
 from sepbench.registry import get_method
@@ -126,8 +127,11 @@ def _precision_line(record: dict[str, Any], cell: Cell) -> str | None:
     configured = ((record.get("config") or {}).get("budget") or {}).get("precision")
     if configured != "auto" or cell.budget is None:
         return None
+    slow = ""
+    if cell.budget.precision == "bf16" and not bf16_supported(place(cell.resources.gpu).device):
+        slow = " (emulated here, without bf16 instructions: 9–20× slower than fp32, docs/performance.md)"
     return (f"  precision: the grid asks 'auto', which resolved to {record.get('precision')} for the committed cell; "
-            f"the rerun trains in {cell.budget.precision}")
+            f"the rerun trains in {cell.budget.precision}{slow}")
 
 
 def _machine_line(committed: dict[str, Any], rerun: dict[str, Any]) -> str:
