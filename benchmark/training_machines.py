@@ -24,6 +24,11 @@ SUFFIX = ".machines.json"
 MACHINE_FIELDS = ("device", "device_name", "cpu_capability", "cpu_bf16", "gpu_ids", "host", "torch", "threads")
 
 
+def _machine(record: dict[str, Any]) -> dict[str, Any]:
+    """The machine fields of a cell record or an attempt line."""
+    return {name: record[name] for name in MACHINE_FIELDS if name in record}
+
+
 def attempts_file(checkpoint: str | Path) -> Path:
     """``<cell id>.machines.json`` beside the checkpoint ``<cell id>.pt``."""
     checkpoint = Path(checkpoint)
@@ -47,7 +52,7 @@ def note_attempt(checkpoint: str | Path, key: str, from_epoch: int, meta: dict[s
     """Add this attempt (training after epoch ``from_epoch``, on the machine ``meta`` describes) to the file beside
     ``checkpoint``; never fails (a file that cannot be written costs the attribution, not the cell)."""
     entry = {"key": key, "from_epoch": int(from_epoch), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-             **{name: meta[name] for name in MACHINE_FIELDS if name in meta}}
+             **_machine(meta)}
     with contextlib.suppress(OSError):
         atomic_write(attempts_file(checkpoint), json.dumps([*read_attempts(checkpoint), entry], indent=1).encode())
 
@@ -57,16 +62,14 @@ def trained_on(attempts: list[dict[str, Any]], key: str, resumed_from: int, epoc
     """Which epochs of a cell resumed after epoch ``resumed_from`` (of ``epochs``) ran on which machine: the last
     epochs on this one (``meta``), the earlier ones on the attempts with this checkpoint ``key`` that trained them,
     first epoch first. Each item: ``epochs`` [first, last] and the machine's fields."""
-    this = {name: meta[name] for name in MACHINE_FIELDS if name in meta}
-    spans = [{"epochs": [resumed_from + 1, epochs], **this}] if epochs > resumed_from else []
+    spans = [{"epochs": [resumed_from + 1, epochs], **_machine(meta)}] if epochs > resumed_from else []
     boundary = resumed_from
     for attempt in reversed([a for a in attempts if a.get("key") == key]):
         if boundary == 0:
             break
         if attempt["from_epoch"] < boundary:  # it trained epochs from_epoch+1 … boundary, which later ones kept
-            machine = {name: attempt[name] for name in MACHINE_FIELDS if name in attempt}
             note = {"note": attempt["note"]} if isinstance(attempt.get("note"), str) else {}
-            spans.insert(0, {"epochs": [attempt["from_epoch"] + 1, boundary], **machine, **note})
+            spans.insert(0, {"epochs": [attempt["from_epoch"] + 1, boundary], **_machine(attempt), **note})
             boundary = attempt["from_epoch"]
     if boundary > 0:
         spans.insert(0, {"epochs": [1, boundary], "device_name": None,
